@@ -1,0 +1,85 @@
+"""Typed errors with actionable messages.
+
+Each error says what was expected, what was found and what to do. Bad items become
+data (an error on that item); structural misuse raises.
+"""
+
+from __future__ import annotations
+
+
+class FramesiftError(Exception):
+    """Base class of every error framesift raises on purpose."""
+
+    code = "framesift_error"
+
+
+class VideoError(FramesiftError):
+    """A video could not be used. ``path`` names the file."""
+
+    code = "video_error"
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{self.path}: {message}")
+
+
+class VideoNotFoundError(VideoError):
+    code = "video_not_found"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, "no such file. Check the path (relative paths are resolved "
+                               "from the current directory).")
+
+
+class NotAVideoError(VideoError):
+    code = "not_a_video"
+
+    def __init__(self, path: str, detail: str = "") -> None:
+        super().__init__(path, "not a readable media container"
+                         + (f" ({detail})" if detail else "")
+                         + ". Expected a video file such as MP4, MOV, MKV or WebM.")
+
+
+class NoVideoStreamError(VideoError):
+    code = "no_video_stream"
+
+    def __init__(self, path: str, found: str) -> None:
+        super().__init__(path, f"the container has no video stream (found: {found or 'nothing'}). "
+                               "Pass a file that contains video, not only audio or subtitles.")
+
+
+class EmptyVideoError(VideoError):
+    code = "empty_video"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, "the video stream has zero frames. Re-export or re-upload the video.")
+
+
+class UnsupportedCodecError(VideoError):
+    code = "unsupported_codec"
+
+    def __init__(self, path: str, codec: str) -> None:
+        super().__init__(path, f"no decoder for video codec '{codec}'. Transcode it to H.264, "
+                               "H.265, VP9 or AV1 (e.g. ffmpeg -i in -c:v libx264 out.mp4).")
+
+
+class CorruptVideoError(VideoError):
+    code = "corrupt_video"
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(path, f"truncated or corrupt video stream ({detail}). "
+                               "Re-export or re-upload the complete file.")
+
+
+class AbsurdDimensionsError(VideoError):
+    code = "absurd_dimensions"
+
+    def __init__(self, path: str, width: int, height: int, limits: str) -> None:
+        super().__init__(path, f"frame size {width}x{height} is outside the supported range "
+                               f"({limits}).")
+
+
+class InvalidParameterError(FramesiftError, ValueError):
+    """A parameter given by the user is out of range or malformed."""
+
+    code = "invalid_parameter"

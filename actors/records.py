@@ -1,0 +1,145 @@
+"""Typed records exchanged between units. They validate themselves on construction."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from typing import Any, Iterator, Sequence
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRange:
+    """Half-open range of frame indices ``[start, stop)``, behaving like ``range``."""
+
+    start: int
+    stop: int
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.start, int) and isinstance(self.stop, int)):
+            raise TypeError(f"FrameRange bounds must be ints, got {self.start!r}, {self.stop!r}")
+        if self.start < 0 or self.stop < self.start:
+            raise ValueError(f"FrameRange needs 0 <= start <= stop, got [{self.start}, {self.stop})")
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start, self.stop))
+
+    def __contains__(self, index: object) -> bool:
+        return isinstance(index, int) and self.start <= index < self.stop
+
+    def as_slice(self) -> slice:
+        return slice(self.start, self.stop)
+
+    def with_predecessor(self) -> "FrameRange":
+        """The range extended one frame back (for flow continuity), clamped at frame 0."""
+        return FrameRange(max(0, self.start - 1), self.stop)
+
+
+@dataclass(frozen=True)
+class FrameIndex:
+    """Presentation-order pts of every frame of a stream, and which frames are keyframes.
+
+    Built by demuxing (no decoding). Frame ``i`` is the i-th frame in presentation order;
+    this is what makes exact seeks possible with B-frames and variable frame rate.
+    """
+
+    pts: tuple[int, ...]
+    keyframes: tuple[int, ...]
+    time_base: Fraction
+
+    def __post_init__(self) -> None:
+        if any(b <= a for a, b in zip(self.pts, self.pts[1:])):
+            raise ValueError("FrameIndex.pts must be strictly increasing")
+        if not self.keyframes or self.keyframes[0] != 0:
+            object.__setattr__(self, "keyframes", (0, *[k for k in self.keyframes if k != 0]))
+
+    def __len__(self) -> int:
+        return len(self.pts)
+
+    def time_s(self, index: int) -> float:
+        """Seconds from the first frame to frame ``index``."""
+        return float((self.pts[index] - self.pts[0]) * self.time_base)
+
+    def keyframe_at_or_before(self, index: int) -> int:
+        return self.keyframes[bisect.bisect_right(self.keyframes, index) - 1]
+
+    def position_of(self, pts: int) -> int | None:
+        i = bisect.bisect_left(self.pts, pts)
+        return i if i < len(self.pts) and self.pts[i] == pts else None
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What ``probe`` learns about a video. ``index`` is kept out of ``summary()``."""
+
+    path: str
+    frame_count: int
+    avg_fps: float
+    variable_fps: bool
+    width: int
+    height: int
+    duration_s: float
+    codec: str
+    rotation: int
+    index: FrameIndex = field(repr=False, compare=False)
+
+    def summary(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("index")
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class FrameScore:
+    """Metrics of one frame. Motion is in source pixels per frame."""
+
+    frame_index: int
+    pts: int
+    time_s: float
+    sharpness: float
+    motion: float
+
+
+@dataclass(frozen=True, slots=True)
+class GlintMetrics:
+    """Specular highlights: bright, unsaturated pixels."""
+
+    share: float  # fraction of pixels that are specular highlights
+    blob_count: int
+    largest_blob_area_px: int
+    largest_blob_share: float
+    largest_blob_center: tuple[float, float] | None  # (x, y), normalised to 0..1
+    largest_blob_bbox: tuple[int, int, int, int] | None  # x, y, w, h in pixels
+
+
+@dataclass(frozen=True)
+class GoldenFrame:
+    """A picked frame with everything known about it and where it was stored."""
+
+    rank: int
+    frame_index: int
+    time_s: float
+    sharpness: float
+    motion: float
+    still: bool
+    width: int
+    height: int
+    glint: GlintMetrics
+    key: str
+    uri: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def scores_by_index(scores: Sequence[FrameScore]) -> dict[int, FrameScore]:
+    """Key scores by frame index, refusing contradictory duplicates."""
+    out: dict[int, FrameScore] = {}
+    for s in scores:
+        prev = out.setdefault(s.frame_index, s)
+        if prev != s:
+            raise ValueError(f"two different scores for frame {s.frame_index}: {prev} vs {s}")
+    return out

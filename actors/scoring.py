@@ -1,0 +1,189 @@
+"""Per-frame sharpness and motion.
+
+* sharpness: variance of the Laplacian (CV_64F) of the grayscale (luma) frame resized so its
+  longer side is ``analysis_long_side`` pixels (640 by default). A fixed analysis size makes
+  scores comparable across source resolutions.
+* motion: mean optical-flow magnitude between a frame and its predecessor, computed at the
+  analysis size and converted to source pixels. Frame 0 has no predecessor: it gets the motion
+  of frame 1 (the flow between frames 0 and 1 describes both), or 0.0 in a one-frame video.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+from actors.errors import VideoError
+from actors.records import FrameIndex, FrameRange, FrameScore
+from actors.video import iter_frames, luma
+
+FlowMethod = Literal["dis", "farneback"]
+DisPreset = Literal["ultrafast", "fast", "medium"]
+
+_DIS_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+
+def laplacian_variance(gray: np.ndarray) -> float:
+    """Sharpness: variance of the 64-bit Laplacian of a grayscale image."""
+    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+
+
+def flow_magnitude(flow: np.ndarray) -> float:
+    """Mean length of the flow vectors of an (H, W, 2) flow field."""
+    return float(np.mean(np.hypot(flow[..., 0], flow[..., 1])))
+
+
+def analysis_size(width: int, height: int, long_side: int = 640) -> tuple[int, int]:
+    """(w, h) with the longer side equal to ``long_side``, aspect kept, both even."""
+    scale = long_side / max(width, height)
+    w = max(2, int(round(width * scale / 2)) * 2)
+    h = max(2, int(round(height * scale / 2)) * 2)
+    return w, h
+
+
+class FlowEstimator:
+    """Dense optical flow between two grayscale frames: DIS (default) or Farneback."""
+
+    def __init__(self, method: FlowMethod = "dis", dis_preset: DisPreset = "fast") -> None:
+        if method == "dis":
+            if dis_preset not in _DIS_PRESETS:
+                raise ValueError(f"dis_preset must be one of {sorted(_DIS_PRESETS)}, got {dis_preset!r}")
+            self._dis = cv2.DISOpticalFlow.create(_DIS_PRESETS[dis_preset])
+        elif method != "farneback":
+            raise ValueError(f"flow method must be 'dis' or 'farneback', got {method!r}")
+        self.method = method
+
+    def __call__(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        if self.method == "dis":
+            return self._dis.calc(prev, cur, None)
+        return cv2.calcOpticalFlowFarneback(prev, cur, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    """Settings of the chunk scorer. ``cpus`` is what the unit asks of its worker."""
+
+    analysis_long_side: int = 640
+    flow: FlowMethod = "dis"
+    dis_preset: DisPreset = "fast"
+    cpus: float = 1.0
+    decode_threads: int = 1
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """One unit of scoring work: frames ``frames`` of one video."""
+
+    video_id: str
+    path: str
+    frames: FrameRange
+    index: FrameIndex = field(repr=False)
+    width: int
+    height: int
+
+    def to_row(self) -> dict[str, Any]:
+        """Arrow-friendly row (plain columns) for Ray Data."""
+        return {"video_id": self.video_id, "path": self.path, "start": self.frames.start,
+                "stop": self.frames.stop, "width": self.width, "height": self.height,
+                "pts": list(self.index.pts), "keyframes": list(self.index.keyframes),
+                "tb_num": self.index.time_base.numerator, "tb_den": self.index.time_base.denominator}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "ChunkTask":
+        index = FrameIndex(tuple(int(p) for p in row["pts"]), tuple(int(k) for k in row["keyframes"]),
+                           Fraction(int(row["tb_num"]), int(row["tb_den"])))
+        return cls(str(row["video_id"]), str(row["path"]), FrameRange(int(row["start"]), int(row["stop"])),
+                   index, int(row["width"]), int(row["height"]))
+
+
+class ChunkScorer:
+    """Scores the frames of a chunk. Holds at most two analysis-size frames at a time."""
+
+    def __init__(self, config: ScorerConfig = ScorerConfig()) -> None:
+        self.config = config
+        self._flow: FlowEstimator | None = None
+
+    def setup(self) -> None:
+        cv2.setNumThreads(max(1, int(self.config.cpus)))
+        self._flow = FlowEstimator(self.config.flow, self.config.dis_preset)
+
+    def score(self, task: ChunkTask) -> list[FrameScore]:
+        """Decode ``[start-1, stop)`` and score ``[start, stop)`` (frame 0: see module doc)."""
+        if self._flow is None:
+            self.setup()
+        assert self._flow is not None
+        size = analysis_size(task.width, task.height, self.config.analysis_long_side)
+        to_source_px = max(task.width, task.height) / max(size)
+        index = task.index
+        scores: list[FrameScore] = []
+        prev: np.ndarray | None = None
+        for i, frame in iter_frames(task.path, task.frames.with_predecessor(), index,
+                                    threads=self.config.decode_threads):
+            gray = cv2.resize(luma(frame), size, interpolation=cv2.INTER_AREA)
+            if prev is not None:
+                motion = flow_magnitude(self._flow(prev, gray)) * to_source_px
+            else:
+                motion = float("nan")  # frame 0 (or the look-back frame): filled below
+            if i >= task.frames.start:
+                scores.append(FrameScore(i, index.pts[i], index.time_s(i),
+                                         laplacian_variance(gray), motion))
+            prev = gray
+        if scores and scores[0].frame_index == 0:
+            first = scores[0]
+            motion0 = scores[1].motion if len(scores) > 1 else (
+                self._motion_of_frame1(task) if len(index) > 1 else 0.0)
+            scores[0] = FrameScore(0, first.pts, first.time_s, first.sharpness, motion0)
+        return scores
+
+    def _motion_of_frame1(self, task: ChunkTask) -> float:
+        """Motion of frame 1, for a chunk that holds frame 0 only."""
+        one = ChunkTask(task.video_id, task.path, FrameRange(1, 2), task.index, task.width, task.height)
+        return self.score(one)[0].motion
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Ray Data batch of ``ChunkTask.to_row()`` rows -> one row per scored frame (or error)."""
+        n = len(batch["video_id"])
+        tasks = [ChunkTask.from_row({k: v[i] for k, v in batch.items()}) for i in range(n)]
+        return scores_to_columns([self.score_or_error(t) for t in tasks])
+
+    def score_or_error(self, task: ChunkTask) -> tuple[ChunkTask, list[FrameScore] | Exception]:
+        try:
+            return task, self.score(task)
+        except VideoError as exc:  # a bad video becomes data, the other videos go on
+            return task, exc
+
+
+SCORE_COLUMNS = ("video_id", "frame_index", "pts", "time_s", "sharpness", "motion", "error",
+                 "error_code")
+
+
+def scores_to_columns(results: list[tuple[ChunkTask, list[FrameScore] | Exception]]) -> dict[str, np.ndarray]:
+    rows: dict[str, list[Any]] = {c: [] for c in SCORE_COLUMNS}
+    for task, outcome in results:
+        if isinstance(outcome, Exception):
+            for c, v in zip(SCORE_COLUMNS, (task.video_id, -1, 0, 0.0, 0.0, 0.0, str(outcome),
+                                            getattr(outcome, "code", "video_error"))):
+                rows[c].append(v)
+            continue
+        for s in outcome:
+            for c, v in zip(SCORE_COLUMNS, (task.video_id, s.frame_index, s.pts, s.time_s,
+                                            s.sharpness, s.motion, "", "")):
+                rows[c].append(v)
+    return {
+        "video_id": np.asarray(rows["video_id"], dtype=object),
+        "frame_index": np.asarray(rows["frame_index"], dtype=np.int64),
+        "pts": np.asarray(rows["pts"], dtype=np.int64),
+        "time_s": np.asarray(rows["time_s"], dtype=np.float64),
+        "sharpness": np.asarray(rows["sharpness"], dtype=np.float64),
+        "motion": np.asarray(rows["motion"], dtype=np.float64),
+        "error": np.asarray(rows["error"], dtype=object),
+        "error_code": np.asarray(rows["error_code"], dtype=object),
+    }

@@ -1,0 +1,1 @@
+"""Ray Data pipelines, the planner, the reducer, the stores and the CLI."""

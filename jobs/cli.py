@@ -1,0 +1,173 @@
+"""The ``framesift`` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from tqdm import tqdm
+
+from actors.errors import FramesiftError
+from jobs.golden import GoldenParams, GoldenResult, Hooks, VideoJob, run_golden
+from jobs.settings import Settings
+from jobs.store import LocalStore, scan_id_from_path
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="framesift: distributed golden-frame selection and video processing on Ray.")
+err = Console(stderr=True)
+out = Console()
+
+
+def fail(message: str, code: int = 2) -> None:
+    """One-line error and exit code 2 (bad input) or 1 (job failure)."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+        raise  # unreachable
+
+
+def _jobs(videos: list[Path], scan_id: str | None, item_type: str | None) -> list[VideoJob]:
+    if scan_id and len(videos) > 1:
+        fail("--scan-id names one video; with several videos each gets its file name as scan id")
+    jobs = []
+    for v in videos:
+        try:
+            jobs.append(VideoJob(str(v.absolute()), scan_id or scan_id_from_path(v), item_type))
+        except FramesiftError as exc:
+            fail(str(exc))
+    ids = [j.scan_id for j in jobs]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        fail(f"several videos map to scan id(s) {', '.join(dupes)}: rename them or run them apart")
+    return jobs
+
+
+def print_results(results: list[GoldenResult]) -> None:
+    for r in results:
+        if not r.ok:
+            err.print(f"[red]failed[/] {r.scan_id}: {r.error}", highlight=False, soft_wrap=True)
+            continue
+        m = r.manifest or {}
+        sel = m.get("selection", {})
+        out.print(f"[green]{r.scan_id}[/]: {len(m.get('golden_frames', []))} golden frames -> "
+                  f"{Path(r.location or '').parent}", highlight=False)
+        for note in sel.get("notes", []):
+            out.print(f"  [yellow]note:[/] {note}", highlight=False)
+        table = Table(show_edge=False)
+        for col in ("rank", "frame", "time s", "sharpness", "motion px", "still", "glint %", "file"):
+            table.add_column(col, justify="right" if col not in ("still", "file") else "left")
+        for g in m.get("golden_frames", []):
+            table.add_row(str(g["rank"]), str(g["frame_index"]), f"{g['time_s']:.3f}",
+                          f"{g['sharpness']:.1f}", f"{g['motion']:.3f}", "yes" if g["still"] else "NO",
+                          f"{100 * g['glint']['share']:.2f}", g["key"])
+        out.print(table)
+
+
+@app.command()
+def golden(
+    videos: Annotated[list[Path], typer.Argument(help="video files to analyse")],
+    top_k: Annotated[Optional[int], typer.Option(help="golden frames per video [5]")] = None,
+    min_gap_s: Annotated[Optional[float], typer.Option(help="seconds between picks [0.5]")] = None,
+    motion_max: Annotated[Optional[float], typer.Option(help="stillness bar in source px [1.0]")] = None,
+    flow: Annotated[Optional[str], typer.Option(help="dis or farneback [dis]")] = None,
+    workers: Annotated[Optional[str], typer.Option(help="'auto' or chunks per video [auto]")] = None,
+    executor: Annotated[Optional[str], typer.Option(help="tasks or actors [tasks]")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="local store root [output]")] = None,
+    scan_id: Annotated[Optional[str], typer.Option(help="scan id (one video); default: file name")] = None,
+    item_type: Annotated[Optional[str], typer.Option(help="free-form item type for the manifest")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray address; default: private local Ray")] = None,
+    num_cpus: Annotated[Optional[int], typer.Option(help="CPUs of the private local Ray")] = None,
+    image_format: Annotated[Optional[str], typer.Option(help="jpeg or png [jpeg]")] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Pick the sharpest still frames of each video and store them with their metrics."""
+    settings = _settings(top_k=top_k, min_gap_s=min_gap_s, motion_max=motion_max, flow=flow,
+                         workers=workers, executor=executor,
+                         out_dir=str(out_dir) if out_dir else None, ray_address=address,
+                         num_cpus=num_cpus, image_format=image_format)
+    jobs = _jobs(videos, scan_id, item_type)
+    params = GoldenParams.from_settings(settings)
+    store = LocalStore(settings.out_dir)
+    bar: tqdm | None = None
+
+    def on_planned(scan: str, info, plan) -> None:  # noqa: ANN001 - hook signature
+        nonlocal bar
+        err.print(f"{scan}: {info.frame_count} frames {info.width}x{info.height} "
+                  f"@ {info.avg_fps:.2f} fps -> {len(plan.chunks)} chunk(s) ({plan.reason})",
+                  highlight=False, soft_wrap=True)
+        if progress:
+            if bar is None:
+                bar = tqdm(total=info.frame_count, unit="frame", desc="scoring", file=sys.stderr,
+                           dynamic_ncols=True)
+            else:
+                bar.total += info.frame_count
+                bar.refresh()
+
+    def on_frames(_scan: str, n: int) -> None:
+        if bar is not None:
+            bar.update(n)
+
+    try:
+        results = run_golden(jobs, params, store, address=settings.ray_address,
+                             num_cpus=settings.num_cpus,
+                             hooks=Hooks(on_planned=on_planned, on_frames=on_frames))
+    finally:
+        if bar is not None:
+            bar.close()
+    print_results(results)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        if len(failed) == len(results) and len(failed) == 1:
+            fail(failed[0].error or "failed", 2 if failed[0].error_code != "job_failed" else 1)
+        raise typer.Exit(2)
+
+
+@app.command("sample-video")
+def sample_video(
+    path: Annotated[Path, typer.Argument(help="where to write the MP4")],
+    seconds: Annotated[float, typer.Option(help="duration")] = 10.0,
+    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT")] = "1280x720",
+    fps: Annotated[int, typer.Option(help="frames per second")] = 30,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    bframes: Annotated[int, typer.Option(help="H.264 B-frames")] = 2,
+    gop: Annotated[int, typer.Option(help="maximum keyframe interval")] = 60,
+    vfr: Annotated[bool, typer.Option(help="variable frame rate")] = False,
+) -> None:
+    """Write a synthetic scan video and its ground truth (<path>.truth.json)."""
+    from actors.synthetic import make_sample_video, truth_path
+
+    try:
+        w, h = (int(x) for x in size.lower().split("x"))
+        truth = make_sample_video(path, seconds=seconds, size=(w, h), fps=fps, seed=seed,
+                                  bframes=bframes, gop=gop, variable_fps=vfr)
+    except ValueError as exc:
+        fail(f"bad sample-video option: {exc}")
+        return
+    sharp = sum(1 for w_ in truth.windows if w_.kind == "sharp_still")
+    out.print(f"wrote {path} ({truth.frame_count} frames, {truth.width}x{truth.height}, "
+              f"{sharp} sharp+still windows) and {truth_path(path)}", highlight=False)
+
+
+def golden_entrypoint() -> None:
+    """``python -m jobs.golden``: the golden command alone (for ``ray job submit``)."""
+    typer.run(golden)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""Connect to Ray: a given cluster address, or a private local Ray started on demand."""
+
+from __future__ import annotations
+
+import logging
+
+import ray
+from ray.data import DataContext
+
+log = logging.getLogger(__name__)
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True) -> int:
+    """Initialise Ray once per process and return the cluster's CPU count.
+
+    Without ``address`` a private local cluster is started (``address="local"``), so a stale
+    ``/tmp/ray/ray_current_cluster`` never makes us join someone else's cluster.
+    """
+    if not ray.is_initialized():
+        level = logging.ERROR if quiet else logging.INFO
+        if quiet:  # keep the CLI's output to the progress bar and the result
+            for name in ("ray", "ray.data", "ray.serve"):
+                logging.getLogger(name).setLevel(logging.ERROR)
+        if address:
+            ray.init(address=address, log_to_driver=False, logging_level=level)
+        else:
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                     log_to_driver=False, logging_level=level)
+        ctx = DataContext.get_current()
+        ctx.enable_progress_bars = False  # framesift draws its own frames/fps/ETA bar
+        ctx.print_on_execution_start = False
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
