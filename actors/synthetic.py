@@ -136,6 +136,7 @@ def make_sample_video(path: str | Path, *, seconds: float = 10.0, size: tuple[in
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = tb
+        stream.codec_context.time_base = tb
         stream.codec_context.gop_size = gop
         stream.options = {"bf": str(bframes), "crf": "18", "preset": "veryfast"}
         pts = 0

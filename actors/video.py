@@ -57,6 +57,8 @@ def _open(path: str) -> av.container.InputContainer:
         raise NotAVideoError(path, "it is a directory" if p.is_dir() else "not a regular file")
     try:
         return av.open(str(p), mode="r")
+    except av.error.EOFError as exc:
+        raise CorruptVideoError(path, "the file ends before its stream headers") from exc
     except av.error.InvalidDataError as exc:
         if b"moov" in _tail_hint(p):  # an MP4 whose index never got written: cut short
             raise CorruptVideoError(path, "MP4 index (moov atom) missing") from exc
@@ -78,6 +80,8 @@ def _tail_hint(p: Path) -> bytes:
 
 def _video_stream(container: av.container.InputContainer, path: str) -> av.video.stream.VideoStream:
     streams = container.streams.video
+    if not container.streams:
+        raise EmptyVideoError(path)
     if not streams:
         found = ", ".join(sorted({s.type for s in container.streams}))
         raise NoVideoStreamError(path, found)

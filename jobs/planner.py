@@ -49,6 +49,10 @@ class ChunkPlan:
         return data
 
 
+# Tried per chunk count: how far (x chunk length) a start may move to sit after a keyframe.
+_SNAP_TOLERANCES = (0.0, 0.125, 0.25, 0.5)
+
+
 def baseline_workers(frame_count: int) -> int:
     """The previous system's rule, kept for comparison in every plan."""
     return min(10, max(2, frame_count // 30))
@@ -64,14 +68,16 @@ def _lookback(chunks: list[FrameRange], index: FrameIndex | None) -> int:
     return total
 
 
-def _boundaries(n: int, frame_count: int, index: FrameIndex | None, min_frames: int) -> list[FrameRange]:
-    """n ranges of about equal length; starts moved to keyframe+1 when one is near."""
+def _boundaries(n: int, frame_count: int, index: FrameIndex | None, min_frames: int,
+                snap: float = 0.25) -> list[FrameRange]:
+    """n ranges of about equal length; a start moves to keyframe+1 when one lies within
+    ``snap`` x chunk length of it."""
     ideal = [round(j * frame_count / n) for j in range(n + 1)]
     starts = [0]
-    tolerance = max(1, frame_count // (4 * n))
+    tolerance = int(snap * frame_count / n)
     for b in ideal[1:-1]:
         best = b
-        if index is not None:
+        if index is not None and tolerance > 0:
             candidates = [k + 1 for k in index.keyframes if abs(k + 1 - b) <= tolerance]
             if candidates:
                 best = min(candidates, key=lambda s: (abs(s - b), s))
@@ -115,7 +121,8 @@ def plan_chunks(frame_count: int, width: int, height: int, *, cpus: int,
                   if work_s < cost.min_split_work_s else
                   f"one chunk: fewer than 2 x {min_frames_per_chunk} frames")
     else:
-        options = [_boundaries(n, frame_count, index, min_frames_per_chunk)
+        options = [min((_boundaries(n, frame_count, index, min_frames_per_chunk, snap)
+                        for snap in _SNAP_TOLERANCES), key=wall)
                    for n in range(1, min(most, cpus * 2) + 1)]
         best = min(options, key=wall)
         for option in options:  # fewest chunks within 5% of the best

@@ -10,7 +10,8 @@ from ray.data import DataContext
 log = logging.getLogger(__name__)
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True) -> int:
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True,
+               temp_dir: str | None = None) -> int:
     """Initialise Ray once per process and return the cluster's CPU count.
 
     Without ``address`` a private local cluster is started (``address="local"``), so a stale
@@ -25,7 +26,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, quiet: b
             ray.init(address=address, log_to_driver=False, logging_level=level)
         else:
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-                     log_to_driver=False, logging_level=level)
+                     log_to_driver=False, logging_level=level, _temp_dir=temp_dir)
         ctx = DataContext.get_current()
         ctx.enable_progress_bars = False  # framesift draws its own frames/fps/ETA bar
         ctx.print_on_execution_start = False
