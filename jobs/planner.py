@@ -104,11 +104,17 @@ def plan_chunks(frame_count: int, width: int, height: int, *, cpus: int,
     work_s = frame_count * frame_s
     most = max(1, min(max_workers, frame_count // min_frames_per_chunk))
 
+    decode_frame_s = cost.decode_s_per_mpx * width * height / 1e6
+
     def wall(chunks: list[FrameRange]) -> float:
-        waves = math.ceil(len(chunks) / cpus)
-        longest = max(len(c) for c in chunks)
-        return waves * (longest * frame_s + cost.chunk_overhead_s) + _lookback(chunks, index) * \
-            cost.decode_s_per_mpx * width * height / 1e6 / min(len(chunks), cpus)
+        """Estimated wall time: chunk costs (frames, look-back decode, overhead) placed on
+        ``cpus`` workers longest first."""
+        costs = sorted((len(c) * frame_s + _lookback([c], index) * decode_frame_s
+                        + cost.chunk_overhead_s for c in chunks), reverse=True)
+        loads = [0.0] * min(cpus, len(costs))
+        for c in costs:
+            loads[loads.index(min(loads))] += c
+        return max(loads)
 
     if workers is not None:
         if workers < 1:
