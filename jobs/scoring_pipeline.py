@@ -68,7 +68,7 @@ def score_distributed(tasks: Sequence[ChunkTask], config: ScorerConfig, *, actor
     """Run every chunk task through one Ray Data ``map_batches``; results keyed, not ordered."""
     expected = _expected(tasks)
     ds = ray.data.from_items([t.to_row() for t in tasks], override_num_blocks=max(1, len(tasks)))
-    ds = map_unit(ds, ChunkScorer, config, actors=actors, concurrency=concurrency,
+    ds = map_unit(ds, ChunkScorer, config, actors=actors, concurrency=min(concurrency, len(tasks)),
                   num_cpus=config.cpus)
     out: dict[str, VideoScores] = {}
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
