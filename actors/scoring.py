@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from actors.errors import VideoError
+from actors.memory import keep_large_allocations_on_heap
 from actors.records import FrameIndex, FrameRange, FrameScore
 from actors.video import iter_frames, luma
 
@@ -33,12 +34,19 @@ _DIS_PRESETS = {
 
 def laplacian_variance(gray: np.ndarray) -> float:
     """Sharpness: variance of the 64-bit Laplacian of a grayscale image."""
-    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+    _, std = cv2.meanStdDev(cv2.Laplacian(gray, cv2.CV_64F))
+    return float(std[0, 0]) ** 2
 
 
 def flow_magnitude(flow: np.ndarray) -> float:
-    """Mean length of the flow vectors of an (H, W, 2) flow field."""
-    return float(np.mean(np.hypot(flow[..., 0], flow[..., 1])))
+    """Mean length of the flow vectors of an (H, W, 2) flow field.
+
+    Computed in float64 with plain IEEE operations (sqrt is exactly rounded): OpenCV's SIMD
+    ``magnitude`` gives results that depend on buffer alignment, which would break the
+    bit-identical distributed == sequential guarantee.
+    """
+    f = flow.astype(np.float64)
+    return float(np.mean(np.sqrt(f[..., 0] * f[..., 0] + f[..., 1] * f[..., 1])))
 
 
 def analysis_size(width: int, height: int, long_side: int = 640) -> tuple[int, int]:
@@ -52,7 +60,7 @@ def analysis_size(width: int, height: int, long_side: int = 640) -> tuple[int, i
 class FlowEstimator:
     """Dense optical flow between two grayscale frames: DIS (default) or Farneback."""
 
-    def __init__(self, method: FlowMethod = "dis", dis_preset: DisPreset = "fast") -> None:
+    def __init__(self, method: FlowMethod = "dis", dis_preset: DisPreset = "ultrafast") -> None:
         if method == "dis":
             if dis_preset not in _DIS_PRESETS:
                 raise ValueError(f"dis_preset must be one of {sorted(_DIS_PRESETS)}, got {dis_preset!r}")
@@ -73,7 +81,7 @@ class ScorerConfig:
 
     analysis_long_side: int = 640
     flow: FlowMethod = "dis"
-    dis_preset: DisPreset = "fast"
+    dis_preset: DisPreset = "ultrafast"
     cpus: float = 1.0
     decode_threads: int = 1
 
@@ -113,6 +121,7 @@ class ChunkScorer:
 
     def setup(self) -> None:
         cv2.setNumThreads(max(1, int(self.config.cpus)))
+        keep_large_allocations_on_heap()
         self._flow = FlowEstimator(self.config.flow, self.config.dis_preset)
 
     def score(self, task: ChunkTask) -> list[FrameScore]:

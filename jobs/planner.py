@@ -20,10 +20,10 @@ from actors.records import FrameIndex, FrameRange
 class CostModel:
     """Per-frame and per-chunk costs on one CPU, calibrated with ``bench/golden.py``."""
 
-    decode_s_per_mpx: float = 0.0035  # H.264 decode, per megapixel of frame
-    analysis_s_per_frame: float = 0.0045  # resize + Laplacian + DIS(fast) at 640 px
+    decode_s_per_mpx: float = 0.0018  # H.264 decode, per megapixel of frame
+    analysis_s_per_frame: float = 0.0026  # resize + Laplacian + DIS(ultrafast) at 640 px
     chunk_overhead_s: float = 0.08  # task dispatch, container open and seek, result transfer
-    min_split_work_s: float = 1.5  # below this much work one chunk is always best
+    min_split_work_s: float = 0.5  # below this much work one chunk is always best
 
     def frame_s(self, width: int, height: int) -> float:
         return self.decode_s_per_mpx * width * height / 1e6 + self.analysis_s_per_frame

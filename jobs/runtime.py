@@ -30,4 +30,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, quiet: b
         ctx = DataContext.get_current()
         ctx.enable_progress_bars = False  # framesift draws its own frames/fps/ETA bar
         ctx.print_on_execution_start = False
+        # Per-operator resource reservation holds half the CPUs back for about a second
+        # before a single map operator may use them all; our pipelines are one map stage,
+        # so it only delays the second worker (measured: bench/golden.py).
+        ctx.op_resource_reservation_enabled = False
     return max(1, int(ray.cluster_resources().get("CPU", 1)))

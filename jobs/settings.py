@@ -19,7 +19,7 @@ class Settings(BaseSettings):
     motion_max: float = Field(1.0, ge=0, description="stillness bar: mean flow in source px")
     # scoring
     flow: Literal["dis", "farneback"] = Field("dis", description="optical-flow method")
-    dis_preset: Literal["ultrafast", "fast", "medium"] = Field("fast", description="DIS preset")
+    dis_preset: Literal["ultrafast", "fast", "medium"] = Field("ultrafast", description="DIS preset")
     analysis_long_side: int = Field(640, ge=64, le=4096,
                                     description="longer side (px) frames are scored at")
     # distribution

@@ -114,3 +114,21 @@ def test_glint_finds_the_highlight_blob():
     assert g.largest_blob_area_px == pytest.approx(np.pi * 20 ** 2, rel=0.1)
     assert g.share == pytest.approx(np.count_nonzero(highlight_mask(img)) / (200 * 400))
     assert glint_metrics(np.zeros((50, 50, 3), np.uint8)).largest_blob_center is None
+
+
+def _misaligned_copies(a: np.ndarray, n: int = 16) -> list[np.ndarray]:
+    out = []
+    for off in range(n):
+        buf = np.empty(a.nbytes + 64, np.uint8)
+        view = buf[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
+        view[...] = a
+        out.append(view)
+    return out
+
+
+def test_metrics_do_not_depend_on_buffer_alignment():
+    """Bit-identical results across processes need metrics independent of memory layout."""
+    img = _texture(5, 320)
+    flow = FlowEstimator("dis")(img, np.roll(img, 2, axis=0))
+    assert len({laplacian_variance(x) for x in _misaligned_copies(img)}) == 1
+    assert len({flow_magnitude(x) for x in _misaligned_copies(flow)}) == 1
