@@ -62,12 +62,13 @@ def print_results(results: list[GoldenResult]) -> None:
         m = r.manifest or {}
         sel = m.get("selection", {})
         out.print(f"[green]{r.scan_id}[/]: {len(m.get('golden_frames', []))} golden frames -> "
-                  f"{Path(r.location or '').parent}", highlight=False)
+                  f"{Path(r.location or '').parent.resolve()}", highlight=False, soft_wrap=True)
         for note in sel.get("notes", []):
             out.print(f"  [yellow]note:[/] {note}", highlight=False)
         table = Table(show_edge=False)
-        for col in ("rank", "frame", "time s", "sharpness", "motion px", "still", "glint %", "file"):
-            table.add_column(col, justify="right" if col not in ("still", "file") else "left")
+        for col in ("rank", "frame", "time s", "sharpness", "motion px", "still", "glint %"):
+            table.add_column(col, justify="left" if col == "still" else "right")
+        table.add_column("key", overflow="fold", min_width=12)
         for g in m.get("golden_frames", []):
             table.add_row(str(g["rank"]), str(g["frame_index"]), f"{g['time_s']:.3f}",
                           f"{g['sharpness']:.1f}", f"{g['motion']:.3f}", "yes" if g["still"] else "NO",
@@ -157,7 +158,8 @@ def sample_video(
         return
     sharp = sum(1 for w_ in truth.windows if w_.kind == "sharp_still")
     out.print(f"wrote {path} ({truth.frame_count} frames, {truth.width}x{truth.height}, "
-              f"{sharp} sharp+still windows) and {truth_path(path)}", highlight=False)
+              f"{sharp} sharp+still windows) and {truth_path(path)}", highlight=False,
+              soft_wrap=True)
 
 
 def golden_entrypoint() -> None:
