@@ -40,8 +40,10 @@ class SampleTruth:
     windows: list[Window] = field(default_factory=list)
 
     def sharp_still_frames(self) -> set[int]:
-        """Frames that are sharp and still (the first frame of a window moves: excluded)."""
-        return {i for w in self.windows if w.kind == "sharp_still" for i in range(w.start + 1, w.stop)}
+        """Frames that are sharp and still. The camera re-frames between windows, so the first
+        frame of every window but the first moves against its predecessor: excluded."""
+        return {i for w in self.windows if w.kind == "sharp_still"
+                for i in range(w.start + (1 if w.start else 0), w.stop)}
 
     def frames_of(self, kind: str) -> set[int]:
         return {i for w in self.windows if w.kind == kind for i in range(w.start, w.stop)}
