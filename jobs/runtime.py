@@ -27,11 +27,16 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, quiet: b
         else:
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
                      log_to_driver=False, logging_level=level, _temp_dir=temp_dir)
-        ctx = DataContext.get_current()
-        ctx.enable_progress_bars = False  # framesift draws its own frames/fps/ETA bar
-        ctx.print_on_execution_start = False
-        # Per-operator resource reservation holds half the CPUs back for about a second
-        # before a single map operator may use them all; our pipelines are one map stage,
-        # so it only delays the second worker (measured: bench/golden.py).
-        ctx.op_resource_reservation_enabled = False
+    configure_data_context()
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def configure_data_context() -> None:
+    """Ray Data settings for our pipelines, in whatever process drives them (CLI, actor)."""
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False  # framesift draws its own frames/fps/ETA bar
+    ctx.print_on_execution_start = False
+    # Per-operator resource reservation holds half the CPUs back for about a second
+    # before a single map operator may use them all; our pipelines are one map stage,
+    # so it only delays the second worker (measured: bench/golden.py).
+    ctx.op_resource_reservation_enabled = False
