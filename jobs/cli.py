@@ -15,7 +15,8 @@ from tqdm import tqdm
 from actors.errors import FramesiftError
 from jobs.golden import GoldenParams, GoldenResult, Hooks, VideoJob, run_golden
 from jobs.settings import Settings
-from jobs.store import LocalStore, scan_id_from_path
+from jobs.store import scan_id_from_path
+from jobs.stores import make_store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="framesift: distributed golden-frame selection and video processing on Ray.")
@@ -65,6 +66,7 @@ def print_results(results: list[GoldenResult]) -> None:
                   f"{Path(r.location or '').parent.resolve()}", highlight=False, soft_wrap=True)
         for note in sel.get("notes", []):
             out.print(f"  [yellow]note:[/] {note}", highlight=False)
+        print_upload(r.scan_id, m.get("supabase"))
         table = Table(show_edge=False)
         for col in ("rank", "frame", "time s", "sharpness", "motion px", "still", "glint %"):
             table.add_column(col, justify="left" if col == "still" else "right")
@@ -91,16 +93,20 @@ def golden(
     address: Annotated[Optional[str], typer.Option(help="Ray address; default: private local Ray")] = None,
     num_cpus: Annotated[Optional[int], typer.Option(help="CPUs of the private local Ray")] = None,
     image_format: Annotated[Optional[str], typer.Option(help="jpeg or png [jpeg]")] = None,
+    store: Annotated[Optional[str], typer.Option(help="local or supabase [local]")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Pick the sharpest still frames of each video and store them with their metrics."""
     settings = _settings(top_k=top_k, min_gap_s=min_gap_s, motion_max=motion_max, flow=flow,
                          workers=workers, executor=executor,
                          out_dir=str(out_dir) if out_dir else None, ray_address=address,
-                         num_cpus=num_cpus, image_format=image_format)
+                         num_cpus=num_cpus, image_format=image_format, store=store)
     jobs = _jobs(videos, scan_id, item_type)
     params = GoldenParams.from_settings(settings)
-    store = LocalStore(settings.out_dir)
+    try:
+        result_store = make_store(settings)
+    except FramesiftError as exc:
+        fail(str(exc))
     bar: tqdm | None = None
 
     def on_planned(scan: str, info, plan) -> None:  # noqa: ANN001 - hook signature
@@ -121,7 +127,7 @@ def golden(
             bar.update(n)
 
     try:
-        results = run_golden(jobs, params, store, address=settings.ray_address,
+        results = run_golden(jobs, params, result_store, address=settings.ray_address,
                              num_cpus=settings.num_cpus,
                              hooks=Hooks(on_planned=on_planned, on_frames=on_frames))
     finally:
@@ -133,6 +139,45 @@ def golden(
         if len(failed) == len(results) and len(failed) == 1:
             fail(failed[0].error or "failed", 2 if failed[0].error_code != "job_failed" else 1)
         raise typer.Exit(2)
+
+
+def print_upload(scan_id: str, section: dict | None) -> None:
+    """One line on the Supabase upload of a result (nothing for the local store)."""
+    if not section:
+        return
+    if section.get("status") == "uploaded":
+        out.print(f"  supabase: uploaded to bucket {section.get('bucket')} "
+                  f"(analysis {section.get('analysis_id')})", highlight=False, soft_wrap=True)
+        for key, url in (section.get("signed_urls") or {}).items():
+            out.print(f"  signed url {key}: {url}", highlight=False, soft_wrap=True)
+        return
+    err.print(f"  [yellow]supabase: not uploaded yet:[/] {', '.join(section.get('not_uploaded', []))}"
+              f" ({section.get('error') or 'pending'}); the result is kept locally: run "
+              f"`framesift sync --scan-id {scan_id}`", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def sync(
+    scan_id: Annotated[Optional[str], typer.Option(help="only this scan; default: every pending one")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="local store root [output]")] = None,
+) -> None:
+    """Upload to Supabase what earlier runs could not (safe to run again)."""
+    from jobs.supabase_store import SupabaseStore
+
+    settings = _settings(out_dir=str(out_dir) if out_dir else None, store="supabase")
+    try:
+        sb = SupabaseStore.from_settings(settings)
+        reports = sb.sync(scan_id)
+    except FramesiftError as exc:
+        fail(str(exc))
+        return
+    if not reports:
+        out.print("nothing pending" + (f" for {scan_id}" if scan_id else ""), highlight=False)
+    for report in reports:
+        out.print(f"{report.scan_id}:", highlight=False)
+        print_upload(report.scan_id, report.section())
+    if any(not r.complete for r in reports):
+        raise typer.Exit(1)
 
 
 @app.command("sample-video")

@@ -32,9 +32,22 @@ class Settings(BaseSettings):
     num_cpus: int | None = Field(None, ge=1, description="CPUs of the private local Ray (default: all)")
     # output
     out_dir: str = Field("output", description="root folder of the local store")
-    store: Literal["local"] = Field("local", description="where results go")
+    store: Literal["local", "supabase"] = Field(
+        "local", description="where results go: local folder, or local folder + Supabase")
     image_format: Literal["jpeg", "png"] = Field("jpeg", description="golden frame image format")
     jpeg_quality: int = Field(95, ge=1, le=100, description="JPEG quality of golden frames")
+    # Supabase (store=supabase); SUPABASE_URL / SUPABASE_SERVICE_ROLE_KEY come from the env only
+    supabase_bucket: str = Field("golden-frames", min_length=3, max_length=63,
+                                 pattern=r"^[a-z0-9][a-z0-9._-]*[a-z0-9]$",
+                                 description="Storage bucket of the golden frame images")
+    supabase_signed_urls: bool = Field(False, description="add signed image URLs to results")
+    supabase_signed_url_expiry_s: int = Field(3600, ge=1, le=31_536_000,
+                                              description="lifetime of signed URLs (s)")
+    supabase_retries: int = Field(5, ge=1, le=20,
+                                  description="attempts per request on network errors, 5xx, 429")
+    supabase_backoff_s: float = Field(0.5, ge=0, description="first retry delay (s), doubling")
+    supabase_backoff_max_s: float = Field(10.0, ge=0, description="longest retry delay (s)")
+    supabase_timeout_s: float = Field(30.0, gt=0, description="HTTP timeout per request (s)")
 
     @field_validator("workers", mode="before")
     @classmethod
