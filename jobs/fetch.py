@@ -1,0 +1,327 @@
+"""Download a video given as a URL, safely (manifests now; the HTTP API reuses it).
+
+``fetch_to_file`` only speaks http/https, resolves the host itself and refuses private,
+loopback, link-local, multicast, reserved and cloud-metadata addresses unless allow-listed,
+connects to the address it checked (no second DNS lookup an attacker could answer
+differently), follows redirects itself (bounded) re-checking every hop, streams the body with a
+byte cap and a deadline, refuses non-video content types, and never logs a URL's credentials or
+query string (``redact_url``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import os
+import re
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import httpx
+
+from actors.errors import FramesiftError
+
+log = logging.getLogger(__name__)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+ALLOWED_SCHEMES = ("http", "https")
+# Instance metadata endpoints (AWS, GCP, Azure, OpenStack: 169.254.169.254; AWS IPv6). They are
+# link-local anyway; they are refused even when a wider allow-listed network contains them, and
+# pass only when allow-listed as exactly this address.
+METADATA_ADDRESSES = frozenset({ipaddress.ip_address("169.254.169.254"),
+                                ipaddress.ip_address("fd00:ec2::254")})
+# Video types, plus the generic binary types object stores give files uploaded without one
+# (S3 ``binary/octet-stream``, ``application/octet-stream``). Probing proves it is a video.
+VIDEO_CONTENT_TYPES = ("video/",)
+GENERIC_CONTENT_TYPES = frozenset({"application/octet-stream", "binary/octet-stream",
+                                   "application/mp4", "application/x-matroska"})
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+class FetchError(FramesiftError):
+    """A URL could not be downloaded. ``url`` is redacted (no credentials, no query)."""
+
+    code = "fetch_failed"
+
+    def __init__(self, url: str, message: str) -> None:
+        self.url = redact_url(url)
+        super().__init__(f"{self.url}: {message}")
+
+
+class UrlSchemeError(FetchError):
+    code = "url_scheme_not_allowed"
+
+
+class UrlBlockedError(FetchError):
+    code = "url_blocked"
+
+
+class TooManyRedirectsError(FetchError):
+    code = "too_many_redirects"
+
+
+class DownloadTooLargeError(FetchError):
+    code = "download_too_large"
+
+
+class NotVideoContentError(FetchError):
+    code = "not_video_content"
+
+
+class DownloadFailedError(FetchError):
+    code = "download_failed"
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials, query string or fragment: safe to log and to show.
+
+    ``https://user:pw@host/v.mp4?sig=abc`` -> ``https://***@host/v.mp4?***``.
+    """
+    try:
+        parts = urlsplit(str(url))
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparseable url>"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = ("***@" if "@" in parts.netloc else "") + host + (f":{port}" if port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "",
+                       "***" if parts.fragment else ""))
+
+
+@dataclass(frozen=True)
+class Allowlist:
+    """Hosts and networks exempt from the private-address refusal.
+
+    Entries: a host name (``media.internal``; ``.example.com`` also covers its subdomains), an
+    address (``10.1.2.3``) or a network in CIDR form (``10.0.0.0/8``, ``fd00::/8``).
+    """
+
+    hosts: frozenset[str] = frozenset()
+    networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def parse(cls, spec: "str | Iterable[str] | Allowlist | None") -> "Allowlist":
+        if spec is None:
+            return cls()
+        if isinstance(spec, Allowlist):
+            return spec
+        items = spec.split(",") if isinstance(spec, str) else list(spec)
+        hosts: set[str] = set()
+        nets: list[IPNetwork] = []
+        for raw in items:
+            item = raw.strip().lower()
+            if not item:
+                continue
+            try:
+                nets.append(ipaddress.ip_network(item.strip("[]"), strict=False))
+            except ValueError:
+                if not re.fullmatch(r"\.?[a-z0-9]([a-z0-9.-]*[a-z0-9])?", item):
+                    raise ValueError(f"allow-list entry {raw!r} is neither a host name, an "
+                                     "address nor a CIDR network") from None
+                hosts.add(item)
+        return cls(frozenset(hosts), tuple(nets))
+
+    def allows_host(self, host: str) -> bool:
+        host = host.lower().rstrip(".")
+        return host in self.hosts or any(h.startswith(".") and (host.endswith(h) or host == h[1:])
+                                         for h in self.hosts)
+
+    def allows_address(self, addr: IPAddress) -> bool:
+        if addr in METADATA_ADDRESSES:  # only as exactly this address
+            return any(n.num_addresses == 1 and n.network_address == addr for n in self.networks)
+        return any(addr in n for n in self.networks)
+
+
+def _unmapped(addr: IPAddress) -> IPAddress:
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def address_refusal(addr: IPAddress) -> str | None:
+    """Why ``addr`` may not be fetched from without an allow-list entry, or None if it may."""
+    addr = _unmapped(addr)
+    if addr in METADATA_ADDRESSES:
+        return "a cloud metadata address"
+    for attr, why in (("is_loopback", "a loopback address"), ("is_link_local", "a link-local address"),
+                      ("is_multicast", "a multicast address"), ("is_unspecified", "an unspecified address"),
+                      ("is_reserved", "a reserved address"), ("is_private", "a private address")):
+        if getattr(addr, attr):
+            return why
+    if not addr.is_global:
+        return "not a public address"
+    return None
+
+
+def _resolve(host: str, port: int) -> list[IPAddress]:
+    try:
+        return [ipaddress.ip_address(host.strip("[]"))]
+    except ValueError:
+        pass
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    seen: list[IPAddress] = []
+    for _family, _type, _proto, _canon, sockaddr in infos:
+        addr = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if addr not in seen:
+            seen.append(addr)
+    return seen
+
+
+def check_url(url: str, allowlist: Allowlist) -> tuple[str, int, IPAddress]:
+    """Validate scheme and host of ``url``; return ``(host, port, address to connect to)``.
+
+    Every address the host resolves to must pass (a name with one public and one private
+    record is refused), unless the host itself is allow-listed.
+    """
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise UrlSchemeError(url, f"not a valid URL ({exc})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ALLOWED_SCHEMES:
+        raise UrlSchemeError(url, f"scheme {scheme or '(none)'!r} is not allowed; give an "
+                                  "http:// or https:// URL, or a local file path")
+    if not host:
+        raise UrlSchemeError(url, "the URL has no host")
+    port = port or (443 if scheme == "https" else 80)
+    try:
+        addresses = _resolve(host, port)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise DownloadFailedError(url, f"cannot resolve host {host!r} ({exc})") from None
+    if not addresses:
+        raise DownloadFailedError(url, f"host {host!r} resolves to no address")
+    if not allowlist.allows_host(host):
+        for addr in addresses:
+            why = address_refusal(addr)
+            if why and not allowlist.allows_address(_unmapped(addr)):
+                raise UrlBlockedError(
+                    url, f"host {host!r} resolves to {addr}, {why}; refused to prevent requests "
+                         "to internal services. If this source is trusted, add the host or a "
+                         "network containing it to FRAMESIFT_URL_ALLOWLIST")
+    elif any(_unmapped(a) in METADATA_ADDRESSES and not allowlist.allows_address(_unmapped(a))
+             for a in addresses):
+        raise UrlBlockedError(url, f"host {host!r} resolves to a cloud metadata address; "
+                                   "allow-list that exact address to fetch from it")
+    return host, port, addresses[0]
+
+
+def _content_type_ok(value: str | None) -> bool:
+    if not value:  # no type given: a generic binary body (RFC 9110 8.3); probing decides
+        return True
+    mime = value.split(";", 1)[0].strip().lower()
+    return mime.startswith(VIDEO_CONTENT_TYPES) or mime in GENERIC_CONTENT_TYPES
+
+
+def _file_name(url: str) -> str:
+    """Deterministic, safe local name: a hash of the full URL plus the path's base name."""
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    base = os.path.basename(urlsplit(url).path) or "video"
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-.")[:80] or "video"
+    return f"{digest}-{base}"
+
+
+def _pinned_request(client: httpx.Client, url: str, host: str, port: int,
+                    addr: IPAddress) -> httpx.Request:
+    """A GET to ``addr`` (the checked address) carrying the original Host and TLS SNI."""
+    parts = urlsplit(url)
+    ip = f"[{addr}]" if isinstance(addr, ipaddress.IPv6Address) else str(addr)
+    default_port = 443 if parts.scheme.lower() == "https" else 80
+    host_header = host if port == default_port else f"{host}:{port}"
+    if ":" in host and not host.startswith("["):
+        host_header = f"[{host}]" if port == default_port else f"[{host}]:{port}"
+    target = urlunsplit((parts.scheme.lower(), f"{ip}:{port}", parts.path or "/", parts.query, ""))
+    return client.build_request("GET", target, headers={"Host": host_header,
+                                                        "Accept": "video/*, */*;q=0.1"},
+                                extensions={"sni_hostname": host})
+
+
+def fetch_to_file(url: str, dest_dir: str | os.PathLike[str], *, max_bytes: int,
+                  timeout_s: float, allowlist: "str | Sequence[str] | Allowlist | None" = None,
+                  max_redirects: int = 5) -> Path:
+    """Download ``url`` into ``dest_dir`` and return the file's path.
+
+    Raises a ``FetchError`` subclass (each with a ``code``): ``UrlSchemeError``,
+    ``UrlBlockedError``, ``TooManyRedirectsError``, ``DownloadTooLargeError``,
+    ``NotVideoContentError`` or ``DownloadFailedError`` (HTTP status, network error, timeout).
+    The file appears complete or not at all; the same URL always maps to the same name.
+    """
+    if max_bytes < 1 or timeout_s <= 0 or max_redirects < 0:
+        raise ValueError("max_bytes and timeout_s must be positive, max_redirects >= 0")
+    allow = Allowlist.parse(allowlist)
+    dest = Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    current = url
+    log.info("downloading %s", redact_url(url))
+    with httpx.Client(timeout=httpx.Timeout(timeout_s), follow_redirects=False,
+                      trust_env=False) as client:  # no proxy from the env: it would skip our checks
+        for hop in range(max_redirects + 1):
+            host, port, addr = check_url(current, allow)
+            request = _pinned_request(client, current, host, port, addr)
+            try:
+                response = client.send(request, stream=True)
+            except httpx.TimeoutException:
+                raise DownloadFailedError(url, f"timed out after {timeout_s:g} s") from None
+            except httpx.HTTPError as exc:
+                raise DownloadFailedError(url, f"request failed ({type(exc).__name__})") from None
+            try:
+                if response.status_code in _REDIRECTS:
+                    location = response.headers.get("location")
+                    if not location:
+                        raise DownloadFailedError(url, f"HTTP {response.status_code} without a "
+                                                       "Location header")
+                    current = urljoin(current, location)
+                    log.info("redirected to %s", redact_url(current))
+                    continue
+                if response.status_code != 200:
+                    raise DownloadFailedError(url, f"HTTP {response.status_code}; expected 200")
+                ctype = response.headers.get("content-type")
+                if not _content_type_ok(ctype):
+                    raise NotVideoContentError(url, f"content type {ctype!r} is not a video; "
+                                                    "expected video/* (e.g. video/mp4)")
+                length = response.headers.get("content-length")
+                if length and length.isdigit() and int(length) > max_bytes:
+                    raise DownloadTooLargeError(url, f"{int(length)} bytes announced, more than "
+                                                     f"the limit of {max_bytes} bytes")
+                return _stream(response, url, dest / _file_name(url), max_bytes, deadline,
+                               timeout_s)
+            finally:
+                response.close()
+    raise TooManyRedirectsError(url, f"more than {max_redirects} redirects")
+
+
+def _stream(response: httpx.Response, url: str, final: Path, max_bytes: int, deadline: float,
+            timeout_s: float) -> Path:
+    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.part")
+    written = 0
+    try:
+        with open(tmp, "wb") as fh:
+            for chunk in response.iter_bytes():  # as received: the deadline is checked often
+                written += len(chunk)
+                if written > max_bytes:
+                    raise DownloadTooLargeError(url, f"more than the limit of {max_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise DownloadFailedError(url, f"timed out after {timeout_s:g} s")
+                fh.write(chunk)
+        if written == 0:
+            raise DownloadFailedError(url, "empty response body")
+        os.replace(tmp, final)
+    except httpx.TimeoutException:
+        raise DownloadFailedError(url, f"timed out after {timeout_s:g} s") from None
+    except httpx.HTTPError as exc:
+        raise DownloadFailedError(url, f"download interrupted ({type(exc).__name__})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("downloaded %s (%d bytes)", redact_url(url), written)
+    return final

@@ -1,0 +1,272 @@
+"""jobs/fetch.py against a real HTTP server on 127.0.0.1 started here (no other network)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from actors.errors import FramesiftError
+from jobs.fetch import (Allowlist, DownloadFailedError, DownloadTooLargeError, FetchError,
+                        NotVideoContentError, TooManyRedirectsError, UrlBlockedError,
+                        UrlSchemeError, address_refusal, fetch_to_file, redact_url)
+
+VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 64  # 16 KiB, an MP4-looking body
+
+
+class Handler(BaseHTTPRequestHandler):
+    routes: dict = {}
+    hits: list = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        path = self.path.split("?", 1)[0]
+        Handler.hits.append((self.path, self.headers.get("Host")))
+        route = Handler.routes.get(path)
+        if route is None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        route(self)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _body(status: int, body: bytes, ctype: str | None, length: bool = True):
+    def send(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(status)
+        if ctype:
+            h.send_header("Content-Type", ctype)
+        if length:
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+        else:  # HTTP/1.0-style body: no length announced, ends when the connection closes
+            h.send_header("Connection", "close")
+            h.end_headers()
+            h.wfile.write(body)
+            h.close_connection = True
+    return send
+
+
+def _redirect(location: str, status: int = 302):
+    def send(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(status)
+        h.send_header("Location", location)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+    return send
+
+
+def _slow(h: BaseHTTPRequestHandler) -> None:
+    h.send_response(200)
+    h.send_header("Content-Type", "video/mp4")
+    h.send_header("Content-Length", str(10 * len(VIDEO)))
+    h.end_headers()
+    for _ in range(10):  # bounded: 10 x 0.5 s, far beyond the client's timeout
+        try:
+            h.wfile.write(VIDEO[:1024])
+            h.wfile.flush()
+        except OSError:
+            return
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    port = httpd.server_address[1]
+    base = f"http://127.0.0.1:{port}"
+    Handler.routes = {
+        "/video.mp4": _body(200, VIDEO, "video/mp4"),
+        "/octet.bin": _body(200, VIDEO, "application/octet-stream"),
+        "/page.html": _body(200, b"<html>nope</html>", "text/html; charset=utf-8"),
+        "/image.jpg": _body(200, b"\xff\xd8\xff", "image/jpeg"),
+        "/big.mp4": _body(200, VIDEO * 8, "video/mp4"),
+        "/big-unannounced.mp4": _body(200, VIDEO * 8, "video/mp4", length=False),
+        "/to-video": _redirect("/video.mp4"),
+        "/to-video-abs": _redirect(f"{base}/video.mp4", 301),
+        "/to-private": _redirect("http://10.0.0.1/video.mp4"),
+        "/to-metadata": _redirect("http://169.254.169.254/latest/meta-data/"),
+        "/to-metadata6": _redirect("http://[fd00:ec2::254]/latest/meta-data/"),
+        "/to-file": _redirect("file:///etc/passwd"),
+        "/loop": _redirect("/loop"),
+        "/slow.mp4": _slow,
+        "/server-error": _body(500, b"boom", "text/plain"),
+    }
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                              daemon=True)
+    thread.start()
+    yield base
+    httpd.shutdown()
+    httpd.server_close()
+
+
+LOOPBACK = "127.0.0.1"
+
+
+def _fetch(url, tmp_path, allowlist=LOOPBACK, **kw):
+    kw.setdefault("max_bytes", 1 << 20)
+    kw.setdefault("timeout_s", 10.0)
+    return fetch_to_file(url, tmp_path / "dl", allowlist=allowlist, **kw)
+
+
+def test_downloads_an_allow_listed_loopback_video(server, tmp_path):
+    path = _fetch(f"{server}/video.mp4?sig=abc", tmp_path)
+    assert path.read_bytes() == VIDEO
+    assert path.parent == tmp_path / "dl" and path.name.endswith("video.mp4")
+    # the same URL maps to the same file; no partial files are left behind
+    assert _fetch(f"{server}/video.mp4?sig=abc", tmp_path) == path
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == [path.name]
+    # generic binary type (object stores' default) is accepted; probing proves it is a video
+    assert _fetch(f"{server}/octet.bin", tmp_path).read_bytes() == VIDEO
+
+
+def test_host_header_is_the_original_host_although_the_checked_address_is_dialled(server, tmp_path):
+    port = server.rsplit(":", 1)[1]
+    Handler.hits.clear()
+    _fetch(f"http://localhost:{port}/video.mp4", tmp_path, allowlist="localhost")
+    assert Handler.hits[-1][1] == f"localhost:{port}"
+
+
+@pytest.mark.parametrize("allowlist", ["127.0.0.0/8", "10.0.0.0/8, 127.0.0.1", ["127.0.0.1"],
+                                       Allowlist.parse("127.0.0.1/32")])
+def test_allow_list_forms(server, tmp_path, allowlist):
+    assert _fetch(f"{server}/video.mp4", tmp_path, allowlist=allowlist).read_bytes() == VIDEO
+
+
+@pytest.mark.parametrize("allowlist", [None, "", "10.0.0.0/8", "media.example.com"])
+def test_loopback_is_refused_unless_allow_listed(server, tmp_path, allowlist):
+    Handler.hits.clear()
+    with pytest.raises(UrlBlockedError) as info:
+        _fetch(f"{server}/video.mp4?token=s3cret", tmp_path, allowlist=allowlist)
+    assert info.value.code == "url_blocked"
+    assert isinstance(info.value, FramesiftError)
+    assert "loopback" in str(info.value) and "FRAMESIFT_URL_ALLOWLIST" in str(info.value)
+    assert "s3cret" not in str(info.value)
+    assert Handler.hits == []  # refused before any connection
+
+
+def test_localhost_name_is_refused_like_its_address(server, tmp_path):
+    port = server.rsplit(":", 1)[1]
+    with pytest.raises(UrlBlockedError):
+        _fetch(f"http://localhost:{port}/video.mp4", tmp_path, allowlist=None)
+
+
+@pytest.mark.parametrize("route, where", [("/to-private", "private"),
+                                          ("/to-metadata", "metadata"),
+                                          ("/to-metadata6", "metadata")])
+def test_redirect_to_a_private_or_metadata_address_is_refused(server, tmp_path, route, where):
+    with pytest.raises(UrlBlockedError) as info:
+        _fetch(f"{server}{route}", tmp_path)
+    assert where in str(info.value)
+    assert not any((tmp_path / "dl").iterdir())
+
+
+def test_metadata_address_needs_an_exact_allow_list_entry():
+    wide = Allowlist.parse("169.254.0.0/16")
+    exact = Allowlist.parse("169.254.169.254")
+    md = ipaddress.ip_address("169.254.169.254")
+    assert not wide.allows_address(md) and exact.allows_address(md)
+    assert wide.allows_address(ipaddress.ip_address("169.254.1.1"))
+
+
+def test_relative_and_absolute_redirects_are_followed(server, tmp_path):
+    assert _fetch(f"{server}/to-video", tmp_path).read_bytes() == VIDEO
+    assert _fetch(f"{server}/to-video-abs", tmp_path).read_bytes() == VIDEO
+
+
+def test_redirects_are_bounded(server, tmp_path):
+    with pytest.raises(TooManyRedirectsError) as info:
+        _fetch(f"{server}/loop", tmp_path, max_redirects=3)
+    assert info.value.code == "too_many_redirects"
+    with pytest.raises(TooManyRedirectsError):
+        _fetch(f"{server}/to-video", tmp_path, max_redirects=0)
+
+
+@pytest.mark.parametrize("route", ["/big.mp4", "/big-unannounced.mp4"])
+def test_size_cap(server, tmp_path, route):
+    with pytest.raises(DownloadTooLargeError) as info:
+        _fetch(f"{server}{route}", tmp_path, max_bytes=len(VIDEO) * 2)
+    assert info.value.code == "download_too_large"
+    assert not any((tmp_path / "dl").iterdir())  # no partial file left
+    assert _fetch(f"{server}{route}", tmp_path, max_bytes=len(VIDEO) * 8).stat().st_size == \
+        len(VIDEO) * 8
+
+
+@pytest.mark.parametrize("route, ctype", [("/page.html", "text/html"), ("/image.jpg", "image/jpeg")])
+def test_non_video_content_type_is_refused(server, tmp_path, route, ctype):
+    with pytest.raises(NotVideoContentError) as info:
+        _fetch(f"{server}{route}", tmp_path)
+    assert info.value.code == "not_video_content" and ctype in str(info.value)
+    assert not any((tmp_path / "dl").iterdir())
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://127.0.0.1/v.mp4",
+                                 "gopher://127.0.0.1:70/", "127.0.0.1/video.mp4",
+                                 "http:///video.mp4"])
+def test_bad_scheme_or_url_is_refused(tmp_path, url):
+    with pytest.raises(UrlSchemeError) as info:
+        _fetch(url, tmp_path)
+    assert info.value.code == "url_scheme_not_allowed"
+
+
+def test_redirect_to_a_file_url_is_refused(server, tmp_path):
+    with pytest.raises(UrlSchemeError):
+        _fetch(f"{server}/to-file", tmp_path)
+
+
+def test_http_errors_and_timeouts_are_typed(server, tmp_path):
+    with pytest.raises(DownloadFailedError) as info:
+        _fetch(f"{server}/missing.mp4", tmp_path)
+    assert "404" in str(info.value) and info.value.code == "download_failed"
+    with pytest.raises(DownloadFailedError, match="500"):
+        _fetch(f"{server}/server-error", tmp_path)
+    with pytest.raises(DownloadFailedError, match="timed out"):
+        _fetch(f"{server}/slow.mp4", tmp_path, timeout_s=0.8)
+    assert not any((tmp_path / "dl").iterdir())
+
+
+def test_logs_and_errors_never_show_credentials_or_query(server, tmp_path, caplog):
+    port = server.rsplit(":", 1)[1]
+    caplog.set_level(logging.DEBUG, logger="jobs.fetch")
+    url = f"http://alice:hunter2@127.0.0.1:{port}/video.mp4?X-Amz-Signature=s3cret#frag"
+    _fetch(url, tmp_path)
+    with pytest.raises(FetchError) as info:
+        _fetch(url.replace("/video.mp4", "/page.html"), tmp_path)
+    text = caplog.text + str(info.value)
+    assert "127.0.0.1" in caplog.text
+    for secret in ("alice", "hunter2", "s3cret", "frag"):
+        assert secret not in text
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("https://user:pw@cdn.example.com/a/v.mp4?sig=1&exp=2", "https://***@cdn.example.com/a/v.mp4?***"),
+    ("http://example.com:8080/v.mp4", "http://example.com:8080/v.mp4"),
+    ("https://token@[::1]:9000/x#secret", "https://***@[::1]:9000/x#***"),
+    ("https://cdn.example.com/v.mp4", "https://cdn.example.com/v.mp4"),
+])
+def test_redact_url(url, expected):
+    assert redact_url(url) == expected
+
+
+@pytest.mark.parametrize("addr, refused", [
+    ("8.8.8.8", False), ("2606:4700:4700::1111", False),
+    ("127.0.0.1", True), ("10.1.2.3", True), ("172.16.0.1", True), ("192.168.1.1", True),
+    ("169.254.169.254", True), ("fd00:ec2::254", True), ("::1", True), ("fe80::1", True),
+    ("224.0.0.1", True), ("0.0.0.0", True), ("240.0.0.1", True), ("100.64.0.1", True),
+    ("::ffff:127.0.0.1", True), ("::ffff:8.8.8.8", False),
+])
+def test_address_classification(addr, refused):
+    assert (address_refusal(ipaddress.ip_address(addr)) is not None) is refused
+
+
+def test_bad_allow_list_entry_is_rejected():
+    with pytest.raises(ValueError, match="allow-list entry"):
+        Allowlist.parse("exa mple.com")
