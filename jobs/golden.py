@@ -177,11 +177,14 @@ def _failed(job: VideoJob, exc: BaseException | str) -> GoldenResult:
 
 def run_golden(jobs: Sequence[VideoJob], params: GoldenParams, store: Store, *,
                distributed: bool = True, address: str | None = None,
-               num_cpus: int | None = None, hooks: Hooks | None = None) -> list[GoldenResult]:
+               num_cpus: int | None = None, hooks: Hooks | None = None,
+               plan_cpus: int | None = None) -> list[GoldenResult]:
     """Run the golden-frame job over many videos sharing one scoring pipeline.
 
     A bad video becomes a failed result; the other videos go on. ``distributed=False`` runs
-    the same algorithm in this process (the sequential reference).
+    the same algorithm in this process (the sequential reference). ``plan_cpus`` plans chunks
+    and parallelism for that many CPUs instead of the cluster's CPUs now: on an autoscaling
+    cluster, the CPUs it may scale to (the extra demand is what makes workers start).
     """
     hooks = hooks or Hooks()
     seen: set[str] = set()
@@ -194,6 +197,7 @@ def run_golden(jobs: Sequence[VideoJob], params: GoldenParams, store: Store, *,
         from jobs.runtime import ensure_ray
 
         cpus = ensure_ray(address, num_cpus)
+        cpus = plan_cpus or cpus
     else:
         cpus = 1
     results: dict[str, GoldenResult] = {}
