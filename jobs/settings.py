@@ -30,6 +30,17 @@ class Settings(BaseSettings):
         "tasks", description="Ray Data compute: tasks (one-shot jobs) or a warm actor pool")
     ray_address: str | None = Field(None, description="Ray cluster address; none = private local Ray")
     num_cpus: int | None = Field(None, ge=1, description="CPUs of the private local Ray (default: all)")
+    cluster_cpus: int | None = Field(
+        None, ge=1, description="CPUs to plan chunks for (default: the cluster's CPUs now); on an "
+                                "autoscaling cluster, the CPUs it may scale to")
+    # batch jobs (--manifest) and videos given as URLs
+    download_dir: str = Field("downloads", description="where videos given as URLs are "
+                                                       "downloaded (a shared volume on a cluster)")
+    download_max_bytes: int = Field(4_294_967_296, ge=1, description="largest video download")
+    download_timeout_s: float = Field(600.0, gt=0, description="time limit per video download (s)")
+    url_allowlist: str | None = Field(
+        None, description="comma-separated hosts and CIDRs exempt from the private-address "
+                          "refusal of URL downloads")
     # output
     out_dir: str = Field("output", description="root folder of the local store")
     store: Literal["local", "supabase"] = Field(
