@@ -80,7 +80,8 @@ def print_results(results: list[GoldenResult]) -> None:
 
 @app.command()
 def golden(
-    videos: Annotated[list[Path], typer.Argument(help="video files to analyse")],
+    videos: Annotated[Optional[list[Path]], typer.Argument(
+        help="video files to analyse (or give --manifest)", show_default=False)] = None,
     top_k: Annotated[Optional[int], typer.Option(help="golden frames per video [5]")] = None,
     min_gap_s: Annotated[Optional[float], typer.Option(help="seconds between picks [0.5]")] = None,
     motion_max: Annotated[Optional[float], typer.Option(help="stillness bar in source px [1.0]")] = None,
@@ -95,13 +96,23 @@ def golden(
     image_format: Annotated[Optional[str], typer.Option(help="jpeg or png [jpeg]")] = None,
     store: Annotated[Optional[str], typer.Option(help="local or supabase [local]")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    manifest: Annotated[Optional[Path], typer.Option(
+        help="CSV/JSONL of video (path or URL), scan_id, item_type: a batch job")] = None,
+    resume: Annotated[bool, typer.Option(
+        help="with --manifest: skip scans already complete in the store")] = True,
+    cluster_cpus: Annotated[Optional[int], typer.Option(
+        help="CPUs to plan for (autoscaling cluster: what it may scale to)")] = None,
 ) -> None:
     """Pick the sharpest still frames of each video and store them with their metrics."""
     settings = _settings(top_k=top_k, min_gap_s=min_gap_s, motion_max=motion_max, flow=flow,
                          workers=workers, executor=executor,
                          out_dir=str(out_dir) if out_dir else None, ray_address=address,
-                         num_cpus=num_cpus, image_format=image_format, store=store)
-    jobs = _jobs(videos, scan_id, item_type)
+                         num_cpus=num_cpus, image_format=image_format, store=store,
+                         cluster_cpus=cluster_cpus)
+    entries = _manifest_entries(manifest, videos, scan_id) if manifest is not None else None
+    if entries is None and not videos:
+        fail("give one or more VIDEO files, or --manifest FILE")
+    jobs = _jobs(videos, scan_id, item_type) if entries is None else []
     params = GoldenParams.from_settings(settings)
     try:
         result_store = make_store(settings)
@@ -126,19 +137,58 @@ def golden(
         if bar is not None:
             bar.update(n)
 
+    hooks = Hooks(on_planned=on_planned, on_frames=on_frames)
+    report = None
     try:
-        results = run_golden(jobs, params, result_store, address=settings.ray_address,
-                             num_cpus=settings.num_cpus,
-                             hooks=Hooks(on_planned=on_planned, on_frames=on_frames))
+        if entries is not None:
+            from jobs.batch import DownloadOptions, run_batch
+
+            report = run_batch(entries, params, result_store, resume=resume, hooks=hooks,
+                               downloads=DownloadOptions(settings.download_dir,
+                                                         settings.download_max_bytes,
+                                                         settings.download_timeout_s,
+                                                         settings.url_allowlist),
+                               address=settings.ray_address, num_cpus=settings.num_cpus,
+                               plan_cpus=settings.cluster_cpus)
+            results = report.results
+        else:
+            results = run_golden(jobs, params, result_store, address=settings.ray_address,
+                                 num_cpus=settings.num_cpus, hooks=hooks,
+                                 plan_cpus=settings.cluster_cpus)
     finally:
         if bar is not None:
             bar.close()
     print_results(results)
+    if report is not None:
+        print_batch_summary(report)
     failed = [r for r in results if not r.ok]
     if failed:
         if len(failed) == len(results) and len(failed) == 1:
             fail(failed[0].error or "failed", 2 if failed[0].error_code != "job_failed" else 1)
         raise typer.Exit(2)
+
+
+def _manifest_entries(manifest: Path, videos: list[Path] | None, scan_id: str | None) -> list:
+    from jobs.batch import read_manifest
+
+    if videos or scan_id:
+        fail("--manifest lists the videos and their scan ids; give no VIDEO or --scan-id with it")
+    try:
+        return read_manifest(manifest)
+    except FramesiftError as exc:
+        fail(str(exc))
+        raise  # unreachable
+
+
+def print_batch_summary(report) -> None:  # noqa: ANN001 - jobs.batch.BatchReport
+    """Skipped scans, the summary line and the same as one JSON line (for job logs)."""
+    import json
+
+    for scan in report.skipped:
+        out.print(f"[dim]skipped[/] {scan}: already complete in the store", highlight=False)
+    out.print(report.summary.line(), highlight=False, soft_wrap=True)
+    out.print(json.dumps({"summary": report.summary.to_dict()}), highlight=False, soft_wrap=True,
+              markup=False)
 
 
 def print_upload(scan_id: str, section: dict | None) -> None:
@@ -205,6 +255,42 @@ def sample_video(
     out.print(f"wrote {path} ({truth.frame_count} frames, {truth.width}x{truth.height}, "
               f"{sharp} sharp+still windows) and {truth_path(path)}", highlight=False,
               soft_wrap=True)
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8000,
+    state_dir: Annotated[Optional[Path], typer.Option(help="analysis records [state]")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="local store root [output]")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray address; default: private local Ray")] = None,
+    num_cpus: Annotated[Optional[int], typer.Option(help="CPUs of the private local Ray")] = None,
+) -> None:
+    """Start the HTTP API (Ray Serve) and block; Ctrl-C stops it."""
+    from ray import serve as ray_serve
+
+    from jobs.runtime import ensure_ray
+    from serve.app import build_app
+    from serve.security import InsecureBindError, check_bind
+    from serve.settings import ServiceSettings
+
+    overrides = {k: str(v) for k, v in (("state_dir", state_dir), ("out_dir", out_dir)) if v}
+    try:
+        check_bind(host, ServiceSettings(**overrides).api_key_list())
+    except (InsecureBindError, ValidationError) as exc:
+        fail(str(exc))
+    ensure_ray(address, num_cpus)
+    ray_serve.start(http_options={"host": host, "port": port})
+    ray_serve.run(build_app({"settings": overrides}), name="framesift", route_prefix="/")
+    err.print(f"framesift API on http://{host}:{port} (docs: /docs); Ctrl-C to stop",
+              highlight=False)
+    try:
+        import time
+
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        ray_serve.shutdown()
 
 
 def golden_entrypoint() -> None:

@@ -1,0 +1,129 @@
+"""Runs one golden-frame analysis for the HTTP service, as a detached Ray actor.
+
+The actor owns the job's Ray Data pipeline: killing it (cancel) makes Ray stop the scoring
+tasks it owns, and the store session it had open is never committed. It keeps an in-memory
+event log that the service's coordinator polls and persists.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from actors.errors import FramesiftError
+from actors.records import GoldenFrame, VideoInfo
+from jobs.golden import GoldenParams, Hooks, VideoJob, run_golden
+from jobs.planner import ChunkPlan
+from jobs.redact import redact_text
+from jobs.settings import Settings
+from jobs.store import LocalStore
+
+RUNNER_NAMESPACE = "framesift"
+
+
+def runner_name(analysis_id: str) -> str:
+    return f"framesift-analysis-{analysis_id}"
+
+
+def _public_video(video: dict[str, Any]) -> dict[str, Any]:
+    """Video facts without the service's internal file path."""
+    return {k: v for k, v in video.items() if k != "path"}
+
+
+def result_summary(manifest: dict[str, Any], location: str | None) -> dict[str, Any]:
+    """What the API returns for a finished analysis."""
+    return {
+        "golden_frames": manifest["golden_frames"],
+        "selection": manifest["selection"],
+        "video": _public_video(manifest["video"]),
+        "plan": manifest["plan"],
+        "timings_s": manifest["timings_s"],
+        "scores_key": manifest["scores_key"],
+        "store": manifest["store"],
+        "location": location,
+    }
+
+
+class AnalysisRunner:
+    """Downloads (when given a URL) and analyses one video; records events as it goes."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self._events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="analysis", daemon=True)
+        self._thread.start()
+
+    def events(self, after: int = 0) -> list[dict[str, Any]]:
+        with self._lock:
+            return self._events[after:]
+
+    def _emit(self, type_: str, data: dict[str, Any]) -> None:
+        with self._lock:
+            self._events.append({"seq": len(self._events) + 1, "type": type_, "data": data})
+
+    def _video_path(self, settings: dict[str, Any]) -> Path:
+        if self.spec["source_kind"] == "file":
+            return Path(self.spec["source"])
+        from jobs.fetch import fetch_to_file
+
+        dest = Path(settings["state_dir"]) / "downloads" / self.spec["id"]
+        return fetch_to_file(self.spec["source"], dest,
+                             max_bytes=int(settings["max_download_bytes"]),
+                             timeout_s=float(settings["download_timeout_s"]),
+                             allowlist=settings["url_allowlist"])
+
+    def _run(self) -> None:
+        settings = self.spec["settings"]
+        try:
+            self._emit("started", {"started_at": time.time()})
+            path = self._video_path(settings)
+            job_settings = Settings(**{k: v for k, v in settings.items() if k in Settings.model_fields})
+            params = GoldenParams.from_settings(job_settings)
+            overrides = {k: v for k, v in self.spec["params"].items() if v is not None}
+            params = GoldenParams(**{**params.__dict__, **overrides})
+            totals: dict[str, int] = {"total": 0, "current": 0}
+            t_first = time.time()
+
+            def on_planned(_scan: str, info: VideoInfo, plan: ChunkPlan) -> None:
+                totals["total"] = info.frame_count
+                self._emit("planned", {"total": info.frame_count,
+                                       "video": _public_video(info.summary()),
+                                       "plan": plan.to_dict()})
+
+            def on_frames(_scan: str, n: int) -> None:
+                totals["current"] += n
+                cur, tot = totals["current"], max(1, totals["total"])
+                elapsed = time.time() - t_first
+                eta = elapsed / cur * (tot - cur) if cur else None
+                self._emit("progress", {"current": cur, "total": tot,
+                                        "percentage": round(100.0 * cur / tot, 2),
+                                        "eta_s": round(eta, 2) if eta is not None else None})
+
+            def on_pick(_scan: str, frame: GoldenFrame) -> None:
+                self._emit("golden_frame", frame.to_dict())
+
+            store = LocalStore(settings["out_dir"])
+            [result] = run_golden([VideoJob(str(path), self.spec["scan_id"], self.spec["item_type"])],
+                                  params, store,
+                                  hooks=Hooks(on_planned=on_planned, on_frames=on_frames,
+                                              on_pick=on_pick))
+            if result.ok:
+                self._emit("done", {"result": result_summary(result.manifest or {}, result.location)})
+            else:
+                self._emit("error", {"code": result.error_code or "analysis_failed",
+                                     "message": redact_text(result.error or "analysis failed")})
+        except FramesiftError as exc:
+            self._emit("error", {"code": getattr(exc, "code", "analysis_failed"),
+                                 "message": redact_text(str(exc))})
+        except Exception as exc:  # noqa: BLE001 - reported to the client as data, not a crash
+            self._emit("error", {"code": "internal_error",
+                                 "message": redact_text(f"{type(exc).__name__}: {exc}")})
+        finally:
+            if self.spec["source_kind"] == "url":
+                import shutil
+
+                shutil.rmtree(Path(settings["state_dir"]) / "downloads" / self.spec["id"],
+                              ignore_errors=True)

@@ -1,0 +1,47 @@
+"""Keep secrets out of logs and messages: URL credentials, query strings, bearer tokens."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s'\"]+@)?"
+                  r"(?P<rest>[^\s?#'\"]*)(?P<query>\?[^\s#'\"]*)?")
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",]+")
+_KEYVAL = re.compile(r"(?i)((?:api[_-]?key|apikey|token|secret|password|service_role_key)"
+                     r"\s*[=:]\s*)[^\s'\",&]+")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with URL userinfo and query strings, bearer tokens and key=value secrets masked."""
+    def url(m: re.Match[str]) -> str:
+        return (m["scheme"] + ("***@" if m["userinfo"] else "") + m["rest"]
+                + ("?***" if m["query"] else ""))
+
+    text = _URL.sub(url, text)
+    text = _BEARER.sub(r"\1***", text)
+    return _KEYVAL.sub(r"\1***", text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts every record's formatted message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is left as it is
+            return True
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def install_redaction(logger: logging.Logger | None = None) -> None:
+    """Add the filter to the root logger's handlers (and ``logger``), once."""
+    targets = [logger] if logger else []
+    root = logging.getLogger()
+    targets += [root, *root.handlers]
+    for t in targets:
+        if not any(isinstance(f, RedactingFilter) for f in t.filters):
+            t.addFilter(RedactingFilter())

@@ -1,0 +1,321 @@
+"""The HTTP API: a FastAPI ingress composed with the analysis coordinator.
+
+(No ``from __future__ import annotations`` here: FastAPI must see real types through
+Serve's wrapping of the ingress methods.)
+
+``serve run serve/config.yaml`` / ``serve deploy serve/config.yaml`` use ``build_app``;
+``framesift serve`` starts the same application on a private local Ray.
+"""
+
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+from sse_starlette.sse import EventSourceResponse
+from starlette.datastructures import UploadFile
+
+from actors.image_analysis import ImageLimits
+from jobs.fetch import Allowlist, check_url
+from jobs.image_tasks import ImageItem, analyze_stream
+from jobs.redact import install_redaction
+from serve.coordinator import AnalysisCoordinator
+from serve.errors import ApiError, install_error_handlers
+from serve.schemas import (AnalysisAccepted, AnalysisList, AnalysisRequest, AnalysisView,
+                           ErrorResponse)
+from serve.security import BodyLimit, require_api_key
+from serve.settings import ServiceSettings
+
+log = logging.getLogger("framesift.api")
+
+ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 413, 415, 422, 503)}
+
+app = FastAPI(
+    title="framesift",
+    version="0.1.0",
+    description="Golden-frame analyses of videos, streamed progress (SSE), and batch image "
+                "analysis. Every error is `{\"error\": {\"code\", \"message\"}}`. When the "
+                "server has API keys, /v1 routes need `Authorization: Bearer <key>`.",
+)
+install_error_handlers(app)
+app.add_middleware(BodyLimit)
+
+_ANALYSIS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/AnalysisRequest"}},
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": ["video", "scan_id"],
+                "properties": {"video": {"type": "string", "format": "binary"},
+                               "scan_id": {"type": "string"}, "item_type": {"type": "string"},
+                               "top_k": {"type": "integer"}, "min_gap_s": {"type": "number"},
+                               "motion_max": {"type": "number"}}}},
+        },
+    }
+}
+_IMAGES_BODY = {
+    "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["images"],
+        "properties": {"images": {"type": "array",
+                                  "items": {"type": "string", "format": "binary"}}}}}}},
+    "responses": {"200": {"description": "text/event-stream: `result` and `error` per image, "
+                                         "`progress` after each, then `summary`",
+                          "content": {"text/event-stream": {}}}},
+}
+_EVENTS_DOC = {"responses": {"200": {
+    "description": "text/event-stream: `state` first (the current state, for late subscribers), "
+                   "then `status`, `planned`, `progress`, `golden_frame`, and a final `done` or "
+                   "`error`", "content": {"text/event-stream": {}}}}}
+
+
+def _content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _sse(event: str, data: Any, event_id: int | None = None) -> dict[str, Any]:
+    out = {"event": event, "data": json.dumps(data)}
+    if event_id is not None:
+        out["id"] = str(event_id)
+    return out
+
+
+@serve.deployment(max_ongoing_requests=100, max_queued_requests=200,
+                  backpressure_config={"status_code": 503, "retry_after_s": 1},
+                  ray_actor_options={"num_cpus": 0})
+@serve.ingress(app)
+class Ingress:
+    """Stateless front door; state lives in the coordinator (and its SQLite file)."""
+
+    def __init__(self, coordinator: DeploymentHandle, settings: dict[str, Any] | None = None) -> None:
+        install_redaction(log)
+        install_redaction(logging.getLogger("ray.serve"))
+        self.coordinator = coordinator
+        self.settings = ServiceSettings(**(settings or {}))
+        app.state.api_keys = self.settings.api_key_list()
+        self.uploads = Path(self.settings.state_dir).resolve() / "uploads"
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        s = self.settings
+        app.state.body_limits = {
+            "/v1/analyses": s.max_upload_bytes + 2**20,
+            "/v1/images/analyze": s.max_images_per_request * (s.max_image_bytes + 4096) + 2**20,
+        }
+
+    # ---- health ------------------------------------------------------------------------------
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: the coordinator answers",
+             responses={503: {"model": ErrorResponse}})
+    async def readyz(self) -> dict[str, Any]:
+        try:
+            await asyncio.wait_for(self.coordinator.ping.remote(), timeout=5)
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            raise ApiError(503, "not_ready", f"coordinator not ready: {type(exc).__name__}",
+                           headers={"Retry-After": "2"}) from exc
+        return {"status": "ready", "deployments": ["Ingress", "AnalysisCoordinator"]}
+
+    # ---- analyses ----------------------------------------------------------------------------
+
+    @app.post("/v1/analyses", status_code=202, response_model=AnalysisAccepted,
+              dependencies=[Depends(require_api_key)], responses=ERRORS,
+              openapi_extra=_ANALYSIS_BODY, summary="Start a golden-frame analysis",
+              description="JSON `{video_url, scan_id, ...}` (camelCase webhook keys accepted) or "
+                          "a multipart upload of the video. Re-posting the same scan and "
+                          "parameters while it runs returns the running analysis.")
+    async def create_analysis(self, request: Request) -> JSONResponse:
+        ctype = _content_type(request)
+        if ctype == "application/json":
+            try:
+                body = await request.json()
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ApiError(422, "invalid_json", f"request body is not valid JSON: {exc}") from exc
+            req = self._parse(body)
+            if not req.video_url:
+                raise ApiError(422, "invalid_request", "video_url is required with a JSON body "
+                                                       "(or upload the file as multipart)")
+            await asyncio.to_thread(self._check_url, req.video_url)
+            submit = {"source_kind": "url", "source": req.video_url,
+                      "source_id": req.video_url}
+        elif ctype == "multipart/form-data":
+            form = await request.form(max_files=1, max_fields=10)
+            upload = form.get("video")
+            if not isinstance(upload, UploadFile):
+                raise ApiError(422, "invalid_request", "multipart upload needs a 'video' file part")
+            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+            req = self._parse(fields)
+            path, digest = await self._save_upload(upload)
+            submit = {"source_kind": "file", "source": str(path), "source_id": digest}
+        else:
+            raise ApiError(415, "unsupported_media_type",
+                           f"send application/json or multipart/form-data, not '{ctype or 'none'}'")
+        view, created = await self.coordinator.submit.remote({
+            **submit, "scan_id": req.scan_id, "item_type": req.item_type, "top_k": req.top_k,
+            "min_gap_s": req.min_gap_s, "motion_max": req.motion_max})
+        base = str(request.base_url).rstrip("/")
+        accepted = AnalysisAccepted(id=view["id"], scan_id=view["scan_id"], status=view["status"],
+                                    created=created,
+                                    status_url=f"{base}/v1/analyses/{view['id']}",
+                                    events_url=f"{base}/v1/analyses/{view['id']}/events")
+        return JSONResponse(accepted.model_dump(), status_code=202)
+
+    @staticmethod
+    def _parse(data: Any) -> AnalysisRequest:
+        try:
+            return AnalysisRequest.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ApiError(422, "invalid_request", f"{where}: {first['msg']}") from exc
+
+    def _check_url(self, url: str) -> None:
+        """Refuse bad schemes and private addresses now, not after queueing (422)."""
+        check_url(url, Allowlist.parse(self.settings.url_allowlist))
+
+    async def _save_upload(self, upload: UploadFile) -> tuple[Path, str]:
+        suffix = Path(upload.filename or "video").suffix.lower()[:8] or ".mp4"
+        if not suffix[1:].isalnum():
+            suffix = ".mp4"
+        path = self.uploads / f"{uuid.uuid4().hex}{suffix}"
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with path.open("wb") as out:
+                while chunk := await upload.read(1 << 20):
+                    size += len(chunk)
+                    if size > self.settings.max_upload_bytes:
+                        raise ApiError(413, "payload_too_large", "video upload is larger than "
+                                       f"{self.settings.max_upload_bytes} bytes")
+                    digest.update(chunk)
+                    out.write(chunk)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        if size == 0:
+            path.unlink(missing_ok=True)
+            raise ApiError(422, "empty_upload", "the uploaded video is empty")
+        return path, digest.hexdigest()
+
+    @app.get("/v1/analyses/{analysis_id}", response_model=AnalysisView,
+             dependencies=[Depends(require_api_key)], responses=ERRORS,
+             summary="Status, progress, ETA, timings, result or error")
+    async def get_analysis(self, analysis_id: str) -> dict[str, Any]:
+        view = await self.coordinator.get.remote(analysis_id)
+        if view is None:
+            raise ApiError(404, "not_found", f"no analysis {analysis_id!r}")
+        return view
+
+    @app.get("/v1/analyses", response_model=AnalysisList, dependencies=[Depends(require_api_key)],
+             responses=ERRORS, summary="List analyses, newest first")
+    async def list_analyses(self, scan_id: str | None = Query(None, max_length=128),
+                            limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        return {"analyses": await self.coordinator.list.remote(scan_id, limit)}
+
+    @app.delete("/v1/analyses/{analysis_id}", response_model=AnalysisView,
+                dependencies=[Depends(require_api_key)], responses=ERRORS,
+                summary="Cancel a queued or running analysis (its workers stop)")
+    async def cancel_analysis(self, analysis_id: str) -> dict[str, Any]:
+        view = await self.coordinator.cancel.remote(analysis_id)
+        if view is None:
+            raise ApiError(404, "not_found", f"no analysis {analysis_id!r}")
+        return view
+
+    @app.get("/v1/analyses/{analysis_id}/events", dependencies=[Depends(require_api_key)],
+             responses=ERRORS, openapi_extra=_EVENTS_DOC,
+             summary="Server-Sent Events: the current state, then progress as it happens")
+    async def analysis_events(self, analysis_id: str) -> EventSourceResponse:
+        snap = await self.coordinator.snapshot.remote(analysis_id)
+        if snap is None:
+            raise ApiError(404, "not_found", f"no analysis {analysis_id!r}")
+        return EventSourceResponse(self._event_stream(analysis_id, snap), ping=15)
+
+    async def _event_stream(self, analysis_id: str, snap: dict[str, Any]) -> AsyncIterator[dict]:
+        yield _sse("state", {**snap["view"], "golden_frames": snap["golden_frames"]}, snap["seq"])
+        if snap["view"]["status"] in ("succeeded", "failed", "cancelled"):
+            final = "done" if snap["view"]["status"] == "succeeded" else "error"
+            yield _sse(final, snap["view"], snap["seq"])
+            return
+        after = snap["seq"]
+        while True:
+            batch = await self.coordinator.events.remote(analysis_id, after, 10.0)
+            for event in batch["events"]:
+                after = event["seq"]
+                yield _sse(event["type"], event["data"], event["seq"])
+                if event["type"] in ("done", "error"):
+                    return
+            if batch["final"] and not batch["events"]:
+                return
+
+    # ---- batch image analysis ----------------------------------------------------------------
+
+    @app.post("/v1/images/analyze", dependencies=[Depends(require_api_key)], responses=ERRORS,
+              openapi_extra=_IMAGES_BODY, summary="Analyse many images; results stream back (SSE)")
+    async def analyze_images(self, request: Request,
+                             concurrency: int | None = Query(
+                                 None, ge=1, description="images at once (capped by the server)")
+                             ) -> EventSourceResponse:
+        s = self.settings
+        if _content_type(request) != "multipart/form-data":
+            raise ApiError(415, "unsupported_media_type",
+                           "send the images as multipart/form-data parts named 'images'")
+        form = await request.form(max_files=s.max_images_per_request + 1, max_fields=10)
+        uploads = [v for v in form.getlist("images") if isinstance(v, UploadFile)]
+        if not uploads:
+            raise ApiError(422, "invalid_request", "no 'images' file parts in the request")
+        if len(uploads) > s.max_images_per_request:
+            raise ApiError(413, "too_many_images", f"{len(uploads)} images; at most "
+                           f"{s.max_images_per_request} per request")
+        items = []
+        for i, up in enumerate(uploads):
+            data = await up.read(s.max_image_bytes + 1)
+            if len(data) > s.max_image_bytes:
+                items.append(ImageItem(i, up.filename, None, ("image_too_large", "image is larger "
+                                       f"than {s.max_image_bytes} bytes")))
+            elif not data:
+                items.append(ImageItem(i, up.filename, None, ("empty_image", "the part is empty")))
+            else:
+                items.append(ImageItem(i, up.filename, data))
+        window = min(concurrency or s.analysis_concurrency, s.max_analysis_concurrency)
+        limits = ImageLimits(max_pixels=s.max_image_pixels)
+
+        async def stream() -> AsyncIterator[dict]:
+            async for event, data in analyze_stream(items, concurrency=window,
+                                                    task_cpus=s.image_task_cpus, limits=limits,
+                                                    analysis_long_side=s.analysis_long_side):
+                yield _sse(event, data)
+
+        return EventSourceResponse(stream(), ping=15)
+
+
+class AppArgs(BaseModel):
+    """Arguments of ``build_app`` (the ``args:`` of serve/config.yaml)."""
+
+    settings: dict[str, Any] = Field(default_factory=dict,
+                                     description="overrides of FRAMESIFT_* settings (no secrets: "
+                                                 "API keys come from the replica environment)")
+
+
+def build_app(args: dict[str, Any] | AppArgs | None = None) -> serve.Application:
+    """Typed application builder: the coordinator bound into the ingress."""
+    parsed = args if isinstance(args, AppArgs) else AppArgs.model_validate(args or {})
+    if "api_keys" in parsed.settings:
+        raise ValueError("api_keys must come from FRAMESIFT_API_KEYS in the environment, "
+                         "not from the application config")
+    overrides = ServiceSettings(**parsed.settings).model_dump(
+        include=set(parsed.settings), mode="json")
+    for key in ("state_dir", "out_dir"):  # replicas may run elsewhere: pin absolute paths
+        overrides[key] = os.path.abspath(overrides.get(key) or getattr(ServiceSettings(), key))
+    coordinator = AnalysisCoordinator.bind(overrides)
+    return Ingress.bind(coordinator, overrides)
