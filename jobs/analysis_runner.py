@@ -71,7 +71,7 @@ class AnalysisRunner:
 
         dest = Path(settings["state_dir"]) / "downloads" / self.spec["id"]
         return fetch_to_file(self.spec["source"], dest,
-                             max_bytes=int(settings["max_download_bytes"]),
+                             max_bytes=int(settings["download_max_bytes"]),
                              timeout_s=float(settings["download_timeout_s"]),
                              allowlist=settings["url_allowlist"])
 

@@ -21,9 +21,6 @@ class ServiceSettings(Settings):
     max_image_bytes: int = Field(25 * 2**20, ge=1024, description="bytes per uploaded image")
     max_image_pixels: int = Field(50_000_000, ge=1, description="pixels per image (bomb guard)")
     max_upload_bytes: int = Field(512 * 2**20, ge=1024, description="bytes of an uploaded video")
-    max_download_bytes: int = Field(512 * 2**20, ge=1024, description="bytes of a fetched video")
-    download_timeout_s: float = Field(60.0, gt=0, description="timeout of a video download (s)")
-    url_allowlist: str = Field("", description="hosts/CIDRs video_url may use despite being private")
     api_keys: SecretStr | None = Field(None, description="comma-separated API keys; none = no auth")
 
     def api_key_list(self) -> list[str]:
