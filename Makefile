@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean postgres
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 2; }
@@ -20,7 +20,19 @@ demo: $(STAMP)
 	$(VENV)/bin/framesift sample-video demo/sample.mp4 --seconds 12 --size 1280x720 --seed 7
 	$(VENV)/bin/framesift golden demo/sample.mp4 --scan-id demo-scan --out output
 
-test: $(STAMP)
+# The Supabase schema tests need a PostgreSQL server (Debian's, started by the tests as the
+# postgres user). Installed here when missing and we are root; otherwise those tests skip.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing the PostgreSQL server (apt-get install postgresql) for the schema tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else \
+		echo "note: no PostgreSQL server and not root (or no apt-get): the Supabase schema tests will be skipped; install it with: sudo apt-get install postgresql" >&2; \
+	fi
+
+test: $(STAMP) postgres
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -217,6 +217,8 @@ class FakeSupabase:
         parts = [unquote(p) for p in rec.path[len("/storage/v1/"):].split("/")]
         if parts[:2] == ["object", "sign"] and rec.method == "POST":
             return self._sign(rec, parts[2], "/".join(parts[3:]) or None, role)
+        if parts[0] == "object" and len(parts) == 2 and rec.method == "DELETE":
+            return self._remove(rec, parts[1], role)
         if parts[0] != "object" or len(parts) < 3:
             raise _storage_error("404", "NotFound", "Not Found", f"Route {rec.method}:{rec.path} not found")
         bucket_name, key = parts[1], "/".join(parts[2:])
@@ -254,6 +256,17 @@ class FakeSupabase:
                 raise _storage_error("404", "NoSuchKey", "not_found", "Object not found")
             self.objects[(bucket_name, key)] = StoredObject(data, content_type)
         return 200, {"Id": str(uuid.uuid4()), "Key": f"{bucket_name}/{key}"}, {}
+
+    def _remove(self, rec: Recorded, bucket_name: str, role: str) -> tuple[int, Any, dict[str, str]]:
+        if bucket_name not in self.buckets:
+            raise _storage_error("404", "NoSuchBucket", "Bucket not found", "Bucket not found")
+        prefixes = json.loads(rec.body or b"{}").get("prefixes", [])
+        removed = []
+        with self._lock:
+            for key in prefixes:
+                if role == "service_role" and self.objects.pop((bucket_name, key), None) is not None:
+                    removed.append({"bucket_id": bucket_name, "name": key})
+        return 200, removed, {}
 
     @staticmethod
     def _upload_body(rec: Recorded) -> tuple[bytes, str]:
