@@ -119,7 +119,9 @@ def test_a_rerun_of_the_same_scan_is_idempotent_and_drops_frames_no_longer_golde
     write_result(store, images={12: b"a", 40: b"b"})
     write_result(store, images={12: b"a", 40: b"b"})
     assert len(fake.rows("golden_frames")) == 2
-    second = write_result(store, images={12: b"a", 77: b"c"})
+    second = write_result(store, images={12: b"a-new", 77: b"c"})
+    assert second["supabase"]["status"] == "uploaded"
+    assert fake.objects[("golden-frames", "scan-1/12.jpg")].data == b"a-new"  # upserted
     rows = fake.rows("golden_frames", scan_id="scan-1")
     assert sorted(r["frame_index"] for r in rows) == [12, 77]
     assert {r["analysis_id"] for r in rows} == {second["supabase"]["analysis_id"]}
@@ -395,3 +397,15 @@ def test_the_golden_job_uploads_its_picks(tmp_path, fake, videos):
     assert analysis["status"] == "succeeded" and analysis["item_type"] == "shoe"
     assert analysis["golden_count"] == len(picks)
     assert analysis["timings"] == result.manifest["timings_s"]
+
+
+def test_the_store_setting_picks_the_store(tmp_path, monkeypatch):
+    from jobs.stores import make_store as pick
+
+    assert isinstance(pick(Settings(out_dir=str(tmp_path))), LocalStore)
+    monkeypatch.setenv("SUPABASE_URL", "https://example.supabase.co")
+    monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", SECRET)
+    monkeypatch.setenv("FRAMESIFT_STORE", "supabase")
+    store = pick(Settings(out_dir=str(tmp_path)))
+    assert isinstance(store, SupabaseStore) and store.name == "supabase"
+    assert store.local.root == tmp_path
