@@ -57,7 +57,11 @@ class StoreSession(Protocol):
         """Store the per-frame scores; return their key."""
 
     def commit(self, manifest: dict[str, Any]) -> str:
-        """Write the manifest last, making the result complete; return its location."""
+        """Write the manifest last, making the result complete; return its location.
+
+        A store may add a section about itself to ``manifest`` in place (the Supabase store adds
+        ``supabase``: what was uploaded and what is pending), so the caller's result shows it.
+        """
 
     def abort(self) -> None:
         """Drop everything written by this session."""
