@@ -109,6 +109,7 @@ def golden(
                          out_dir=str(out_dir) if out_dir else None, ray_address=address,
                          num_cpus=num_cpus, image_format=image_format, store=store,
                          cluster_cpus=cluster_cpus)
+    settings.ray_address = settings.ray_address or submitted_job_address()
     entries = _manifest_entries(manifest, videos, scan_id) if manifest is not None else None
     if entries is None and not videos:
         fail("give one or more VIDEO files, or --manifest FILE")
@@ -166,6 +167,16 @@ def golden(
         if len(failed) == len(results) and len(failed) == 1:
             fail(failed[0].error or "failed", 2 if failed[0].error_code != "job_failed" else 1)
         raise typer.Exit(2)
+
+
+def submitted_job_address() -> str | None:
+    """Inside a ``ray job submit`` job, the cluster it was submitted to (Ray sets RAY_ADDRESS
+    and RAY_JOB_CONFIG_JSON_ENV_VAR for the entrypoint); otherwise None: a private local Ray."""
+    import os
+
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
+        return os.environ.get("RAY_ADDRESS") or None
+    return None
 
 
 def _manifest_entries(manifest: Path, videos: list[Path] | None, scan_id: str | None) -> list:
