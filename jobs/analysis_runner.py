@@ -18,7 +18,7 @@ from jobs.golden import GoldenParams, Hooks, VideoJob, run_golden
 from jobs.planner import ChunkPlan
 from jobs.redact import redact_text
 from jobs.settings import Settings
-from jobs.store import LocalStore
+from jobs.stores import make_store
 
 RUNNER_NAMESPACE = "framesift"
 
@@ -105,7 +105,7 @@ class AnalysisRunner:
             def on_pick(_scan: str, frame: GoldenFrame) -> None:
                 self._emit("golden_frame", frame.to_dict())
 
-            store = LocalStore(settings["out_dir"])
+            store = make_store(job_settings)
             [result] = run_golden([VideoJob(str(path), self.spec["scan_id"], self.spec["item_type"])],
                                   params, store,
                                   hooks=Hooks(on_planned=on_planned, on_frames=on_frames,

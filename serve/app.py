@@ -54,7 +54,7 @@ _ANALYSIS_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/AnalysisRequest"}},
+            "application/json": {"schema": AnalysisRequest.model_json_schema()},
             "multipart/form-data": {"schema": {
                 "type": "object", "required": ["video", "scan_id"],
                 "properties": {"video": {"type": "string", "format": "binary"},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 
 from jobs.settings import Settings
@@ -22,8 +24,12 @@ class ServiceSettings(Settings):
     max_image_pixels: int = Field(50_000_000, ge=1, description="pixels per image (bomb guard)")
     max_upload_bytes: int = Field(512 * 2**20, ge=1024, description="bytes of an uploaded video")
     api_keys: SecretStr | None = Field(None, description="comma-separated API keys; none = no auth")
+    api_keys_file: str | None = Field(None, description="file with API keys (one per line or "
+                                                        "comma-separated), e.g. a mounted secret")
 
     def api_key_list(self) -> list[str]:
-        if self.api_keys is None:
-            return []
-        return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
+        """Keys from FRAMESIFT_API_KEYS and FRAMESIFT_API_KEYS_FILE together."""
+        raw = self.api_keys.get_secret_value() if self.api_keys is not None else ""
+        if self.api_keys_file:
+            raw += "," + Path(self.api_keys_file).read_text()
+        return [k.strip() for k in raw.replace("\n", ",").split(",") if k.strip()]
