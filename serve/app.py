@@ -97,12 +97,14 @@ def _sse(event: str, data: Any, event_id: int | None = None) -> dict[str, Any]:
 class Ingress:
     """Stateless front door; state lives in the coordinator (and its SQLite file)."""
 
-    def __init__(self, coordinator: DeploymentHandle, settings: dict[str, Any] | None = None) -> None:
+    def __init__(self, coordinator: DeploymentHandle, settings: dict[str, Any] | None = None,
+                 models: dict[str, DeploymentHandle] | None = None) -> None:
         install_redaction(log)
         install_redaction(logging.getLogger("ray.serve"))
         self.coordinator = coordinator
         self.settings = ServiceSettings(**(settings or {}))
         app.state.api_keys = self.settings.api_key_list()
+        app.state.models = models or {}  # model deployment handles by name (routers use them)
         self.uploads = Path(self.settings.state_dir).resolve() / "uploads"
         self.uploads.mkdir(parents=True, exist_ok=True)
         s = self.settings
