@@ -143,3 +143,45 @@ def scores_by_index(scores: Sequence[FrameScore]) -> dict[int, FrameScore]:
         if prev != s:
             raise ValueError(f"two different scores for frame {s.frame_index}: {prev} vs {s}")
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One detected object: box in source pixels (x1, y1, x2, y2), confidence, class."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    confidence: float
+    class_id: int
+    class_name: str
+
+    def __post_init__(self) -> None:
+        if not (self.x2 >= self.x1 and self.y2 >= self.y1):
+            raise ValueError(f"Detection box must have x2 >= x1 and y2 >= y1, got "
+                             f"{(self.x1, self.y1, self.x2, self.y2)}")
+        if not 0.0 <= self.confidence <= 1.0:
+            raise ValueError(f"Detection confidence must be in [0, 1], got {self.confidence}")
+
+    @property
+    def xyxy(self) -> tuple[float, float, float, float]:
+        return (self.x1, self.y1, self.x2, self.y2)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"box": [round(v, 2) for v in self.xyxy], "confidence": round(self.confidence, 5),
+                "class_id": self.class_id, "class_name": self.class_name}
+
+    @classmethod
+    def from_ultralytics(cls, result: Any) -> list["Detection"]:
+        """Convert one ultralytics ``Results`` (boxes on the original image) at the boundary."""
+        boxes = result.boxes
+        if boxes is None or len(boxes) == 0:
+            return []
+        xyxy = boxes.xyxy.detach().cpu().float().numpy()
+        conf = boxes.conf.detach().cpu().float().numpy()
+        cls_ = boxes.cls.detach().cpu().numpy().astype(int)
+        names = result.names
+        return [cls(float(b[0]), float(b[1]), float(b[2]), float(b[3]),
+                    min(1.0, max(0.0, float(c))), int(k), str(names.get(int(k), int(k))))
+                for b, c, k in zip(xyxy, conf, cls_)]
