@@ -304,6 +304,11 @@ def serve_command(
         ray_serve.shutdown()
 
 
+from jobs.video_commands import register_video_commands  # noqa: E402 - needs app, fail, out
+
+register_video_commands(app)
+
+
 def golden_entrypoint() -> None:
     """``python -m jobs.golden``: the golden command alone (for ``ray job submit``)."""
     typer.run(golden)

@@ -59,6 +59,34 @@ class Settings(BaseSettings):
     supabase_backoff_s: float = Field(0.5, ge=0, description="first retry delay (s), doubling")
     supabase_backoff_max_s: float = Field(10.0, ge=0, description="longest retry delay (s)")
     supabase_timeout_s: float = Field(30.0, gt=0, description="HTTP timeout per request (s)")
+    # models (weights are local files, never downloaded) and video jobs on model workers
+    yolo_weights: str | None = Field(None, description="YOLO .pt (or .yaml) for detection; "
+                                                       "none = no detector deployment")
+    yolo_conf: float = Field(0.25, ge=0, le=1, description="detection confidence floor")
+    yolo_iou: float = Field(0.45, gt=0, le=1, description="NMS IoU threshold")
+    yolo_imgsz: int = Field(640, ge=32, le=4096, description="YOLO inference size (px)")
+    detect_batch_size: int = Field(16, ge=1, le=256,
+                                   description="frames per detector call (video jobs and Serve)")
+    detect_batch_wait_s: float = Field(0.01, ge=0, le=5,
+                                       description="Serve: longest wait for a batch to fill (s)")
+    upscaler_weights: str | None = Field(None, description="Real-ESRGAN .pth (spandrel); "
+                                                           "none = no upscaler deployment")
+    upscale_tile: int = Field(256, ge=0, description="upscaler tile size in px (0 = no tiling)")
+    upscale_tile_pad: int = Field(10, ge=0, description="context px around each tile")
+    upscale_pre_pad: int = Field(0, ge=0, description="reflect padding before upscaling (px)")
+    max_upscale_pixels: int = Field(16_777_216, ge=1,
+                                    description="largest upscaled output (pixels) per request")
+    model_device: str = Field("auto", description="auto (CUDA when present), cpu or cuda[:N]")
+    model_half: bool = Field(True, description="fp16 on CUDA when the model supports it")
+    detector_num_gpus: float = Field(0.0, ge=0, description="GPUs per detector replica")
+    upscaler_num_gpus: float = Field(0.0, ge=0, description="GPUs per upscaler replica")
+    video_num_gpus: float | None = Field(
+        None, ge=0, description="GPUs per video-job model actor (default: 1 when the cluster "
+                                "has GPUs, else 0)")
+    worker_startup_s: float = Field(30.0, ge=0, description="planner: start-up per model "
+                                    "worker (container, model load, download)")
+    target_speedup: float = Field(4.0, ge=1, description="planner: speedup over one worker "
+                                  "that --workers auto aims for")
 
     @field_validator("workers", mode="before")
     @classmethod

@@ -31,6 +31,8 @@ from jobs.image_tasks import ImageItem, analyze_stream
 from jobs.redact import install_redaction
 from serve.coordinator import AnalysisCoordinator
 from serve.errors import ApiError, install_error_handlers
+from serve.model_routes import model_body_limits, router as model_router
+from serve.models import bind_models
 from serve.schemas import (AnalysisAccepted, AnalysisList, AnalysisRequest, AnalysisView,
                            ErrorResponse)
 from serve.security import BodyLimit, require_api_key
@@ -49,6 +51,7 @@ app = FastAPI(
 )
 install_error_handlers(app)
 app.add_middleware(BodyLimit)
+app.include_router(model_router)  # /v1/detect, /v1/crop, /v1/upscale (serve/model_routes.py)
 
 _ANALYSIS_BODY = {
     "requestBody": {
@@ -111,7 +114,10 @@ class Ingress:
         app.state.body_limits = {
             "/v1/analyses": s.max_upload_bytes + 2**20,
             "/v1/images/analyze": s.max_images_per_request * (s.max_image_bytes + 4096) + 2**20,
+            **model_body_limits(s.max_image_bytes),
         }
+        app.state.model_limits = {"max_image_bytes": s.max_image_bytes,
+                                  "max_image_pixels": s.max_image_pixels}
 
     # ---- health ------------------------------------------------------------------------------
 
@@ -319,5 +325,9 @@ def build_app(args: dict[str, Any] | AppArgs | None = None) -> serve.Application
         include=set(parsed.settings), mode="json")
     for key in ("state_dir", "out_dir"):  # replicas may run elsewhere: pin absolute paths
         overrides[key] = os.path.abspath(overrides.get(key) or getattr(ServiceSettings(), key))
+    for key in ("yolo_weights", "upscaler_weights"):  # files: absolute, as state_dir
+        if overrides.get(key) and os.path.exists(overrides[key]):
+            overrides[key] = os.path.abspath(overrides[key])
     coordinator = AnalysisCoordinator.bind(overrides)
-    return Ingress.bind(coordinator, overrides)
+    models = bind_models(ServiceSettings(**overrides))  # only the models whose weights are set
+    return Ingress.bind(coordinator, overrides, models=models or None)
