@@ -1,9 +1,10 @@
 """The analysis coordinator: one replica that owns the queue and the durable records.
 
-Each running analysis is a detached ``AnalysisRunner`` actor (jobs/analysis_runner.py). The
-coordinator polls runners for events, persists them (SQLite, serve/state.py) and starts queued
-analyses when a slot frees. On restart it reattaches to runners still alive and requeues the
-analyses whose runner is gone, so an accepted analysis completes or fails, never vanishes.
+Each running analysis runs in a detached ``AnalysisRunner`` actor (jobs/analysis_runner.py);
+finished runners stay warm for the next analysis. The coordinator polls runners for events,
+persists them (SQLite, serve/state.py) and starts queued analyses when a slot frees. On restart
+it reattaches to runners still alive, requeues the analyses whose runner is gone, and kills
+runners nobody references: an accepted analysis completes or fails, never vanishes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import ray
 from ray import serve
 from ray.exceptions import RayActorError
 
-from jobs.analysis_runner import RUNNER_NAMESPACE, AnalysisRunner, runner_name
+from jobs.analysis_runner import RUNNER_NAMESPACE, AnalysisRunner, new_runner_name
 from jobs.redact import install_redaction
 from serve.settings import ServiceSettings
 from serve.state import ACTIVE, FINAL, AnalysisDB, now
@@ -53,19 +54,32 @@ class AnalysisCoordinator:
         self.settings = ServiceSettings(**(settings or {}))
         self.state_dir = Path(self.settings.state_dir).resolve()
         self.db = AnalysisDB(self.state_dir / "analyses.sqlite3")
-        self._runners: dict[str, Any] = {}
+        self._runners: dict[str, Any] = {}  # analysis id -> runner handle
+        self._runner_names: dict[str, str] = {}
+        self._idle: list[Any] = []  # warm runners waiting for work
+        self._unverified: set[str] = set()  # reattached after a restart, not yet checked
         self._pump: asyncio.Task | None = None
         self._recover()
 
     # ---- lifecycle -------------------------------------------------------------------------
 
     def _recover(self) -> None:
+        referenced = set()
         for rec in self.db.with_status("running"):
             try:
-                self._runners[rec["id"]] = ray.get_actor(runner_name(rec["id"]),
-                                                         namespace=RUNNER_NAMESPACE)
-            except ValueError:
+                self._runners[rec["id"]] = ray.get_actor(rec["runner"], namespace=RUNNER_NAMESPACE)
+                self._runner_names[rec["id"]] = rec["runner"]
+                self._unverified.add(rec["id"])  # its start() may have died with us
+                referenced.add(rec["runner"])
+            except (ValueError, TypeError):
                 self._requeue_or_fail(rec, "the service restarted while the analysis ran")
+        for actor in ray.util.list_named_actors(all_namespaces=True):
+            if actor["namespace"] == RUNNER_NAMESPACE and actor["name"] not in referenced \
+                    and actor["name"].startswith("framesift-runner-"):
+                try:  # a runner of a previous coordinator incarnation: idle or orphaned
+                    ray.kill(ray.get_actor(actor["name"], namespace=RUNNER_NAMESPACE))
+                except ValueError:
+                    pass
 
     def _requeue_or_fail(self, rec: dict[str, Any], why: str) -> None:
         if rec["attempts"] < MAX_ATTEMPTS:
@@ -88,7 +102,7 @@ class AnalysisCoordinator:
                 await self._tick()
             except Exception:  # noqa: BLE001 - the loop must survive one bad tick
                 log.exception("coordinator tick failed")
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.05 if self._runners else 0.2)
 
     async def _tick(self) -> None:
         for analysis_id, handle in list(self._runners.items()):
@@ -97,7 +111,11 @@ class AnalysisCoordinator:
                 self._runners.pop(analysis_id, None)
                 continue
             try:
-                events = await handle.events.remote(rec["runner_seq"])
+                if analysis_id in self._unverified and not await self._verify(rec, handle):
+                    self._runners.pop(analysis_id, None)
+                    self._requeue_or_fail(rec, "its worker had moved on")
+                    continue
+                events = await handle.events.remote(analysis_id, rec["runner_seq"])
             except RayActorError:
                 self._runners.pop(analysis_id, None)
                 self._requeue_or_fail(rec, "the analysis worker died")
@@ -108,16 +126,39 @@ class AnalysisCoordinator:
         for rec in self.db.with_status("queued")[:max(0, slots)]:
             self._start(rec)
 
-    def _start(self, rec: dict[str, Any]) -> None:
-        spec = {"id": rec["id"], "scan_id": rec["scan_id"], "item_type": rec["item_type"],
+    async def _verify(self, rec: dict[str, Any], handle: Any) -> bool:
+        """After a restart: make sure the runner really holds this analysis (a start() sent
+        just before the old coordinator died is lost with it); start it again if idle.
+        False when the runner is busy with something else."""
+        state = await handle.status.remote()
+        self._unverified.discard(rec["id"])
+        if state["analysis_id"] == rec["id"]:
+            return True
+        if state["busy"]:
+            return False
+        self.db.update(rec["id"], runner_seq=0, progress_current=0)
+        await handle.start.remote(self._spec(rec))
+        return True
+
+    def _spec(self, rec: dict[str, Any]) -> dict[str, Any]:
+        return {"id": rec["id"], "scan_id": rec["scan_id"], "item_type": rec["item_type"],
                 "source_kind": rec["source_kind"], "source": rec["source"],
                 "params": rec["params"],
                 "settings": self.settings.model_dump(exclude={"api_keys"}, mode="json")}
-        handle = ray.remote(AnalysisRunner).options(
-            name=runner_name(rec["id"]), namespace=RUNNER_NAMESPACE, lifetime="detached",
-            num_cpus=0, max_restarts=0, get_if_exists=True).remote(spec)
+
+    def _start(self, rec: dict[str, Any]) -> None:
+        spec = self._spec(rec)
+        if self._idle:
+            name, handle = self._idle.pop()
+        else:
+            name = new_runner_name()
+            handle = ray.remote(AnalysisRunner).options(
+                name=name, namespace=RUNNER_NAMESPACE, lifetime="detached", num_cpus=0,
+                max_restarts=0).remote()
+        handle.start.remote(spec)
         self._runners[rec["id"]] = handle
-        self.db.update(rec["id"], status="running", started_at=now(), runner_seq=0,
+        self._runner_names[rec["id"]] = name
+        self.db.update(rec["id"], status="running", started_at=now(), runner_seq=0, runner=name,
                        attempts=rec["attempts"] + 1)
         self.db.add_event(rec["id"], "status", {"status": "running"})
 
@@ -141,14 +182,20 @@ class AnalysisCoordinator:
     def _finish(self, analysis_id: str, status: str, result: dict[str, Any] | None = None,
                 error: tuple[str, str] | None = None) -> None:
         handle = self._runners.pop(analysis_id, None)
+        name = self._runner_names.pop(analysis_id, None)
         if handle is not None:
-            ray.kill(handle, no_restart=True)
+            if status == "cancelled" or name is None or \
+                    len(self._idle) >= self.settings.max_running_analyses:
+                ray.kill(handle, no_restart=True)  # stops its tasks; nothing gets committed
+            else:
+                self._idle.append((name, handle))  # warm for the next analysis
         rec = self.db.get(analysis_id)
         fields: dict[str, Any] = {"status": status, "finished_at": now()}
         if result is not None:
             fields["result"] = result
         if error is not None:
             fields["error_code"], fields["error_message"] = error
+        fields["runner"] = None
         self.db.update(analysis_id, **fields)
         # SSE streams end on "done" or "error"; a cancellation is an error event too
         self.db.add_event(analysis_id, "done" if status == "succeeded" else "error",

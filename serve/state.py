@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS analyses (
     error_code TEXT,
     error_message TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
+    runner TEXT,                     -- name of the detached runner actor while running
     runner_seq INTEGER NOT NULL DEFAULT 0,  -- runner events already applied
     created_at REAL NOT NULL,
     started_at REAL,
@@ -47,6 +48,7 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 _JSON_FIELDS = ("params", "result")
+_ADDED_COLUMNS = (("runner", "TEXT"),)
 
 
 class AnalysisDB:
@@ -60,6 +62,10 @@ class AnalysisDB:
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.executescript(_SCHEMA)
+            have = {r[1] for r in self._conn.execute("PRAGMA table_info(analyses)")}
+            for column, decl in _ADDED_COLUMNS:  # databases written by earlier versions
+                if column not in have:
+                    self._conn.execute(f"ALTER TABLE analyses ADD COLUMN {column} {decl}")
 
     def _rows(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
         with self._lock:

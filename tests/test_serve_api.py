@@ -240,9 +240,11 @@ def _task_processes() -> list[str]:
 
 
 def test_cancel_stops_the_workers_and_stores_nothing(api, media):
+    import sqlite3
+
     import ray
 
-    from jobs.analysis_runner import RUNNER_NAMESPACE, runner_name
+    from jobs.analysis_runner import RUNNER_NAMESPACE
 
     c = api["client"]
     aid = _upload(c, media["long"], "cancel-1").json()["id"]
@@ -250,6 +252,8 @@ def test_cancel_stops_the_workers_and_stores_nothing(api, media):
     while time.monotonic() < deadline and not _task_processes():
         time.sleep(0.05)
     assert c.get(f"/v1/analyses/{aid}").json()["status"] == "running"
+    with sqlite3.connect(api["state"] / "main" / "analyses.sqlite3") as db:
+        [(runner,)] = db.execute("SELECT runner FROM analyses WHERE id = ?", (aid,)).fetchall()
     r = c.delete(f"/v1/analyses/{aid}")
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
     assert r.json()["error"]["code"] == "cancelled"
@@ -257,8 +261,8 @@ def test_cancel_stops_the_workers_and_stores_nothing(api, media):
     while time.monotonic() < deadline and _task_processes():
         time.sleep(0.2)
     assert not _task_processes(), "scoring tasks still running after cancel"
-    with pytest.raises(ValueError):
-        ray.get_actor(runner_name(aid), namespace=RUNNER_NAMESPACE)
+    with pytest.raises(ValueError):  # the runner that held the job is gone
+        ray.get_actor(runner, namespace=RUNNER_NAMESPACE)
     time.sleep(1)
     assert c.get(f"/v1/analyses/{aid}").json()["status"] == "cancelled"
     assert not (api["out"] / "cancel-1" / "manifest.json").exists()
