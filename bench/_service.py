@@ -37,4 +37,6 @@ def running_service(num_cpus: int | None = None, **settings: object) -> Iterator
     try:
         yield f"http://127.0.0.1:{port}", work
     finally:
-        serve.shutdown()
+        import ray
+
+        ray.shutdown()  # the private cluster goes, Serve with it

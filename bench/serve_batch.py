@@ -26,8 +26,10 @@ def make_images(n: int) -> list[tuple[str, tuple[str, bytes, str]]]:
     rng = np.random.default_rng(0)
     files = []
     for i in range(n):
-        img = cv2.GaussianBlur(rng.integers(0, 255, (1200, 1600, 3), dtype=np.uint8), (0, 0), 1.5)
-        cv2.circle(img, (400 + i * 10, 300), 40, (255, 255, 255), -1)
+        # a 12 MP phone photo: the size people upload
+        img = cv2.resize(rng.integers(0, 255, (750, 1000, 3), dtype=np.uint8), (4000, 3000),
+                         interpolation=cv2.INTER_CUBIC)
+        cv2.circle(img, (1200 + i * 20, 900), 120, (255, 255, 255), -1)
         files.append(("images", (f"img{i:02d}.jpg", cv2.imencode(".jpg", img)[1].tobytes(),
                                  "image/jpeg")))
     return files
