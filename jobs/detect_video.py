@@ -53,6 +53,14 @@ def detect_video(path: str, out_dir: str, detector: DetectorConfig, *, stride: i
     info = probe(path)
     chunks = FrameChunk.split("video", info, chunk_frames, stride)
     wanted = sum(len(c.wanted()) for c in chunks)
+    notes: list[str] = []
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    if not num_gpus and workers * detector.cpus + 1 > cpus:  # leave a CPU for decoding
+        fitted = max(1, int((cpus - 1) // max(detector.cpus, 0.01)))
+        if fitted < workers:
+            notes.append(f"{workers} CPU detector actors leave no CPU to decode on a {cpus}-CPU "
+                         f"cluster: using {fitted}")
+            workers = fitted
     ds = ray.data.from_items([c.to_row() for c in chunks], override_num_blocks=len(chunks))
     ds = map_unit(ds, FrameDecoder, DecoderConfig(), actors=False,
                   concurrency=max(1, decode_workers), num_cpus=1.0, batch_size=1)
@@ -84,7 +92,7 @@ def detect_video(path: str, out_dir: str, detector: DetectorConfig, *, stride: i
         frames_processed=wanted, stride=stride, detections=table.num_rows,
         frames_with_detections=len(set(cols["frame_index"])), per_class=per_class,
         workers=workers, batch_size=detector.batch_size, wall_s=round(wall, 3),
-        fps=round(wanted / wall, 2) if wall > 0 else 0.0)
+        fps=round(wanted / wall, 2) if wall > 0 else 0.0, notes=notes)
     (out / "summary.json").write_text(json.dumps({**result.to_dict(), "video_info": info.summary(),
                                                   "detector": {"weights": detector.weights,
                                                                "conf": detector.conf,
