@@ -40,3 +40,13 @@ def running_service(num_cpus: int | None = None, **settings: object) -> Iterator
         import ray
 
         ray.shutdown()  # the private cluster goes, Serve with it
+
+
+def emit(result: dict, out: str | None) -> None:
+    """Print the benchmark's one JSON object (and write it to ``out`` when given)."""
+    import json
+
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n")

@@ -7,14 +7,13 @@ Prints one JSON object.  python bench/serve_batch.py [--images 40] [--out FILE]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _service import ROOT, running_service
+from _service import ROOT, emit, running_service
 
 import cv2  # noqa: E402
 import httpx  # noqa: E402
@@ -109,10 +108,7 @@ def main() -> None:
     result["targets"] = {"batch_speedup_ge_1.7": result["batch"]["speedup"] >= 1.7,
                          "http_overhead_lt_10pct":
                              result["golden_720p_600_frames"]["http_overhead_fraction"] < 0.10}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

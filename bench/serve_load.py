@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import time
-from pathlib import Path
 
-from _service import running_service
+from _service import emit, running_service
 
 import cv2  # noqa: E402
 import httpx  # noqa: E402
@@ -99,10 +97,7 @@ def main() -> None:
         result = {"machine": {"cpus": os.cpu_count()},
                   **asyncio.run(run(base, args.seconds, args.concurrency, aid))}
     result["target_zero_errors_besides_503"] = result["errors"] == 0
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,13 @@ def _content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
+def _found(value: Any, analysis_id: str) -> Any:
+    """``value``, or a 404 answer when the coordinator knows no such analysis."""
+    if value is None:
+        raise ApiError(404, "not_found", f"no analysis {analysis_id!r}")
+    return value
+
+
 def _sse(event: str, data: Any, event_id: int | None = None) -> dict[str, Any]:
     out = {"event": event, "data": json.dumps(data)}
     if event_id is not None:
@@ -220,10 +227,7 @@ class Ingress:
              dependencies=[Depends(require_api_key)], responses=ERRORS,
              summary="Status, progress, ETA, timings, result or error")
     async def get_analysis(self, analysis_id: str) -> dict[str, Any]:
-        view = await self.coordinator.get.remote(analysis_id)
-        if view is None:
-            raise ApiError(404, "not_found", f"no analysis {analysis_id!r}")
-        return view
+        return _found(await self.coordinator.get.remote(analysis_id), analysis_id)
 
     @app.get("/v1/analyses", response_model=AnalysisList, dependencies=[Depends(require_api_key)],
              responses=ERRORS, summary="List analyses, newest first")
@@ -235,18 +239,13 @@ class Ingress:
                 dependencies=[Depends(require_api_key)], responses=ERRORS,
                 summary="Cancel a queued or running analysis (its workers stop)")
     async def cancel_analysis(self, analysis_id: str) -> dict[str, Any]:
-        view = await self.coordinator.cancel.remote(analysis_id)
-        if view is None:
-            raise ApiError(404, "not_found", f"no analysis {analysis_id!r}")
-        return view
+        return _found(await self.coordinator.cancel.remote(analysis_id), analysis_id)
 
     @app.get("/v1/analyses/{analysis_id}/events", dependencies=[Depends(require_api_key)],
              responses=ERRORS, openapi_extra=_EVENTS_DOC,
              summary="Server-Sent Events: the current state, then progress as it happens")
     async def analysis_events(self, analysis_id: str) -> EventSourceResponse:
-        snap = await self.coordinator.snapshot.remote(analysis_id)
-        if snap is None:
-            raise ApiError(404, "not_found", f"no analysis {analysis_id!r}")
+        snap = _found(await self.coordinator.snapshot.remote(analysis_id), analysis_id)
         return EventSourceResponse(self._event_stream(analysis_id, snap), ping=15)
 
     async def _event_stream(self, analysis_id: str, snap: dict[str, Any]) -> AsyncIterator[dict]:
