@@ -18,7 +18,8 @@ class ServiceSettings(Settings):
                                       description="images analysed at once per batch request")
     max_analysis_concurrency: int = Field(16, ge=1, le=256,
                                           description="cap on a request's own concurrency")
-    image_task_cpus: float = Field(0.5, gt=0, le=16, description="Ray CPUs per image analysis")
+    image_task_cpus: float = Field(1.0, gt=0, le=16, description="Ray CPUs per image analysis "
+                                   "(analysis is CPU-bound: a fraction oversubscribes the cores)")
     max_images_per_request: int = Field(100, ge=1, description="images in one batch request")
     max_image_bytes: int = Field(25 * 2**20, ge=1024, description="bytes per uploaded image")
     max_image_pixels: int = Field(50_000_000, ge=1, description="pixels per image (bomb guard)")
