@@ -6,14 +6,13 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
 
-from actors.records import FrameIndex, FrameRange, VideoInfo
+from actors.records import FrameIndex, FrameRange, VideoInfo, batch_rows
 from actors.video import iter_frames, to_display_bgr
 
 
@@ -41,20 +40,16 @@ class FrameChunk:
     def to_row(self) -> dict[str, Any]:
         return {"video_id": self.video_id, "path": self.path, "start": self.frames.start,
                 "stop": self.frames.stop, "rotation": self.rotation, "stride": self.stride,
-                "pts": list(self.index.pts), "keyframes": list(self.index.keyframes),
-                "tb_num": self.index.time_base.numerator, "tb_den": self.index.time_base.denominator}
+                **self.index.to_columns()}
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "FrameChunk":
-        index = FrameIndex(tuple(int(p) for p in row["pts"]), tuple(int(k) for k in row["keyframes"]),
-                           Fraction(int(row["tb_num"]), int(row["tb_den"])))
         return cls(str(row["video_id"]), str(row["path"]), FrameRange(int(row["start"]), int(row["stop"])),
-                   index, int(row["rotation"]), int(row["stride"]))
+                   FrameIndex.from_columns(row), int(row["rotation"]), int(row["stride"]))
 
 
 def _rows(batch: dict[str, Any]) -> list[FrameChunk]:
-    n = len(batch["video_id"])
-    return [FrameChunk.from_row({k: v[i] for k, v in batch.items()}) for i in range(n)]
+    return [FrameChunk.from_row(row) for row in batch_rows(batch)]
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,22 @@ class FrameIndex:
         i = bisect.bisect_left(self.pts, pts)
         return i if i < len(self.pts) and self.pts[i] == pts else None
 
+    def to_columns(self) -> dict[str, Any]:
+        """Plain, Arrow-friendly fields (for Ray Data rows)."""
+        return {"pts": list(self.pts), "keyframes": list(self.keyframes),
+                "tb_num": self.time_base.numerator, "tb_den": self.time_base.denominator}
+
+    @classmethod
+    def from_columns(cls, row: dict[str, Any]) -> "FrameIndex":
+        return cls(tuple(int(p) for p in row["pts"]), tuple(int(k) for k in row["keyframes"]),
+                   Fraction(int(row["tb_num"]), int(row["tb_den"])))
+
+
+def batch_rows(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of a Ray Data batch given as columns."""
+    n = len(next(iter(batch.values()))) if batch else 0
+    return [{k: v[i] for k, v in batch.items()} for i in range(n)]
+
 
 @dataclass(frozen=True)
 class VideoInfo:

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any, Literal
 
 import cv2
@@ -19,7 +18,7 @@ import numpy as np
 
 from actors.errors import VideoError
 from actors.memory import keep_large_allocations_on_heap
-from actors.records import FrameIndex, FrameRange, FrameScore
+from actors.records import FrameIndex, FrameRange, FrameScore, batch_rows
 from actors.video import iter_frames, luma
 
 FlowMethod = Literal["dis", "farneback"]
@@ -101,15 +100,12 @@ class ChunkTask:
         """Arrow-friendly row (plain columns) for Ray Data."""
         return {"video_id": self.video_id, "path": self.path, "start": self.frames.start,
                 "stop": self.frames.stop, "width": self.width, "height": self.height,
-                "pts": list(self.index.pts), "keyframes": list(self.index.keyframes),
-                "tb_num": self.index.time_base.numerator, "tb_den": self.index.time_base.denominator}
+                **self.index.to_columns()}
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "ChunkTask":
-        index = FrameIndex(tuple(int(p) for p in row["pts"]), tuple(int(k) for k in row["keyframes"]),
-                           Fraction(int(row["tb_num"]), int(row["tb_den"])))
         return cls(str(row["video_id"]), str(row["path"]), FrameRange(int(row["start"]), int(row["stop"])),
-                   index, int(row["width"]), int(row["height"]))
+                   FrameIndex.from_columns(row), int(row["width"]), int(row["height"]))
 
 
 class ChunkScorer:
@@ -159,8 +155,7 @@ class ChunkScorer:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
         """Ray Data batch of ``ChunkTask.to_row()`` rows -> one row per scored frame (or error)."""
-        n = len(batch["video_id"])
-        tasks = [ChunkTask.from_row({k: v[i] for k, v in batch.items()}) for i in range(n)]
+        tasks = [ChunkTask.from_row(row) for row in batch_rows(batch)]
         return scores_to_columns([self.score_or_error(t) for t in tasks])
 
     def score_or_error(self, task: ChunkTask) -> tuple[ChunkTask, list[FrameScore] | Exception]:

@@ -3,7 +3,7 @@ from cluster.yaml, and ``ray job submit`` (JobSubmissionClient) against a head w
 
 Each head has its own short temp dir and free ports, ``RAY_AUTH_MODE=disabled`` for server and
 clients, and is stopped by pid (the processes whose command line names its temp dir, and their
-children). Never ``ray stop --force``: other Ray clusters run on this machine. Clients run in
+children). Never the force-stop of every Ray process: other Ray clusters run on this machine. Clients run in
 subprocesses, so the session's private Ray (``ray_cluster`` fixture) is neither used nor touched.
 """
 
