@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,9 +29,6 @@ class FrameRange:
 
     def __contains__(self, index: object) -> bool:
         return isinstance(index, int) and self.start <= index < self.stop
-
-    def as_slice(self) -> slice:
-        return slice(self.start, self.stop)
 
     def with_predecessor(self) -> "FrameRange":
         """The range extended one frame back (for flow continuity), clamped at frame 0."""
@@ -149,16 +146,6 @@ class GoldenFrame:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def scores_by_index(scores: Sequence[FrameScore]) -> dict[int, FrameScore]:
-    """Key scores by frame index, refusing contradictory duplicates."""
-    out: dict[int, FrameScore] = {}
-    for s in scores:
-        prev = out.setdefault(s.frame_index, s)
-        if prev != s:
-            raise ValueError(f"two different scores for frame {s.frame_index}: {prev} vs {s}")
-    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,20 +82,3 @@ class AnalysisView(BaseModel):
 
 class AnalysisList(BaseModel):
     analyses: list[AnalysisView]
-
-
-class ImageResult(BaseModel):
-    """One analysed image (SSE ``result`` event data)."""
-
-    index: int
-    filename: str | None
-    width: int
-    height: int
-    format: str
-    bytes: int
-    sharpness: float
-    exposure_mean: float
-    clipped_dark_share: float
-    clipped_bright_share: float
-    glint: dict[str, Any]
-    elapsed_s: float
