@@ -70,11 +70,11 @@ def print_results(results: list[GoldenResult]) -> None:
         table = Table(show_edge=False)
         for col in ("rank", "frame", "time s", "sharpness", "motion px", "still", "glint %"):
             table.add_column(col, justify="left" if col == "still" else "right")
-        table.add_column("key", overflow="fold", min_width=12)
+        table.add_column("file", no_wrap=True)
         for g in m.get("golden_frames", []):
             table.add_row(str(g["rank"]), str(g["frame_index"]), f"{g['time_s']:.3f}",
                           f"{g['sharpness']:.1f}", f"{g['motion']:.3f}", "yes" if g["still"] else "NO",
-                          f"{100 * g['glint']['share']:.2f}", g["key"])
+                          f"{100 * g['glint']['share']:.2f}", g["key"].rsplit("/", 1)[-1])
         out.print(table)
 
 
