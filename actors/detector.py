@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from actors.errors import InvalidParameterError
+from actors.memory import keep_large_allocations_on_heap
 from actors.models import load_yolo, pick_device
 from actors.records import Detection
 
@@ -75,6 +76,7 @@ class Detector:
     def setup(self) -> None:
         import cv2
 
+        keep_large_allocations_on_heap()  # per-frame tensors: no fresh mmap each time
         cv2.setNumThreads(max(1, int(self.config.cpus)))
         self.device = pick_device(self.config.device)
         if self.device == "cpu":

@@ -70,12 +70,30 @@ def prepare_ultralytics_env(config_dir: str | None = None) -> None:
         tempfile.gettempdir(), "framesift-ultralytics"))
 
 
+def restore_pil_open() -> None:
+    """Undo ultralytics' process-wide patch of ``PIL.Image.open``.
+
+    Importing ultralytics replaces ``Image.open`` with a wrapper that, on the first image PIL
+    cannot identify, tries to add HEIF support (``pi-heif``) and, without it, raises
+    ``ModuleNotFoundError`` instead of ``UnidentifiedImageError``: an undecodable upload then
+    became a 500 instead of a clear 422 in every replica that had loaded YOLO. framesift hands
+    ultralytics decoded arrays, so PIL's own ``open`` is all it needs.
+    """
+    from PIL import Image
+    from ultralytics.utils import patches
+
+    original = getattr(patches, "_image_open", None)
+    if original is not None and Image.open is getattr(patches, "image_open", None):
+        Image.open = original
+
+
 def load_yolo(path: str | None, setting: str = "FRAMESIFT_YOLO_WEIGHTS") -> Any:
     """An ultralytics ``YOLO`` from a local .pt (weights) or .yaml (architecture, random weights)."""
     weights = resolve_weights(path, setting, "a YOLO .pt (or .yaml) file", YOLO_SUFFIXES)
     prepare_ultralytics_env()
     from ultralytics import YOLO  # imported only now: YOLO_OFFLINE is set
 
+    restore_pil_open()
     try:
         return YOLO(str(weights), task="detect")
     except FileNotFoundError as exc:

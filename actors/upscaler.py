@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from actors.errors import InvalidParameterError
+from actors.memory import keep_large_allocations_on_heap
 from actors.models import load_spandrel, pick_device
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class Upscaler:
     def setup(self) -> None:
         import torch
 
+        keep_large_allocations_on_heap()  # per-frame tensors: no fresh mmap each time
         cv2.setNumThreads(max(1, int(self.config.cpus)))
         self.device = pick_device(self.config.device)
         if self.device == "cpu":
