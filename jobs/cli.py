@@ -291,6 +291,15 @@ def serve_command(
     except (InsecureBindError, ValidationError) as exc:
         fail(str(exc))
     ensure_ray(address, num_cpus)
+    import ray
+
+    from serve.models import cpu_headroom_warning
+
+    settings = ServiceSettings(**overrides)
+    warning = None if (address or settings.ray_address) else cpu_headroom_warning(
+        settings, ray.cluster_resources().get("CPU", 0.0))  # a cluster may scale: no warning
+    if warning:
+        err.print(f"warning: {warning}", highlight=False, soft_wrap=True)
     ray_serve.start(http_options={"host": host, "port": port})
     ray_serve.run(build_app({"settings": overrides}), name="framesift", route_prefix="/")
     err.print(f"framesift API on http://{host}:{port} (docs: /docs); Ctrl-C to stop",

@@ -2,6 +2,8 @@
 
 A new image starts as soon as one finishes (no batch barrier); events come back in completion
 order: ``result`` or ``error`` per image, ``progress`` after each, ``summary`` at the end.
+With a ``detect`` callable (the Detector deployment), each image is also sent to it while its
+analysis runs, and its result carries the detections.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 import ray
 
@@ -41,7 +43,8 @@ _analyze_remote = ray.remote(max_retries=1)(_analyze)
 
 
 async def analyze_stream(items: Sequence[ImageItem], *, concurrency: int, task_cpus: float,
-                         limits: ImageLimits, analysis_long_side: int = 640
+                         limits: ImageLimits, analysis_long_side: int = 640,
+                         detect: Callable[[bytes], Awaitable[dict[str, Any]]] | None = None,
                          ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """Yield ``(event, data)`` pairs as images finish."""
     t0 = time.perf_counter()
@@ -49,10 +52,20 @@ async def analyze_stream(items: Sequence[ImageItem], *, concurrency: int, task_c
     queue = list(items)
     running: dict[asyncio.Task, ImageItem] = {}
 
+    async def analysis(data: bytes) -> dict[str, Any]:
+        return await _analyze_remote.options(num_cpus=task_cpus).remote(data, limits,
+                                                                        analysis_long_side)
+
     async def run(item: ImageItem) -> dict[str, Any]:
-        ref = _analyze_remote.options(num_cpus=task_cpus).remote(item.data, limits,
-                                                                 analysis_long_side)
-        return await ref
+        if detect is None:
+            return await analysis(item.data)
+        outcome, found = await asyncio.gather(analysis(item.data), detect(item.data))
+        if "ok" in outcome:
+            if "error" in found:  # decodable for the analysis but refused by the detector
+                return {"error": {"code": f"detection_{found['error']['code']}",
+                                  "message": found["error"]["message"]}}
+            outcome["ok"]["detections"] = found["detections"]
+        return outcome
 
     def progress() -> dict[str, Any]:
         done = analyzed + failed

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     model_half: bool = Field(True, description="fp16 on CUDA when the model supports it")
     detector_num_gpus: float = Field(0.0, ge=0, description="GPUs per detector replica")
     upscaler_num_gpus: float = Field(0.0, ge=0, description="GPUs per upscaler replica")
+    detector_num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per detector replica "
+                                     "(torch threads on CPU = max(1, int(this)))")
+    upscaler_num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per upscaler replica")
     video_num_gpus: float | None = Field(
         None, ge=0, description="GPUs per video-job model actor (default: 1 when the cluster "
                                 "has GPUs, else 0)")

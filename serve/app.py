@@ -31,7 +31,7 @@ from jobs.image_tasks import ImageItem, analyze_stream
 from jobs.redact import install_redaction
 from serve.coordinator import AnalysisCoordinator
 from serve.errors import ApiError, install_error_handlers
-from serve.model_routes import model_body_limits, router as model_router
+from serve.model_routes import detections_for, model_body_limits, router as model_router
 from serve.models import bind_models
 from serve.schemas import (AnalysisAccepted, AnalysisList, AnalysisRequest, AnalysisView,
                            ErrorResponse)
@@ -271,9 +271,12 @@ class Ingress:
               openapi_extra=_IMAGES_BODY, summary="Analyse many images; results stream back (SSE)")
     async def analyze_images(self, request: Request,
                              concurrency: int | None = Query(
-                                 None, ge=1, description="images at once (capped by the server)")
+                                 None, ge=1, description="images at once (capped by the server)"),
+                             detect: bool = Query(False, description="add YOLO detections to "
+                                                  "each result (needs the detector deployed)")
                              ) -> EventSourceResponse:
         s = self.settings
+        detector = detections_for(request) if detect else None  # 503 before reading the body
         if _content_type(request) != "multipart/form-data":
             raise ApiError(415, "unsupported_media_type",
                            "send the images as multipart/form-data parts named 'images'")
@@ -300,7 +303,8 @@ class Ingress:
         async def stream() -> AsyncIterator[dict]:
             async for event, data in analyze_stream(items, concurrency=window,
                                                     task_cpus=s.image_task_cpus, limits=limits,
-                                                    analysis_long_side=s.analysis_long_side):
+                                                    analysis_long_side=s.analysis_long_side,
+                                                    detect=detector):
                 yield _sse(event, data)
 
         return EventSourceResponse(stream(), ping=15)

@@ -5,17 +5,15 @@ The routes reach the model deployments through ``request.app.state.models`` (han
 name, set by the ingress); a model that is not deployed answers 503 naming the setting.
 """
 
-import asyncio
-from typing import Any
+from typing import Any, Awaitable, Callable
 
-import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
 from actors.cropper import parse_categories
 from actors.errors import FramesiftError
-from actors.image_analysis import ImageError, ImageLimits, decode_image
+from actors.image_analysis import ImageLimits
 from serve.errors import ApiError
 from serve.schemas import ErrorResponse
 from serve.security import require_api_key
@@ -39,7 +37,8 @@ def model_body_limits(max_image_bytes: int) -> dict[str, int]:
     return {"/v1/detect": cap, "/v1/crop": cap, "/v1/upscale": cap}
 
 
-def _handle(request: Request, name: str) -> Any:
+def model_handle(request: Request, name: str) -> Any:
+    """The handle of a deployed model, or 503 ``model_not_configured`` naming the setting."""
     handle = (getattr(request.app.state, "models", None) or {}).get(name)
     if handle is None:
         raise ApiError(503, "model_not_configured", f"no {name} is deployed on this server: set "
@@ -48,11 +47,11 @@ def _handle(request: Request, name: str) -> Any:
     return handle
 
 
-async def _image(request: Request) -> np.ndarray:
-    """The request's image (raw image/* body or multipart part 'image'), decoded with limits."""
+async def _image(request: Request) -> bytes:
+    """The request's encoded image (raw image/* body or multipart part 'image'), size-checked.
+    The model replica decodes it (with the pixel cap): bytes travel, not decoded arrays."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    settings = getattr(request.app.state, "model_limits", {})
-    max_bytes = settings.get("max_image_bytes", 25 * 2**20)
+    max_bytes = _limits(request)["max_image_bytes"]
     if ctype == "multipart/form-data":
         form = await request.form(max_files=1, max_fields=5)
         part = form.get("image")
@@ -68,18 +67,34 @@ async def _image(request: Request) -> np.ndarray:
         raise ApiError(422, "empty_image", "the image is empty")
     if len(data) > max_bytes:
         raise ApiError(413, "image_too_large", f"image is larger than {max_bytes} bytes")
-    limits = ImageLimits(max_pixels=settings.get("max_image_pixels", 50_000_000))
-    try:
-        bgr, _ = await asyncio.to_thread(decode_image, data, limits)
-    except ImageError as exc:
-        raise ApiError(413 if exc.code == "image_too_large" else 422, exc.code, str(exc)) from exc
-    return bgr
+    return data
+
+
+def _limits(request: Request) -> dict[str, int]:
+    return {"max_image_bytes": 25 * 2**20, "max_image_pixels": ImageLimits.max_pixels,
+            **getattr(request.app.state, "model_limits", {})}
+
+
+def _max_pixels(request: Request) -> int:
+    return _limits(request)["max_image_pixels"]
+
+
+def detections_for(request: Request) -> Callable[[bytes], Awaitable[dict[str, Any]]]:
+    """``data -> {width, height, detections}`` through the Detector deployment (503 without)."""
+    handle = model_handle(request, "detector")
+    max_pixels = _max_pixels(request)
+
+    async def detect(data: bytes) -> dict[str, Any]:
+        return await handle.detect.remote(data, None, None, max_pixels)
+
+    return detect
 
 
 def _unwrap(result: dict[str, Any]) -> dict[str, Any]:
     if "error" in result:
         code = result["error"]["code"]
-        raise ApiError(413 if code == "output_too_large" else 422, code, result["error"]["message"])
+        status = 413 if code in ("output_too_large", "image_too_large") else 422
+        raise ApiError(status, code, result["error"]["message"])
     return result
 
 
@@ -95,9 +110,10 @@ async def detect(request: Request,
                                             "(default FRAMESIFT_YOLO_CONF)"),
                  classes: str | None = Query(None, description="comma-separated class names "
                                              "or ids to keep")) -> JSONResponse:
-    handle = _handle(request, "detector")
+    handle = model_handle(request, "detector")
     image = await _image(request)
-    result = _unwrap(await handle.detect.remote(image, conf, _csv(classes)))
+    result = _unwrap(await handle.detect.remote(image, conf, _csv(classes),
+                                                _max_pixels(request)))
     return JSONResponse(result)
 
 
@@ -111,14 +127,15 @@ async def crop(request: Request,
                min_confidence: float | None = Query(None, ge=0, le=1),
                format: str = Query("json", pattern="^(json|zip)$"),
                image_format: str = Query("jpeg", pattern="^(jpeg|png)$")) -> Response:
-    handle = _handle(request, "detector")
+    handle = model_handle(request, "detector")
     try:
         cats = parse_categories(categories)
     except FramesiftError as exc:
         raise ApiError(422, "invalid_request", str(exc)) from exc
     image = await _image(request)
     result = _unwrap(await handle.crop.remote(image, cats, padding, min_confidence,
-                                              image_format, format == "zip"))
+                                              image_format, format == "zip",
+                                              _max_pixels(request)))
     if format == "zip":
         return Response(result["zip"], media_type="application/zip",
                         headers={"Content-Disposition": 'attachment; filename="crops.zip"'})
@@ -132,9 +149,10 @@ async def upscale(request: Request,
                   scale: float | None = Query(None, gt=0, le=8, description="output scale "
                                               "(default: the model's own, e.g. 4)"),
                   format: str = Query("png", pattern="^(png|jpeg)$")) -> Response:
-    handle = _handle(request, "upscaler")
+    handle = model_handle(request, "upscaler")
     image = await _image(request)
-    result = _unwrap(await handle.upscale.remote(image, scale, format))
+    result = _unwrap(await handle.upscale.remote(image, scale, format,
+                                                 _max_pixels(request)))
     return Response(result["content"], media_type=f"image/{format}",
                     headers={"X-Upscale-Size": f"{result['width']}x{result['height']}",
                              "X-Model-Scale": str(result["model_scale"])})

@@ -1,5 +1,9 @@
 """Model deployments: one per model, each loading its weights once per replica.
 
+Callers send the encoded image (a few tens of KB) and the replica decodes it, with the pixel
+cap, on a thread beside the model: shipping decoded arrays (~1 MB each) through the object store
+cost more per request than the batching saved.
+
 * ``Detector`` (YOLO): requests are batched with ``@serve.batch``; the batch size and wait are
   retuned live through ``user_config`` (``reconfigure``). The cropper runs inside this
   deployment: crops need the image and its detections, so cutting them where the detections
@@ -26,6 +30,7 @@ from ray import serve
 from actors.cropper import CropConfig, crops_by_category, encode_image
 from actors.detector import Detector, DetectorConfig, filter_detections, resolve_classes
 from actors.errors import FramesiftError
+from actors.image_analysis import ImageLimits, decode_image
 from actors.records import Detection
 from actors.upscaler import Upscaler, UpscalerConfig
 
@@ -34,6 +39,12 @@ DEFAULT_BATCH = {"max_batch_size": 16, "batch_wait_timeout_s": 0.01}
 
 def _error(exc: FramesiftError) -> dict[str, Any]:
     return {"error": {"code": getattr(exc, "code", "invalid_request"), "message": str(exc)}}
+
+
+async def _decode(data: bytes, max_pixels: int) -> np.ndarray:
+    """BGR pixels of an encoded image (``ImageError`` when undecodable or over the cap)."""
+    bgr, _ = await asyncio.to_thread(decode_image, data, ImageLimits(max_pixels=max_pixels))
+    return bgr
 
 
 @serve.deployment(name="Detector", max_ongoing_requests=32, user_config=DEFAULT_BATCH,
@@ -66,10 +77,13 @@ class DetectorDeployment:
     def _classes(self, classes: list[str] | None) -> list[int] | None:
         return resolve_classes(classes, self.unit.names) if classes else None
 
-    async def detect(self, image: np.ndarray, conf: float | None = None,
-                     classes: list[str] | None = None) -> dict[str, Any]:
+    async def detect(self, data: bytes, conf: float | None = None,
+                     classes: list[str] | None = None,
+                     max_pixels: int = ImageLimits.max_pixels) -> dict[str, Any]:
+        """Detections in an encoded image: ``{width, height, detections}`` or ``{error}``."""
         try:
             ids = self._classes(classes)
+            image = await _decode(data, max_pixels)
         except FramesiftError as exc:
             return _error(exc)
         conf = self.default_conf if conf is None else conf
@@ -77,8 +91,10 @@ class DetectorDeployment:
         return {"width": int(image.shape[1]), "height": int(image.shape[0]),
                 "detections": [d.to_dict() for d in dets]}
 
-    async def crop(self, image: np.ndarray, categories: list[str], padding: float,
-                   min_confidence: float | None, image_format: str, as_zip: bool) -> dict[str, Any]:
+    async def crop(self, data: bytes, categories: list[str], padding: float,
+                   min_confidence: float | None, image_format: str, as_zip: bool,
+                   max_pixels: int = ImageLimits.max_pixels) -> dict[str, Any]:
+        """Crops per category of an encoded image: JSON-ready dict, ``{zip}`` or ``{error}``."""
         min_confidence = self.default_conf if min_confidence is None else min_confidence
         names = {n.lower() for n in self.unit.names.values()}
         unknown = [c for c in categories if c.lower() not in names
@@ -87,6 +103,10 @@ class DetectorDeployment:
             known = ", ".join(list(self.unit.names.values())[:20])
             return {"error": {"code": "unknown_category",
                               "message": f"unknown categories {unknown}: this model knows {known}"}}
+        try:
+            image = await _decode(data, max_pixels)
+        except FramesiftError as exc:
+            return _error(exc)
         dets = await self._detect_batch(image)
         cfg = CropConfig(padding=padding, min_confidence=min_confidence, image_format=image_format)
         crops = crops_by_category(image, dets, categories, cfg)
@@ -144,8 +164,13 @@ class UpscalerDeployment:
             out = self.unit.upscale(image, scale)
         return encode_image(out, image_format)
 
-    async def upscale(self, image: np.ndarray, scale: float | None,
-                      image_format: str) -> dict[str, Any]:
+    async def upscale(self, data: bytes, scale: float | None, image_format: str,
+                      max_pixels: int = ImageLimits.max_pixels) -> dict[str, Any]:
+        """An encoded image upscaled: ``{content, width, height, ...}`` or ``{error}``."""
+        try:
+            image = await _decode(data, max_pixels)
+        except FramesiftError as exc:
+            return _error(exc)
         s = float(scale) if scale is not None else float(self.unit.scale)
         h, w = image.shape[:2]
         ow, oh = max(1, round(w * s)), max(1, round(h * s))
@@ -176,7 +201,7 @@ def detector_config(settings: Any) -> dict[str, Any]:
     return {"weights": _weights(settings.yolo_weights), "conf": min(settings.yolo_conf, 0.05),
             "iou": settings.yolo_iou, "imgsz": settings.yolo_imgsz,
             "batch_size": settings.detect_batch_size, "device": settings.model_device,
-            "half": settings.model_half}
+            "half": settings.model_half, "cpus": settings.detector_num_cpus}
 
 
 def upscaler_config(settings: Any) -> dict[str, Any]:
@@ -193,10 +218,25 @@ def bind_models(settings: Any) -> dict[str, Any]:
     if settings.yolo_weights:
         models["detector"] = DetectorDeployment.options(
             user_config=batch,
-            ray_actor_options={"num_cpus": 1, "num_gpus": settings.detector_num_gpus},
+            ray_actor_options={"num_cpus": settings.detector_num_cpus,
+                               "num_gpus": settings.detector_num_gpus},
         ).bind(detector_config(settings), settings.yolo_conf)
     if settings.upscaler_weights:
         models["upscaler"] = UpscalerDeployment.options(
-            ray_actor_options={"num_cpus": 1, "num_gpus": settings.upscaler_num_gpus},
+            ray_actor_options={"num_cpus": settings.upscaler_num_cpus,
+                               "num_gpus": settings.upscaler_num_gpus},
         ).bind(upscaler_config(settings), settings.max_upscale_pixels)
     return models
+
+
+def cpu_headroom_warning(settings: Any, cluster_cpus: float) -> str | None:
+    """A warning when the model replicas' CPU reservations leave no CPU for analyses (whose
+    Ray tasks would then wait forever on a fixed-size local Ray), else None."""
+    reserved = ((settings.detector_num_cpus if settings.yolo_weights else 0.0)
+                + (settings.upscaler_num_cpus if settings.upscaler_weights else 0.0))
+    if not reserved or cluster_cpus - reserved >= settings.image_task_cpus:
+        return None
+    return (f"the model replicas reserve {reserved:g} of this Ray's {cluster_cpus:g} CPUs, "
+            f"leaving less than the {settings.image_task_cpus:g} an image or video analysis "
+            "task needs: analyses will wait until CPUs free up. Give Ray more CPUs (--num-cpus) "
+            "or lower FRAMESIFT_DETECTOR_NUM_CPUS / FRAMESIFT_UPSCALER_NUM_CPUS (e.g. 0.5)")

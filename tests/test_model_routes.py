@@ -14,6 +14,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+from httpx_sse import connect_sse
 
 sys.path.insert(0, str(Path(__file__).parent))
 from model_fixtures import CLASS_NAMES, make_compact_pth, make_yolo_pt  # noqa: E402
@@ -45,7 +46,7 @@ def api(ray_cluster, tmp_path_factory):
                 "yolo_weights": str(weights["yolo"]), "upscaler_weights": str(weights["compact"]),
                 "yolo_conf": 0.0005, "yolo_imgsz": 128, "detect_batch_size": 8,
                 "detect_batch_wait_s": 0.25, "upscale_tile": 48, "max_upscale_pixels": 200_000,
-                "model_device": "cpu"}
+                "model_device": "cpu", "detector_num_cpus": 0.5, "upscaler_num_cpus": 0.5}
     serve.run(build_app({"settings": settings}), name="fs-models", route_prefix="/m")
     bare = {"state_dir": str(root / "bare")}
     serve.run(Ingress.bind(AnalysisCoordinator.bind(bare), bare), name="fs-bare",
@@ -164,3 +165,33 @@ def test_concurrent_requests_form_batches_and_batching_retunes_live(api):
     final = handle.info.remote().result()["batch_sizes"]
     grown = {int(k) for k in final if final[k] != after.get(k, 0)}
     assert grown == {1}
+
+
+def test_image_batch_with_detect_adds_each_images_detections(api):
+    c = api["client"]
+    images = {f"{i}.png": _png(96, 128, 20 + i) for i in range(3)}
+    files = [("images", (n, d, "image/png")) for n, d in images.items()]
+    files.append(("images", ("notes.png", b"plain text", "image/png")))
+    events = []
+    with connect_sse(c, "POST", "/m/v1/images/analyze", files=files,
+                     params={"detect": "true", "concurrency": 2}) as source:
+        assert source.response.status_code == 200
+        for sse in source.iter_sse():
+            events.append((sse.event, sse.json()))
+    results = {d["filename"]: d for e, d in events if e == "result"}
+    assert set(results) == set(images)
+    assert [d["code"] for e, d in events if e == "error"] == ["undecodable_image"]
+    for name, data in images.items():
+        alone = c.post("/m/v1/detect", content=data, headers={"content-type": "image/png"}).json()
+        assert alone["detections"], "the test model finds boxes at conf 0.0005"
+        got = results[name]["detections"]
+        assert [d["class_id"] for d in got] == [d["class_id"] for d in alone["detections"]]
+        assert [d["confidence"] for d in got] == pytest.approx(
+            [d["confidence"] for d in alone["detections"]], abs=1e-4)
+        assert results[name]["sharpness"] > 0  # the analysis is still there
+    assert events[-1][0] == "summary" and events[-1][1]["analyzed"] == 3
+    r = c.post("/bare/v1/images/analyze?detect=true", files=files[:1])
+    assert r.status_code == 503 and r.json()["error"]["code"] == "model_not_configured"
+    with connect_sse(c, "POST", "/bare/v1/images/analyze", files=files[:1]) as source:
+        plain = [sse.json() for sse in source.iter_sse() if sse.event == "result"]
+    assert len(plain) == 1 and "detections" not in plain[0]

@@ -66,6 +66,16 @@ def test_loading_yolo_sets_offline_mode_before_import(weights):
 
 # ---- detector --------------------------------------------------------------------------------
 
+def test_loading_yolo_leaves_pil_errors_for_undecodable_images_intact(weights):
+    from actors.image_analysis import ImageError, decode_image
+    from actors.models import load_yolo
+
+    load_yolo(str(weights["yolo"]))  # ultralytics patches PIL.Image.open on import
+    with pytest.raises(ImageError) as info:
+        decode_image(b"plain text, not an image")
+    assert info.value.code == "undecodable_image"
+
+
 def test_batched_detection_equals_one_frame_at_a_time(weights):
     frames = [_img(120, 160, s) for s in range(5)]
     batched = Detector(DetectorConfig(weights=str(weights["yolo"]), conf=0.001, imgsz=160,
@@ -218,3 +228,17 @@ def test_planner_buys_workers_for_expensive_work_up_to_the_target():
     assert plan_workers(3000, WorkerCosts(frame_s=2.0), free_gpus=2).workers == 2
     assert plan_workers(100, WorkerCosts(frame_s=2.0), free_gpus=0, free_cpus=2).resource == "CPU"
     assert plan_workers(100, WorkerCosts(frame_s=2.0), free_gpus=8, workers=3).workers == 3
+
+
+def test_cpu_headroom_warning_when_model_replicas_take_every_cpu():
+    from serve.models import cpu_headroom_warning
+    from serve.settings import ServiceSettings
+
+    both = ServiceSettings(yolo_weights="y.pt", upscaler_weights="u.pth")
+    msg = cpu_headroom_warning(both, 2)
+    assert msg and "FRAMESIFT_DETECTOR_NUM_CPUS" in msg and "2 of this Ray's 2 CPUs" in msg
+    assert cpu_headroom_warning(both, 3) is None
+    half = ServiceSettings(yolo_weights="y.pt", upscaler_weights="u.pth", detector_num_cpus=0.5,
+                           upscaler_num_cpus=0.5)
+    assert cpu_headroom_warning(half, 2) is None
+    assert cpu_headroom_warning(ServiceSettings(), 1) is None  # no models, nothing reserved
