@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean postgres
+.PHONY: install demo test test-gpu bench clean postgres
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 2; }
@@ -34,6 +34,10 @@ postgres:
 
 test: $(STAMP) postgres
 	$(PY) -m pytest
+
+# On a machine with a CUDA GPU: the gpu-marked tests, failing (not skipping) without CUDA.
+test-gpu: $(STAMP)
+	FRAMESIFT_REQUIRE_GPU=1 $(PY) -m pytest -m gpu -v
 
 bench: $(STAMP)
 	$(PY) bench/golden.py

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     detector_num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per detector replica "
                                      "(torch threads on CPU = max(1, int(this)))")
     upscaler_num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per upscaler replica")
+    detector_max_replicas: int = Field(2, ge=1, description="most detector replicas Serve's "
+                                       "autoscaler may start (serve/config.yaml sets its own)")
+    upscaler_max_replicas: int = Field(2, ge=1, description="most upscaler replicas Serve's "
+                                       "autoscaler may start")
     video_num_gpus: float | None = Field(
         None, ge=0, description="GPUs per video-job model actor (default: 1 when the cluster "
                                 "has GPUs, else 0)")

@@ -35,6 +35,8 @@ from actors.records import Detection
 from actors.upscaler import Upscaler, UpscalerConfig
 
 DEFAULT_BATCH = {"max_batch_size": 16, "batch_wait_timeout_s": 0.01}
+DETECTOR_AUTOSCALING = {"min_replicas": 1, "target_ongoing_requests": 16}  # + max_replicas
+UPSCALER_AUTOSCALING = {"min_replicas": 1, "target_ongoing_requests": 2}
 
 
 def _error(exc: FramesiftError) -> dict[str, Any]:
@@ -49,8 +51,7 @@ async def _decode(data: bytes, max_pixels: int) -> np.ndarray:
 
 @serve.deployment(name="Detector", max_ongoing_requests=32, user_config=DEFAULT_BATCH,
                   ray_actor_options={"num_cpus": 1, "num_gpus": 0},
-                  autoscaling_config={"min_replicas": 1, "max_replicas": 2,
-                                      "target_ongoing_requests": 16})
+                  autoscaling_config={**DETECTOR_AUTOSCALING, "max_replicas": 2})
 class DetectorDeployment:
     """YOLO, loaded once per replica; concurrent requests are batched into one model call."""
 
@@ -148,8 +149,7 @@ class DetectorDeployment:
 
 @serve.deployment(name="Upscaler", max_ongoing_requests=4,
                   ray_actor_options={"num_cpus": 1, "num_gpus": 0},
-                  autoscaling_config={"min_replicas": 1, "max_replicas": 2,
-                                      "target_ongoing_requests": 2})
+                  autoscaling_config={**UPSCALER_AUTOSCALING, "max_replicas": 2})
 class UpscalerDeployment:
     """Real-ESRGAN, loaded once per replica; one image on the model at a time."""
 
@@ -218,11 +218,15 @@ def bind_models(settings: Any) -> dict[str, Any]:
     if settings.yolo_weights:
         models["detector"] = DetectorDeployment.options(
             user_config=batch,
+            autoscaling_config={**DETECTOR_AUTOSCALING,
+                                "max_replicas": settings.detector_max_replicas},
             ray_actor_options={"num_cpus": settings.detector_num_cpus,
                                "num_gpus": settings.detector_num_gpus},
         ).bind(detector_config(settings), settings.yolo_conf)
     if settings.upscaler_weights:
         models["upscaler"] = UpscalerDeployment.options(
+            autoscaling_config={**UPSCALER_AUTOSCALING,
+                                "max_replicas": settings.upscaler_max_replicas},
             ray_actor_options={"num_cpus": settings.upscaler_num_cpus,
                                "num_gpus": settings.upscaler_num_gpus},
         ).bind(upscaler_config(settings), settings.max_upscale_pixels)

@@ -17,16 +17,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         import torch
 
         has_cuda = torch.cuda.is_available()
-    except Exception:  # torch missing or broken: no GPU path here
-        has_cuda = False
-    require = os.environ.get("FRAMESIFT_REQUIRE_GPU") == "1"
-    for item in items:
-        if "gpu" in item.keywords and not has_cuda:
-            if require:
-                item.add_marker(pytest.mark.xfail(reason="FRAMESIFT_REQUIRE_GPU=1 but no CUDA",
-                                                  strict=True, run=False))
-            else:
-                item.add_marker(pytest.mark.skip(reason="needs CUDA"))
+        detail = f"torch {torch.__version__}, CUDA build {torch.version.cuda}"
+    except Exception as exc:  # torch missing or broken: no GPU path here
+        has_cuda, detail = False, f"torch unusable: {exc}"
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if has_cuda or not gpu_items:
+        return
+    if os.environ.get("FRAMESIFT_REQUIRE_GPU") == "1":
+        raise pytest.UsageError(f"FRAMESIFT_REQUIRE_GPU=1 but torch sees no CUDA device ({detail})")
+    for item in gpu_items:
+        item.add_marker(pytest.mark.skip(reason="needs CUDA"))
 
 
 class Videos:
