@@ -1,9 +1,12 @@
 """``framesift annotate``: draw detections (boxes and labels) onto a video with ffmpeg-python
 (drawbox/drawtext), optionally as a compilation of only the frames that have detections.
 
-The ffmpeg binary is the one on PATH, else the one imageio-ffmpeg ships. The filter graph is
-handed to ffmpeg as a file (``-/filter_complex``), so thousands of boxes never hit the
-command-line length limit.
+The ffmpeg binary is the one on PATH, else the one imageio-ffmpeg ships. The graph has a fixed
+number of named box slots (``drawbox@bK`` + ``drawtext@tK``, as many as the busiest frame needs);
+a ``sendcmd`` script moves them frame by frame (frame times from our index, so B-frames and VFR
+are exact). The graph's size and ffmpeg's per-frame work do not grow with the number of
+detections: one filter pair per detection, enabled on its frame, made an 1,800-box video
+overflow ffmpeg-python's graph recursion and cost ffmpeg every filter on every frame.
 """
 
 from __future__ import annotations
@@ -58,8 +61,45 @@ def _runs(frames: list[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def _escape(text: str) -> str:
-    return "".join("\\" + c if c in "\\:'%,;[]=" else c for c in text)
+OFFSCREEN = -10_000  # an unused slot is drawn here (outside the frame: nothing visible)
+
+
+def _quote(text: str) -> str:
+    """A sendcmd argument, taken literally: single-quoted (inside quotes nothing is special
+    but the quote itself, written as ``'\\''``)."""
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def _slot_commands(k: int, r: dict[str, Any] | None) -> list[str]:
+    """sendcmd commands that show detection ``r`` in slot ``k`` (None: hide the slot)."""
+    if r is None:
+        return [f"drawbox@b{k} x {OFFSCREEN}", f"drawtext@t{k} x {OFFSCREEN}"]
+    color = _COLORS[int(r["class_id"]) % len(_COLORS)]
+    x, y = int(r["x1"]), int(r["y1"])
+    w, h = max(1, int(r["x2"] - r["x1"])), max(1, int(r["y2"] - r["y1"]))
+    label = f"{r['class_name']} {r['confidence']:.2f}"
+    return [f"drawbox@b{k} x {x}", f"drawbox@b{k} y {y}", f"drawbox@b{k} w {w}",
+            f"drawbox@b{k} h {h}", f"drawbox@b{k} color {color}",
+            f"drawtext@t{k} text {_quote(label)}", f"drawtext@t{k} x {x + 2}",
+            f"drawtext@t{k} y {max(0, y - 14)}", f"drawtext@t{k} boxcolor {color}@0.6"]
+
+
+def box_script(boxes: dict[int, list[dict[str, Any]]], times: list[float], slots: int) -> str:
+    """The sendcmd script: at each frame whose boxes differ from the previous frame's, set every
+    slot (shown or hidden). A command fires once, at the first frame at or after its time; the
+    time used is halfway from the previous frame, so float rounding never moves a box."""
+    lines: list[str] = []
+    previous: list[dict[str, Any]] = []
+    for n in range(len(times)):
+        current = boxes.get(n, [])
+        if current == previous:
+            continue
+        start = times[n] - (times[n] - times[n - 1]) / 2 if n else 0.0
+        cmds = [c for k in range(slots)
+                for c in _slot_commands(k, current[k] if k < len(current) else None)]
+        lines.append(f"{start:.6f} " + ", ".join(cmds) + ";")
+        previous = current
+    return "\n".join(lines) + "\n"
 
 
 def annotate_video(video: str, detections: str, output: str, *, min_confidence: float = 0.0,
@@ -77,53 +117,46 @@ def annotate_video(video: str, detections: str, output: str, *, min_confidence: 
         raise InvalidParameterError(f"{detections}: no detections at or above confidence "
                                     f"{min_confidence}: nothing to compile")
     rows.sort(key=lambda r: (r["frame_index"], -r["confidence"]))
-    per_frame: dict[int, int] = {}
+    boxes: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:
+        per_frame = boxes.setdefault(int(r["frame_index"]), [])
+        if len(per_frame) < max_per_frame:
+            per_frame.append(r)
+    drawn = sum(len(b) for b in boxes.values())
+    slots = max((len(b) for b in boxes.values()), default=0)
+    times = [info.index.time_s(i) for i in range(info.frame_count)]
     font = next((f for f in _FONTS if Path(f).is_file()), None)
     src = ffmpeg.input(video)
     v = src.video
-    drawn = 0
-    for r in rows:
-        n = int(r["frame_index"])
-        if per_frame.get(n, 0) >= max_per_frame:
-            continue
-        per_frame[n] = per_frame.get(n, 0) + 1
-        color = _COLORS[int(r["class_id"]) % len(_COLORS)]
-        x, y = int(r["x1"]), int(r["y1"])
-        w, h = max(1, int(r["x2"] - r["x1"])), max(1, int(r["y2"] - r["y1"]))
-        enable = f"eq(n,{n})"
-        v = v.drawbox(x, y, w, h, color=color, thickness=thickness, enable=enable)
-        label = _escape(f"{r['class_name']} {r['confidence']:.2f}")
-        text_args: dict[str, Any] = dict(text=label, x=x + 2, y=max(0, y - 14), fontsize=12,
-                                         fontcolor="white", box=1, boxcolor=f"{color}@0.6",
-                                         enable=enable)
-        if font:
-            text_args["fontfile"] = font
-        v = v.drawtext(**text_args)
-        drawn += 1
-    keep = sorted(per_frame)
-    if compilation:
-        expr = "+".join(f"between(n,{a},{b})" for a, b in _runs(keep))
-        v = v.filter("select", expr).filter("setpts", "N/FRAME_RATE/TB")
-        streams = [v]
-        out_args: dict[str, Any] = {"an": None}
-    else:
-        audio = [s for s in probe_audio(video)]
-        streams = [v, src.audio] if audio else [v]
-        out_args = {"c:a": "copy"} if audio else {}
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    out = ffmpeg.output(*streams, output, vcodec="libx264", pix_fmt="yuv420p", crf=20,
-                        preset="veryfast", fps_mode="passthrough", **out_args)
-    args = ffmpeg.compile(out, cmd=ffmpeg_binary(), overwrite_output=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".ffgraph", delete=False) as fh:
-        i = args.index("-filter_complex")
-        fh.write(args[i + 1])
-        graph = fh.name
-    args[i:i + 2] = ["-/filter_complex", graph]
-    try:
+    with tempfile.TemporaryDirectory(prefix="framesift-annotate-") as work:
+        script = Path(work) / "boxes.cmd"
+        script.write_text(box_script(boxes, times, slots))
+        if slots:
+            v = v.filter("sendcmd", f=str(script))
+        for k in range(slots):
+            v = v.filter(f"drawbox@b{k}", x=OFFSCREEN, y=OFFSCREEN, w=1, h=1, color="red",
+                         t=thickness)
+            text_args: dict[str, Any] = dict(text="-", x=OFFSCREEN, y=OFFSCREEN, fontsize=12,
+                                             fontcolor="white", box=1, boxcolor="red@0.6",
+                                             expansion="none")
+            if font:
+                text_args["fontfile"] = font
+            v = v.filter(f"drawtext@t{k}", **text_args)
+        if compilation:
+            expr = "+".join(f"between(n,{a},{b})" for a, b in _runs(sorted(boxes)))
+            v = v.filter("select", expr).filter("setpts", "N/FRAME_RATE/TB")
+            streams = [v]
+            out_args: dict[str, Any] = {"an": None}
+        else:
+            audio = probe_audio(video)
+            streams = [v, src.audio] if audio else [v]
+            out_args = {"c:a": "copy"} if audio else {}
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        out = ffmpeg.output(*streams, output, vcodec="libx264", pix_fmt="yuv420p", crf=20,
+                            preset="veryfast", fps_mode="passthrough", **out_args)
+        args = ffmpeg.compile(out, cmd=ffmpeg_binary(), overwrite_output=True)
         proc = subprocess.run(args[:1] + ["-hide_banner", "-loglevel", "error"] + args[1:],
                               capture_output=True, text=True)
-    finally:
-        Path(graph).unlink(missing_ok=True)
     if proc.returncode != 0:
         raise RuntimeError(f"ffmpeg failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
     frames_out = probe(output).frame_count

@@ -118,6 +118,34 @@ def test_annotate_draws_boxes_and_compiles_detected_frames(clip, tmp_path):
     assert comp.frames_out == 3 and comp.boxes_drawn == 3
 
 
+def test_annotate_scales_to_thousands_of_boxes_that_move_per_frame(clip, tmp_path):
+    import pyarrow as pa
+
+    from jobs.annotate import annotate_video
+
+    rows: dict[str, list] = {k: [] for k in ("frame_index", "time_s", "x1", "y1", "x2", "y2",
+                                             "confidence", "class_id", "class_name")}
+    for n in range(60):  # 25 boxes a frame (20 drawn): one sliding right, small ones on top
+        for k in range(25):
+            box = (2 + n, 30, 22 + n, 62) if k == 0 else (4 * k, 2, 4 * k + 3, 12)
+            for key, value in zip(rows, (n, n / 30, *map(float, box), 0.99 - k / 100, k % 3,
+                                         "it's a \\ 'label', with: [specials]; 50%")):
+                rows[key].append(value)
+    dets = tmp_path / "many.parquet"
+    pq.write_table(pa.table(rows), dets)
+    result = annotate_video(str(clip), str(dets), str(tmp_path / "many.mp4"))
+    assert result.boxes_drawn == 60 * 20 and result.frames_out == 60
+    out = read_frames(result.output, [10, 50], probe(result.output).index)
+    src = read_frames(str(clip), [10, 50], probe(str(clip)).index)
+
+    def left_edge_changed(n: int, x: int) -> float:  # the sliding box's left edge, below labels
+        col = (slice(45, 58), slice(x, x + 2))
+        return np.abs(out[n][col].astype(int) - src[n][col].astype(int)).mean()
+
+    assert left_edge_changed(10, 12) > 40 and left_edge_changed(50, 52) > 40
+    assert left_edge_changed(50, 12) < 15  # frame 10's position is clear again on frame 50
+
+
 def test_cli_detect_video_prints_the_plan_and_annotate_uses_it(ray_cluster, models, clip, tmp_path):
     from typer.testing import CliRunner
 
