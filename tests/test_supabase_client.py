@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from jobs.settings import Settings
 from jobs.store import LocalStore
-from jobs.supabase_store import (PENDING_NAME, RetryPolicy, SupabaseClient, SupabaseConfigError,
-                                 SupabaseConflictError, SupabaseCredentials, SupabaseRequestError,
-                                 SupabaseStore)
+from jobs.supabase_client import (RetryPolicy, SupabaseClient, SupabaseConfigError,
+                                  SupabaseConflictError, SupabaseCredentials, SupabaseRequestError)
+from jobs.supabase_store import PENDING_NAME, SupabaseStore
 from supabase_standin import FakeSupabase
 
 SECRET = "sb-service-role-7f3a9c1e5d2b4a6f8e0c-do-not-leak"

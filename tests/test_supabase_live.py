@@ -15,7 +15,8 @@ import pyarrow as pa
 import pytest
 
 from jobs.settings import Settings
-from jobs.supabase_store import ANALYSES_TABLE, GOLDEN_TABLE, SupabaseStore
+from jobs.supabase_client import ANALYSES_TABLE, GOLDEN_TABLE
+from jobs.supabase_store import SupabaseStore
 
 pytestmark = pytest.mark.skipif(
     not (os.environ.get("SUPABASE_URL") and os.environ.get("SUPABASE_SERVICE_ROLE_KEY")),

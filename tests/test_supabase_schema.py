@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.supabase_store import GOLDEN_CONFLICT, analysis_row, golden_frame_row
+from jobs.supabase_client import GOLDEN_CONFLICT
+from jobs.supabase_store import analysis_row, golden_frame_row
 from supabase_standin import SCHEMA
 
 psycopg = pytest.importorskip("psycopg", reason="psycopg (dev dependency) is not installed")
