@@ -6,7 +6,8 @@ Each (mode, concurrency) cell runs ``--rounds`` times, interleaved with the othe
 reports the median throughput (this VM's speed drifts between minutes) and the pooled
 latencies. ``model_only`` times the Detector unit alone at batch 1 and batch 16: the ceiling
 of what batching can give before HTTP and Serve's per-request work; ``cpu_ms_per_request_c8``
-says where the CPU goes per request (by process) at concurrency 8. Prints one JSON object.
+says where the CPU goes per request (by process, median of the rounds) at concurrency 8.
+Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def main() -> None:
     ceiling = model_only(weights, images, args.device)
     cells: dict[tuple[str, int], dict[str, list[float]]] = {}
     batch_sizes: dict[str, int] = {}
-    cpu: dict[str, dict[str, float]] = {}  # the last round's, per mode
+    cpu: dict[str, dict[str, list[float]]] = {}  # per mode and role, one value per round
     replicas = 0
     with running_service(num_cpus=args.cpus, yolo_weights=str(weights), yolo_imgsz=IMGSZ,
                          model_device=args.device, detector_num_gpus=0 if args.device == "cpu"
@@ -138,7 +139,8 @@ def main() -> None:
                         cell["rps"].append(n / (time.perf_counter() - t0))
                         cell["lat"].extend(lat)
                         if conc == 8:
-                            cpu[mode] = cpu_by_role(cpu0, cpu_seconds(), n)
+                            for role, ms in cpu_by_role(cpu0, cpu_seconds(), n).items():
+                                cpu.setdefault(mode, {}).setdefault(role, []).append(ms)
             batch_sizes = {str(k): v for k, v in
                            sorted(handle.info.remote().result()["batch_sizes"].items())}
             replicas = serve.status().applications["framesift"].deployments["Detector"] \
@@ -159,7 +161,9 @@ def main() -> None:
           "replicas": replicas,
           "detector_cpus": args.detector_cpus,
           "rounds": args.rounds, "model_only": ceiling, "results": results,
-          "batch_sizes_seen": batch_sizes, "cpu_ms_per_request_c8": cpu,
+          "batch_sizes_seen": batch_sizes, "cpu_ms_per_request_c8": {
+              mode: {role: round(statistics.median(v), 1) for role, v in roles.items()}
+              for mode, roles in cpu.items()},
           "batched_over_unbatched": ratio,
           "target_batched_ge_1.5x_unbatched_c8": ratio["c8"] >= 1.5}, args.out)
 
