@@ -46,7 +46,8 @@ def api(ray_cluster, tmp_path_factory):
                 "yolo_weights": str(weights["yolo"]), "upscaler_weights": str(weights["compact"]),
                 "yolo_conf": 0.0005, "yolo_imgsz": 128, "detect_batch_size": 8,
                 "detect_batch_wait_s": 0.25, "upscale_tile": 48, "max_upscale_pixels": 200_000,
-                "model_device": "cpu", "detector_num_cpus": 0.5, "upscaler_num_cpus": 0.5}
+                "model_device": "cpu", "detector_num_cpus": 0.5, "upscaler_num_cpus": 0.5,
+                "max_image_pixels": 1_000_000}
     serve.run(build_app({"settings": settings}), name="fs-models", route_prefix="/m")
     bare = {"state_dir": str(root / "bare")}
     serve.run(Ingress.bind(AnalysisCoordinator.bind(bare), bare), name="fs-bare",
@@ -88,6 +89,11 @@ def test_detect_errors_are_json(api):
     assert r.status_code == 422 and r.json()["error"]["code"] == "undecodable_image"
     r = c.post("/m/v1/detect", json={"x": 1})
     assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type"
+    big = cv2.imencode(".png", np.zeros((1000, 1001, 3), np.uint8))[1].tobytes()  # ~1 MP, few KB
+    for route in ("detect", "crop?categories=person", "upscale"):
+        r = c.post(f"/m/v1/{route}", content=big, headers={"content-type": "image/png"})
+        assert r.status_code == 413 and r.json()["error"]["code"] == "image_too_large", r.text
+        assert "1000000" in r.json()["error"]["message"]
 
 
 def test_crop_per_category_as_json_and_zip(api):
