@@ -17,12 +17,13 @@ so the ingress answers them as JSON without unwrapping Ray errors.
 
 import asyncio
 import base64
+import functools
 import io
 import os
 import threading
 import zipfile
 from collections import Counter
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import numpy as np
 from ray import serve
@@ -41,6 +42,18 @@ UPSCALER_AUTOSCALING = {"min_replicas": 1, "target_ongoing_requests": 2}
 
 def _error(exc: FramesiftError) -> dict[str, Any]:
     return {"error": {"code": getattr(exc, "code", "invalid_request"), "message": str(exc)}}
+
+
+def _errors_as_values(method: Callable[..., Awaitable[dict[str, Any]]]
+                      ) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """A caller-fixable ``FramesiftError`` raised by ``method`` comes back as ``{"error"}``."""
+    @functools.wraps(method)
+    async def wrapped(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return await method(*args, **kwargs)
+        except FramesiftError as exc:
+            return _error(exc)
+    return wrapped
 
 
 async def _decode(data: bytes, max_pixels: int) -> np.ndarray:
@@ -78,20 +91,19 @@ class DetectorDeployment:
     def _classes(self, classes: list[str] | None) -> list[int] | None:
         return resolve_classes(classes, self.unit.names) if classes else None
 
+    @_errors_as_values
     async def detect(self, data: bytes, conf: float | None = None,
                      classes: list[str] | None = None,
                      max_pixels: int = ImageLimits.max_pixels) -> dict[str, Any]:
         """Detections in an encoded image: ``{width, height, detections}`` or ``{error}``."""
-        try:
-            ids = self._classes(classes)
-            image = await _decode(data, max_pixels)
-        except FramesiftError as exc:
-            return _error(exc)
+        ids = self._classes(classes)
+        image = await _decode(data, max_pixels)
         conf = self.default_conf if conf is None else conf
         dets = filter_detections(await self._detect_batch(image), conf, ids)
         return {"width": int(image.shape[1]), "height": int(image.shape[0]),
                 "detections": [d.to_dict() for d in dets]}
 
+    @_errors_as_values
     async def crop(self, data: bytes, categories: list[str], padding: float,
                    min_confidence: float | None, image_format: str, as_zip: bool,
                    max_pixels: int = ImageLimits.max_pixels) -> dict[str, Any]:
@@ -104,10 +116,7 @@ class DetectorDeployment:
             known = ", ".join(list(self.unit.names.values())[:20])
             return {"error": {"code": "unknown_category",
                               "message": f"unknown categories {unknown}: this model knows {known}"}}
-        try:
-            image = await _decode(data, max_pixels)
-        except FramesiftError as exc:
-            return _error(exc)
+        image = await _decode(data, max_pixels)
         dets = await self._detect_batch(image)
         cfg = CropConfig(padding=padding, min_confidence=min_confidence, image_format=image_format)
         crops = crops_by_category(image, dets, categories, cfg)
@@ -164,13 +173,11 @@ class UpscalerDeployment:
             out = self.unit.upscale(image, scale)
         return encode_image(out, image_format)
 
+    @_errors_as_values
     async def upscale(self, data: bytes, scale: float | None, image_format: str,
                       max_pixels: int = ImageLimits.max_pixels) -> dict[str, Any]:
         """An encoded image upscaled: ``{content, width, height, ...}`` or ``{error}``."""
-        try:
-            image = await _decode(data, max_pixels)
-        except FramesiftError as exc:
-            return _error(exc)
+        image = await _decode(data, max_pixels)
         s = float(scale) if scale is not None else float(self.unit.scale)
         h, w = image.shape[:2]
         ow, oh = max(1, round(w * s)), max(1, round(h * s))
@@ -179,10 +186,7 @@ class UpscalerDeployment:
                 f"{w}x{h} at scale {s:g} would be {ow}x{oh} = {ow * oh} pixels; the limit is "
                 f"{self.max_output_pixels} (FRAMESIFT_MAX_UPSCALE_PIXELS): send a smaller image "
                 "or a lower scale")}}
-        try:
-            data = await asyncio.to_thread(self._run, image, scale, image_format)
-        except FramesiftError as exc:
-            return _error(exc)
+        data = await asyncio.to_thread(self._run, image, scale, image_format)
         return {"content": data, "width": ow, "height": oh, "model_scale": self.unit.scale,
                 "tile": self.unit.tile}
 
