@@ -8,13 +8,13 @@ shared detector, not once per category.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
 
 from actors.errors import InvalidParameterError
-from actors.records import Detection
+from actors.records import Detections
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class CropConfig:
 @dataclass(frozen=True)
 class Crop:
     category: str
-    detection: Detection
+    detection: dict[str, Any]  # the detection it was cut from, as the API shows it
     box: tuple[int, int, int, int]  # x1, y1, x2, y2 after padding, clipped to the image
     image: np.ndarray  # BGR
 
@@ -50,13 +50,16 @@ def encode_image(bgr: np.ndarray, image_format: str = "jpeg", jpeg_quality: int 
     return buf.tobytes()
 
 
-def padded_box(det: Detection, width: int, height: int, padding: float) -> tuple[int, int, int, int]:
-    """The detection box grown by ``padding`` x its size on each side, clipped, integer pixels."""
-    bw, bh = det.x2 - det.x1, det.y2 - det.y1
-    x1 = int(np.floor(max(0.0, det.x1 - padding * bw)))
-    y1 = int(np.floor(max(0.0, det.y1 - padding * bh)))
-    x2 = int(np.ceil(min(float(width), det.x2 + padding * bw)))
-    y2 = int(np.ceil(min(float(height), det.y2 + padding * bh)))
+def padded_box(xyxy: Sequence[float], width: int, height: int,
+               padding: float) -> tuple[int, int, int, int]:
+    """The box ``x1, y1, x2, y2`` grown by ``padding`` x its size on each side, clipped,
+    integer pixels."""
+    bx1, by1, bx2, by2 = (float(v) for v in xyxy)
+    bw, bh = bx2 - bx1, by2 - by1
+    x1 = int(np.floor(max(0.0, bx1 - padding * bw)))
+    y1 = int(np.floor(max(0.0, by1 - padding * bh)))
+    x2 = int(np.ceil(min(float(width), bx2 + padding * bw)))
+    y2 = int(np.ceil(min(float(height), by2 + padding * bh)))
     return x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)
 
 
@@ -72,19 +75,24 @@ def parse_categories(text: str | Sequence[str]) -> list[str]:
     return out
 
 
-def crops_by_category(image: np.ndarray, detections: Sequence[Detection], categories: Sequence[str],
+def crops_by_category(image: np.ndarray, detections: Detections, categories: Sequence[str],
                       config: CropConfig = CropConfig()) -> dict[str, list[Crop]]:
     """For each category (a class name, case-insensitive, or a class id), its crops, best first."""
     h, w = image.shape[:2]
+    names = np.array([str(n).lower() for n in detections.class_name], dtype=object)
+    rows = detections.to_list()
     out: dict[str, list[Crop]] = {}
     for category in categories:
         key = category.strip().lower()
-        picked = [d for d in detections if d.confidence >= config.min_confidence
-                  and (d.class_name.lower() == key or (key.isdigit() and d.class_id == int(key)))]
-        picked.sort(key=lambda d: -d.confidence)
+        match = names == key
+        if key.isdigit():
+            match |= detections.class_id == int(key)
+        picked = np.flatnonzero(match & (detections.confidence >= config.min_confidence))
+        picked = picked[np.argsort(-detections.confidence[picked], kind="stable")]
         crops = []
-        for d in picked[: config.max_per_category]:
-            box = padded_box(d, w, h, config.padding)
-            crops.append(Crop(category, d, box, np.ascontiguousarray(image[box[1]:box[3], box[0]:box[2]])))
+        for i in picked[: config.max_per_category]:
+            box = padded_box(detections.xyxy[i], w, h, config.padding)
+            crops.append(Crop(category, rows[i], box,
+                              np.ascontiguousarray(image[box[1]:box[3], box[0]:box[2]])))
         out[category] = crops
     return out

@@ -1,4 +1,4 @@
-"""YOLO detection unit (ultralytics), batched over frames; our ``Detection`` at the boundary."""
+"""YOLO detection unit (ultralytics), batched over frames; our ``Detections`` at the boundary."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from actors.errors import InvalidParameterError
-from actors.memory import keep_large_allocations_on_heap
-from actors.models import load_yolo, pick_device
-from actors.records import Detection
+from actors.records import Detections
+from actors.weights import load_yolo, setup_torch_worker
 
 DETECTION_COLUMNS = ("video_id", "frame_index", "time_s", "x1", "y1", "x2", "y2", "confidence",
                      "class_id", "class_name")
@@ -55,14 +54,6 @@ def resolve_classes(classes: Sequence[int | str] | None, names: dict[int, str]) 
     return sorted(set(out))
 
 
-def filter_detections(dets: list[Detection], conf: float | None = None,
-                      classes: Sequence[int] | None = None) -> list[Detection]:
-    """Detections at or above ``conf`` and in ``classes`` (None: all)."""
-    keep = set(classes) if classes is not None else None
-    return [d for d in dets if (conf is None or d.confidence >= conf)
-            and (keep is None or d.class_id in keep)]
-
-
 class Detector:
     """Loads YOLO once (``setup``); ``detect`` runs a list of BGR frames in batches."""
 
@@ -74,15 +65,7 @@ class Detector:
         self.calls = 0  # model calls (batches) so far
 
     def setup(self) -> None:
-        import cv2
-
-        keep_large_allocations_on_heap()  # per-frame tensors: no fresh mmap each time
-        cv2.setNumThreads(max(1, int(self.config.cpus)))
-        self.device = pick_device(self.config.device)
-        if self.device == "cpu":
-            import torch
-
-            torch.set_num_threads(max(1, int(self.config.cpus)))
+        self.device = setup_torch_worker(self.config.cpus, self.config.device)
         self.model = load_yolo(self.config.weights, self.config.setting)
         self.class_ids = resolve_classes(self.config.classes, self.names)
 
@@ -95,11 +78,11 @@ class Detector:
         return bool(self.config.half and self.device.startswith("cuda"))
 
     def detect(self, frames: Sequence[np.ndarray], conf: float | None = None,
-               classes: Sequence[int] | None = None) -> list[list[Detection]]:
+               classes: Sequence[int] | None = None) -> list[Detections]:
         """Detections per frame (BGR uint8 HxWx3), ``config.batch_size`` frames per model call."""
         if self.model is None:
             self.setup()
-        out: list[list[Detection]] = []
+        out: list[Detections] = []
         step = max(1, self.config.batch_size)
         for i in range(0, len(frames), step):
             chunk = [np.ascontiguousarray(f) for f in frames[i:i + step]]
@@ -108,33 +91,17 @@ class Detector:
                                          max_det=self.config.max_det, device=self.device,
                                          half=self.half, verbose=False)
             self.calls += 1
-            out.extend(filter_detections(Detection.from_ultralytics(r), conf, classes)
-                       for r in results)
+            out.extend(Detections.from_ultralytics(r).filter(conf, classes) for r in results)
         return out
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
         """Ray Data batch of frames (``frame``, ``frame_index``, ``video_id``, ``time_s``) ->
-        one row per detection."""
+        one row per detection (``DETECTION_COLUMNS``)."""
         frames = batch["frame"]
-        dets = self.detect([frames[i] for i in range(len(frames))])
-        rows: dict[str, list[Any]] = {c: [] for c in DETECTION_COLUMNS}
-        for j, per_frame in enumerate(dets):
-            for d in per_frame:
-                for c, v in zip(DETECTION_COLUMNS, (batch["video_id"][j], batch["frame_index"][j],
-                                                    batch["time_s"][j], d.x1, d.y1, d.x2, d.y2,
-                                                    d.confidence, d.class_id, d.class_name)):
-                    rows[c].append(v)
-        return detection_columns(rows)
+        found = self.detect([frames[i] for i in range(len(frames))])
+        counts = [len(d) for d in found]
+        cols = {key: np.repeat(np.asarray(batch[key]), counts)
+                for key in ("video_id", "frame_index", "time_s")}
+        merged = Detections.concat(found).columns()
+        return {c: (cols[c] if c in cols else merged[c]) for c in DETECTION_COLUMNS}
 
-
-def detection_columns(rows: dict[str, list[Any]]) -> dict[str, np.ndarray]:
-    f64 = {"time_s", "x1", "y1", "x2", "y2", "confidence"}
-    out: dict[str, np.ndarray] = {}
-    for c in DETECTION_COLUMNS:
-        if c in f64:
-            out[c] = np.asarray(rows[c], dtype=np.float64)
-        elif c in ("frame_index", "class_id"):
-            out[c] = np.asarray(rows[c], dtype=np.int64)
-        else:
-            out[c] = np.asarray(rows[c], dtype=object)
-    return out

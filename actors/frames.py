@@ -5,51 +5,15 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
 
-from actors.records import FrameIndex, FrameRange, VideoInfo, batch_rows
+from actors.records import FrameRange, VideoChunk
 from actors.video import iter_frames, to_display_bgr
-
-
-@dataclass(frozen=True)
-class FrameChunk:
-    """Frames ``frames`` of one video (every ``stride``-th frame index)."""
-
-    video_id: str
-    path: str
-    frames: FrameRange
-    index: FrameIndex = field(repr=False)
-    rotation: int = 0
-    stride: int = 1
-
-    @classmethod
-    def split(cls, video_id: str, info: VideoInfo, chunk_frames: int, stride: int = 1) -> list["FrameChunk"]:
-        n = info.frame_count
-        step = max(1, chunk_frames)
-        return [cls(video_id, info.path, FrameRange(s, min(n, s + step)), info.index, info.rotation,
-                    stride) for s in range(0, n, step)]
-
-    def wanted(self) -> list[int]:
-        return [i for i in self.frames if i % self.stride == 0]
-
-    def to_row(self) -> dict[str, Any]:
-        return {"video_id": self.video_id, "path": self.path, "start": self.frames.start,
-                "stop": self.frames.stop, "rotation": self.rotation, "stride": self.stride,
-                **self.index.to_columns()}
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "FrameChunk":
-        return cls(str(row["video_id"]), str(row["path"]), FrameRange(int(row["start"]), int(row["stop"])),
-                   FrameIndex.from_columns(row), int(row["rotation"]), int(row["stride"]))
-
-
-def _rows(batch: dict[str, Any]) -> list[FrameChunk]:
-    return [FrameChunk.from_row(row) for row in batch_rows(batch)]
 
 
 @dataclass(frozen=True)
@@ -71,7 +35,7 @@ class FrameDecoder:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         ids, idx, times, frames = [], [], [], []
-        for chunk in _rows(batch):
+        for chunk in VideoChunk.from_batch(batch):
             wanted = chunk.wanted()
             if not wanted:
                 continue
@@ -115,7 +79,7 @@ class SegmentUpscaler:
         self.upscaler = Upscaler(self.config.upscaler)
         self.upscaler.setup()
 
-    def encode_chunk(self, chunk: FrameChunk) -> tuple[str, int, float]:
+    def encode_chunk(self, chunk: VideoChunk) -> tuple[str, int, float]:
         """(segment path, frames written, seconds spent in the model)."""
         import time
 
@@ -178,7 +142,7 @@ class SegmentUpscaler:
         if self.upscaler is None:
             self.setup()
         starts, paths, counts, model_s = [], [], [], []
-        for chunk in _rows(batch):
+        for chunk in VideoChunk.from_batch(batch):
             path, n, secs = self.encode_chunk(chunk)
             starts.append(chunk.frames.start)
             paths.append(path)

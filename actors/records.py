@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import bisect
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from fractions import Fraction
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
+
+import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +87,8 @@ def batch_rows(batch: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True)
-class VideoInfo:
-    """What ``probe`` learns about a video. ``index`` is kept out of ``summary()``."""
+class VideoSummary:
+    """What ``probe`` learns about a video, as a result records it (no frame index)."""
 
     path: str
     frame_count: int
@@ -97,12 +99,72 @@ class VideoInfo:
     duration_s: float
     codec: str
     rotation: int
-    index: FrameIndex = field(repr=False, compare=False)
 
     def summary(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("index")
-        return data
+        return {f.name: getattr(self, f.name) for f in fields(VideoSummary)}
+
+    def public(self) -> dict[str, Any]:
+        """The facts without the file path (the service never shows its own paths)."""
+        return {k: v for k, v in self.summary().items() if k != "path"}
+
+
+@dataclass(frozen=True)
+class VideoInfo(VideoSummary):
+    """The summary plus the frame index that exact decoding needs."""
+
+    index: FrameIndex = field(repr=False, compare=False)
+
+    def without_index(self) -> VideoSummary:
+        return VideoSummary(**self.summary())
+
+
+@dataclass(frozen=True)
+class VideoChunk:
+    """One unit of per-frame work: frames ``frames`` of one video (every ``stride``-th index),
+    with what a worker needs to decode them exactly and upright."""
+
+    video_id: str
+    path: str
+    frames: FrameRange
+    index: FrameIndex = field(repr=False)
+    width: int
+    height: int
+    rotation: int = 0
+    stride: int = 1
+
+    @classmethod
+    def of(cls, video_id: str, info: VideoInfo, frames: FrameRange, stride: int = 1) -> "VideoChunk":
+        return cls(video_id, info.path, frames, info.index, info.width, info.height,
+                   info.rotation, stride)
+
+    @classmethod
+    def split(cls, video_id: str, info: VideoInfo, chunk_frames: int,
+              stride: int = 1) -> list["VideoChunk"]:
+        """Consecutive chunks of ``chunk_frames`` frames covering the whole video."""
+        n, step = info.frame_count, max(1, chunk_frames)
+        return [cls.of(video_id, info, FrameRange(s, min(n, s + step)), stride)
+                for s in range(0, n, step)]
+
+    def wanted(self) -> list[int]:
+        """The frame indices this chunk processes (every ``stride``-th)."""
+        return [i for i in self.frames if i % self.stride == 0]
+
+    def to_row(self) -> dict[str, Any]:
+        """Arrow-friendly row (plain columns) for Ray Data."""
+        return {"video_id": self.video_id, "path": self.path, "start": self.frames.start,
+                "stop": self.frames.stop, "width": self.width, "height": self.height,
+                "rotation": self.rotation, "stride": self.stride, **self.index.to_columns()}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "VideoChunk":
+        return cls(str(row["video_id"]), str(row["path"]),
+                   FrameRange(int(row["start"]), int(row["stop"])), FrameIndex.from_columns(row),
+                   int(row["width"]), int(row["height"]), int(row["rotation"]), int(row["stride"]))
+
+    @classmethod
+    def from_batch(cls, batch: dict[str, Any]) -> list["VideoChunk"]:
+        """The chunks of a Ray Data batch given as columns."""
+        return [cls.from_row(row) for row in batch_rows(batch)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,43 +210,93 @@ class GoldenFrame:
         return asdict(self)
 
 
-@dataclass(frozen=True, slots=True)
-class Detection:
-    """One detected object: box in source pixels (x1, y1, x2, y2), confidence, class."""
+@dataclass(frozen=True, eq=False)
+class Detections:
+    """The objects found in one image, as columns (boxes in source pixels ``x1, y1, x2, y2``).
 
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    confidence: float
-    class_id: int
-    class_name: str
+    Validated on construction: N x 4 boxes with ``x2 >= x1`` and ``y2 >= y1``, confidences in
+    [0, 1], one class id and name per box. Converted from ultralytics at the boundary
+    (``from_ultralytics``); the API, ``detect-video`` and the cropper read these columns.
+    """
+
+    xyxy: np.ndarray  # (N, 4) float64
+    confidence: np.ndarray  # (N,) float64
+    class_id: np.ndarray  # (N,) int64
+    class_name: np.ndarray  # (N,) object (str)
 
     def __post_init__(self) -> None:
-        if not (self.x2 >= self.x1 and self.y2 >= self.y1):
-            raise ValueError(f"Detection box must have x2 >= x1 and y2 >= y1, got "
-                             f"{(self.x1, self.y1, self.x2, self.y2)}")
-        if not 0.0 <= self.confidence <= 1.0:
-            raise ValueError(f"Detection confidence must be in [0, 1], got {self.confidence}")
-
-    @property
-    def xyxy(self) -> tuple[float, float, float, float]:
-        return (self.x1, self.y1, self.x2, self.y2)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"box": [round(v, 2) for v in self.xyxy], "confidence": round(self.confidence, 5),
-                "class_id": self.class_id, "class_name": self.class_name}
+        xyxy = np.asarray(self.xyxy, dtype=np.float64).reshape(-1, 4)
+        conf = np.asarray(self.confidence, dtype=np.float64).reshape(-1)
+        ids = np.asarray(self.class_id, dtype=np.int64).reshape(-1)
+        names = np.asarray(self.class_name, dtype=object).reshape(-1)
+        if not len(xyxy) == len(conf) == len(ids) == len(names):
+            raise ValueError(f"Detections columns differ in length: {len(xyxy)} boxes, "
+                             f"{len(conf)} confidences, {len(ids)} class ids, {len(names)} names")
+        bad = (xyxy[:, 2] < xyxy[:, 0]) | (xyxy[:, 3] < xyxy[:, 1])
+        if bad.any():
+            raise ValueError(f"Detections boxes must have x2 >= x1 and y2 >= y1, got "
+                             f"{xyxy[bad][0].tolist()}")
+        if ((conf < 0) | (conf > 1)).any():
+            raise ValueError(f"Detections confidences must be in [0, 1], got "
+                             f"{conf[(conf < 0) | (conf > 1)][0]}")
+        for name, value in (("xyxy", xyxy), ("confidence", conf), ("class_id", ids),
+                            ("class_name", names)):
+            object.__setattr__(self, name, value)
 
     @classmethod
-    def from_ultralytics(cls, result: Any) -> list["Detection"]:
-        """Convert one ultralytics ``Results`` (boxes on the original image) at the boundary."""
+    def empty(cls) -> "Detections":
+        return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, object))
+
+    @classmethod
+    def from_ultralytics(cls, result: Any) -> "Detections":
+        """Convert one ultralytics ``Results`` (boxes on the original image)."""
         boxes = result.boxes
         if boxes is None or len(boxes) == 0:
-            return []
-        xyxy = boxes.xyxy.detach().cpu().float().numpy()
-        conf = boxes.conf.detach().cpu().float().numpy()
-        cls_ = boxes.cls.detach().cpu().numpy().astype(int)
+            return cls.empty()
+        ids = boxes.cls.detach().cpu().numpy().astype(np.int64)
         names = result.names
-        return [cls(float(b[0]), float(b[1]), float(b[2]), float(b[3]),
-                    min(1.0, max(0.0, float(c))), int(k), str(names.get(int(k), int(k))))
-                for b, c, k in zip(xyxy, conf, cls_)]
+        return cls(boxes.xyxy.detach().cpu().double().numpy(),
+                   np.clip(boxes.conf.detach().cpu().double().numpy(), 0.0, 1.0), ids,
+                   np.array([str(names.get(int(k), int(k))) for k in ids], dtype=object))
+
+    @classmethod
+    def concat(cls, parts: Sequence["Detections"]) -> "Detections":
+        """All detections of ``parts`` in one record, in order."""
+        if not parts:
+            return cls.empty()
+        return cls(np.concatenate([p.xyxy for p in parts]),
+                   np.concatenate([p.confidence for p in parts]),
+                   np.concatenate([p.class_id for p in parts]),
+                   np.concatenate([p.class_name for p in parts]))
+
+    def __len__(self) -> int:
+        return len(self.confidence)
+
+    def __getitem__(self, which: Any) -> "Detections":
+        """The detections selected by a boolean mask, an index array or a slice."""
+        if isinstance(which, (int, np.integer)):
+            which = [int(which)]
+        return Detections(self.xyxy[which], self.confidence[which], self.class_id[which],
+                          self.class_name[which])
+
+    def filter(self, conf: float | None = None, classes: Sequence[int] | None = None) -> "Detections":
+        """The detections at or above ``conf`` and in ``classes`` (None: all)."""
+        keep = np.ones(len(self), dtype=bool)
+        if conf is not None:
+            keep &= self.confidence >= conf
+        if classes is not None:
+            keep &= np.isin(self.class_id, np.asarray(list(classes), dtype=np.int64))
+        return self[keep]
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """The API's JSON: one ``{box, confidence, class_id, class_name}`` per detection."""
+        return [{"box": [round(float(v), 2) for v in box], "confidence": round(float(c), 5),
+                 "class_id": int(k), "class_name": str(n)}
+                for box, c, k, n in zip(self.xyxy, self.confidence, self.class_id,
+                                        self.class_name)]
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Arrow/Ray Data friendly columns: ``x1, y1, x2, y2, confidence, class_id, class_name``."""
+        return {"x1": self.xyxy[:, 0], "y1": self.xyxy[:, 1], "x2": self.xyxy[:, 2],
+                "y2": self.xyxy[:, 3], "confidence": self.confidence, "class_id": self.class_id,
+                "class_name": self.class_name}

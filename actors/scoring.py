@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import cv2
@@ -18,7 +18,7 @@ import numpy as np
 
 from actors.errors import VideoError
 from actors.memory import keep_large_allocations_on_heap
-from actors.records import FrameIndex, FrameRange, FrameScore, batch_rows
+from actors.records import FrameRange, FrameScore, VideoChunk
 from actors.video import iter_frames, luma
 
 FlowMethod = Literal["dis", "farneback"]
@@ -85,29 +85,6 @@ class ScorerConfig:
     decode_threads: int = 1
 
 
-@dataclass(frozen=True)
-class ChunkTask:
-    """One unit of scoring work: frames ``frames`` of one video."""
-
-    video_id: str
-    path: str
-    frames: FrameRange
-    index: FrameIndex = field(repr=False)
-    width: int
-    height: int
-
-    def to_row(self) -> dict[str, Any]:
-        """Arrow-friendly row (plain columns) for Ray Data."""
-        return {"video_id": self.video_id, "path": self.path, "start": self.frames.start,
-                "stop": self.frames.stop, "width": self.width, "height": self.height,
-                **self.index.to_columns()}
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "ChunkTask":
-        return cls(str(row["video_id"]), str(row["path"]), FrameRange(int(row["start"]), int(row["stop"])),
-                   FrameIndex.from_columns(row), int(row["width"]), int(row["height"]))
-
-
 class ChunkScorer:
     """Scores the frames of a chunk. Holds at most two analysis-size frames at a time."""
 
@@ -120,7 +97,7 @@ class ChunkScorer:
         keep_large_allocations_on_heap()
         self._flow = FlowEstimator(self.config.flow, self.config.dis_preset)
 
-    def score(self, task: ChunkTask) -> list[FrameScore]:
+    def score(self, task: VideoChunk) -> list[FrameScore]:
         """Decode ``[start-1, stop)`` and score ``[start, stop)`` (frame 0: see module doc)."""
         if self._flow is None:
             self.setup()
@@ -148,17 +125,17 @@ class ChunkScorer:
             scores[0] = FrameScore(0, first.pts, first.time_s, first.sharpness, motion0)
         return scores
 
-    def _motion_of_frame1(self, task: ChunkTask) -> float:
+    def _motion_of_frame1(self, task: VideoChunk) -> float:
         """Motion of frame 1, for a chunk that holds frame 0 only."""
-        one = ChunkTask(task.video_id, task.path, FrameRange(1, 2), task.index, task.width, task.height)
+        one = replace(task, frames=FrameRange(1, 2))
         return self.score(one)[0].motion
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Ray Data batch of ``ChunkTask.to_row()`` rows -> one row per scored frame (or error)."""
-        tasks = [ChunkTask.from_row(row) for row in batch_rows(batch)]
+        """Ray Data batch of ``VideoChunk.to_row()`` rows -> one row per scored frame (or error)."""
+        tasks = VideoChunk.from_batch(batch)
         return scores_to_columns([self.score_or_error(t) for t in tasks])
 
-    def score_or_error(self, task: ChunkTask) -> tuple[ChunkTask, list[FrameScore] | Exception]:
+    def score_or_error(self, task: VideoChunk) -> tuple[VideoChunk, list[FrameScore] | Exception]:
         try:
             return task, self.score(task)
         except VideoError as exc:  # a bad video becomes data, the other videos go on
@@ -169,7 +146,7 @@ SCORE_COLUMNS = ("video_id", "frame_index", "pts", "time_s", "sharpness", "motio
                  "error_code")
 
 
-def scores_to_columns(results: list[tuple[ChunkTask, list[FrameScore] | Exception]]) -> dict[str, np.ndarray]:
+def scores_to_columns(results: list[tuple[VideoChunk, list[FrameScore] | Exception]]) -> dict[str, np.ndarray]:
     rows: dict[str, list[Any]] = {c: [] for c in SCORE_COLUMNS}
     for task, outcome in results:
         if isinstance(outcome, Exception):

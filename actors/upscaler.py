@@ -19,8 +19,7 @@ import cv2
 import numpy as np
 
 from actors.errors import InvalidParameterError
-from actors.memory import keep_large_allocations_on_heap
-from actors.models import load_spandrel, pick_device
+from actors.weights import load_spandrel, setup_torch_worker
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +80,7 @@ class Upscaler:
     def setup(self) -> None:
         import torch
 
-        keep_large_allocations_on_heap()  # per-frame tensors: no fresh mmap each time
-        cv2.setNumThreads(max(1, int(self.config.cpus)))
-        self.device = pick_device(self.config.device)
-        if self.device == "cpu":
-            torch.set_num_threads(max(1, int(self.config.cpus)))
+        self.device = setup_torch_worker(self.config.cpus, self.config.device)
         model = load_spandrel(self.config.weights, self.config.setting)
         model.to(torch.device(self.device)).eval()
         self.dtype = torch.float32

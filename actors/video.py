@@ -98,6 +98,34 @@ def _display_rotation(frame: av.VideoFrame) -> int:
     return (-angle) % 360 // 90 * 90
 
 
+def _demux_index(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                 path: str) -> tuple[list[tuple[int, bool]], av.VideoFrame | None]:
+    """(pts, is keyframe) of every packet in decode order, and the first decoded frame."""
+    pts_keys: list[tuple[int, bool]] = []
+    first_frame: av.VideoFrame | None = None
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            ts = packet.pts if packet.pts is not None else packet.dts
+            if ts is None:
+                raise CorruptVideoError(path, f"packet {len(pts_keys)} has no timestamp")
+            pts_keys.append((ts, bool(packet.is_keyframe)))
+            if first_frame is None:
+                for frame in packet.decode():
+                    first_frame = frame
+                    break
+        if first_frame is None and pts_keys:
+            for frame in stream.codec_context.decode(None):
+                first_frame = frame
+                break
+    except av.error.DecoderNotFoundError as exc:
+        raise UnsupportedCodecError(path, stream.codec_context.name) from exc
+    except av.error.FFmpegError as exc:
+        raise CorruptVideoError(path, str(exc)) from exc
+    return pts_keys, first_frame
+
+
 def probe(path: str | os.PathLike[str], limits: DimensionLimits = DimensionLimits()) -> VideoInfo:
     """Describe a video and index its frames. Raises a ``VideoError`` subclass on bad input."""
     path = str(path)
@@ -107,28 +135,7 @@ def probe(path: str | os.PathLike[str], limits: DimensionLimits = DimensionLimit
         limits.check(path, ctx.width, ctx.height)
         codec_name = ctx.name
         time_base = stream.time_base or Fraction(1, 90000)
-        pts_keys: list[tuple[int, bool]] = []
-        first_frame: av.VideoFrame | None = None
-        try:
-            for packet in container.demux(stream):
-                if packet.size == 0:
-                    continue
-                ts = packet.pts if packet.pts is not None else packet.dts
-                if ts is None:
-                    raise CorruptVideoError(path, f"packet {len(pts_keys)} has no timestamp")
-                pts_keys.append((ts, bool(packet.is_keyframe)))
-                if first_frame is None:
-                    for frame in packet.decode():
-                        first_frame = frame
-                        break
-            if first_frame is None and pts_keys:
-                for frame in stream.codec_context.decode(None):
-                    first_frame = frame
-                    break
-        except av.error.DecoderNotFoundError as exc:
-            raise UnsupportedCodecError(path, codec_name) from exc
-        except av.error.FFmpegError as exc:
-            raise CorruptVideoError(path, str(exc)) from exc
+        pts_keys, first_frame = _demux_index(container, stream, path)
     if not pts_keys:
         raise EmptyVideoError(path)
     if first_frame is None:

@@ -33,10 +33,10 @@ from actors.records import FrameRange  # noqa: E402
 from actors.scoring import ScorerConfig, laplacian_variance  # noqa: E402
 from actors.synthetic import make_sample_video  # noqa: E402
 from actors.video import probe  # noqa: E402
-from jobs.planner import plan_chunks  # noqa: E402
-from jobs.reducer import select_golden  # noqa: E402
+from jobs.golden.planner import plan_chunks  # noqa: E402
+from jobs.golden.reducer import select_golden  # noqa: E402
 from jobs.runtime import ensure_ray  # noqa: E402
-from jobs.scoring_pipeline import chunk_tasks, score_distributed, score_sequential  # noqa: E402
+from jobs.golden.scoring import chunk_tasks, score_distributed, score_sequential  # noqa: E402
 
 
 def decode_only_fps(path: str, threads: int) -> float:

@@ -70,8 +70,8 @@ def main() -> None:
     ap.add_argument("--out")
     args = ap.parse_args()
     from actors.synthetic import make_sample_video
-    from jobs.golden import GoldenParams, VideoJob, run_golden
-    from jobs.store import LocalStore
+    from jobs.golden.job import GoldenParams, VideoJob, run_golden
+    from jobs.stores.local import LocalStore
 
     files = make_images(args.images)
     result: dict = {"machine": {"cpus": os.cpu_count()}, "images": args.images}

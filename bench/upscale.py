@@ -35,12 +35,13 @@ def main() -> None:
     size = tuple(int(x) for x in args.size.split("x"))
     from model_fixtures import make_compact_pth
 
-    from actors.frames import FrameChunk, SegmentConfig, SegmentUpscaler
+    from actors.frames import SegmentConfig, SegmentUpscaler
+    from actors.records import VideoChunk
     from actors.synthetic import make_sample_video
     from actors.upscaler import Upscaler, UpscalerConfig
     from actors.video import probe, read_frames
     from jobs.runtime import ensure_ray
-    from jobs.upscale_video import upscale_video
+    from jobs.video.upscale import upscale_video
 
     tmp = Path(tempfile.mkdtemp(prefix="fs-bench-up-"))
     weights = make_compact_pth(tmp, scale=4, num_feat=64, num_conv=32)
@@ -64,7 +65,7 @@ def main() -> None:
     segment = SegmentUpscaler(SegmentConfig(cfg, str(tmp / "segments-warm"), cpus=cfg.cpus))
     segment.setup()
     (tmp / "segments-warm").mkdir()
-    chunk = FrameChunk.split("bench", info, n)[0]
+    chunk = VideoChunk.split("bench", info, n)[0]
     segment.encode_chunk(chunk)  # warm-up
     t0 = time.perf_counter()
     _, written, warm_model_s = segment.encode_chunk(chunk)

@@ -1,4 +1,7 @@
-"""Connect to Ray: a given cluster address, or a private local Ray started on demand."""
+"""Connect to Ray, and the one place that reads the cluster's resources.
+
+Either a given cluster address, or a private local Ray started on demand.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +31,18 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, quiet: b
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
                      log_to_driver=False, logging_level=level, _temp_dir=temp_dir)
     configure_data_context()
+    return cluster_cpus()
+
+
+def cluster_cpus() -> int:
+    """CPUs of the connected cluster now (at least 1)."""
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def free_resources() -> tuple[int, int]:
+    """(free GPUs, free CPUs) of the connected cluster now."""
+    avail = ray.available_resources()
+    return int(avail.get("GPU", 0)), int(avail.get("CPU", 0))
 
 
 def configure_data_context() -> None:

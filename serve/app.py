@@ -27,12 +27,12 @@ from starlette.datastructures import UploadFile
 
 from actors.image_analysis import ImageLimits
 from jobs.fetch import Allowlist, check_url
-from jobs.image_tasks import ImageItem, analyze_stream
+from jobs.images import ImageItem, analyze_stream
 from jobs.redact import install_redaction
-from serve.coordinator import AnalysisCoordinator
+from serve.analyses.coordinator import AnalysisCoordinator
 from serve.errors import ApiError, install_error_handlers
 from serve.model_routes import detections_for, model_body_limits, router as model_router
-from serve.models import bind_models
+from serve.model_deployments import bind_models
 from serve.schemas import (AnalysisAccepted, AnalysisList, AnalysisRequest, AnalysisView,
                            ErrorResponse)
 from serve.security import BodyLimit, require_api_key

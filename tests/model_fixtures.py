@@ -10,7 +10,7 @@ CLASS_NAMES = {0: "person", 1: "car", 2: "dog"}
 
 def make_yolo_pt(root: Path) -> Path:
     """YOLOv8n architecture with 3 named classes and random weights, saved as a .pt."""
-    from actors.models import prepare_ultralytics_env
+    from actors.weights import prepare_ultralytics_env
 
     prepare_ultralytics_env(str(root / "ultralytics"))
     import torch

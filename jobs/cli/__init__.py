@@ -1,0 +1,12 @@
+"""The ``framesift`` command line: the top floor, entry points only.
+
+Nothing is imported here, so ``python -m jobs.golden`` (which needs one command) and
+``framesift --help`` pay only for what they use.
+"""
+
+
+def main() -> None:
+    """Console script ``framesift``."""
+    from jobs.cli.app import main as run
+
+    run()

@@ -1,0 +1,182 @@
+"""``framesift golden``: pick the golden frames of videos (or of a batch manifest).
+
+Also ``python -m jobs.golden`` (``golden_entrypoint``), the ``ray job submit`` entrypoint.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from jobs.cli.console import (AddressOption, NumCpusOption, OutOption, WorkersOption, err, fail,
+                              load_settings, path_or_none)
+
+if TYPE_CHECKING:
+    from jobs.golden.batch import BatchReport, ManifestEntry
+    from jobs.golden.job import Hooks, VideoJob
+    from jobs.golden.manifest import GoldenResult
+    from jobs.settings import Settings
+    from jobs.stores.base import Store
+
+
+def submitted_job_address() -> str | None:
+    """Inside a ``ray job submit`` job, the cluster it was submitted to (Ray sets RAY_ADDRESS
+    and RAY_JOB_CONFIG_JSON_ENV_VAR for the entrypoint); otherwise None: a private local Ray."""
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
+        return os.environ.get("RAY_ADDRESS") or None
+    return None
+
+
+def video_jobs(videos: list[Path], scan_id: str | None, item_type: str | None) -> "list[VideoJob]":
+    """One job per video file; scan ids from ``--scan-id`` or the file names, unique."""
+    from actors.errors import FramesiftError
+    from jobs.golden.job import VideoJob
+    from jobs.stores.base import scan_id_from_path
+
+    if scan_id and len(videos) > 1:
+        fail("--scan-id names one video; with several videos each gets its file name as scan id")
+    jobs = []
+    for v in videos:
+        try:
+            jobs.append(VideoJob(str(v.absolute()), scan_id or scan_id_from_path(v), item_type))
+        except FramesiftError as exc:
+            fail(str(exc))
+    ids = [j.scan_id for j in jobs]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        fail(f"several videos map to scan id(s) {', '.join(dupes)}: rename them or run them apart")
+    return jobs
+
+
+def manifest_entries(manifest: Path, videos: list[Path] | None,
+                     scan_id: str | None) -> "list[ManifestEntry]":
+    from actors.errors import FramesiftError
+    from jobs.golden.batch import read_manifest
+
+    if videos or scan_id:
+        fail("--manifest lists the videos and their scan ids; give no VIDEO or --scan-id with it")
+    try:
+        return read_manifest(manifest)
+    except FramesiftError as exc:
+        fail(str(exc))
+
+
+class ProgressBar:
+    """The scoring bar (frames, fps, ETA) across every planned video, and the plan lines."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def on_planned(self, scan: str, info: Any, plan: Any) -> None:
+        err.print(f"{scan}: {info.frame_count} frames {info.width}x{info.height} "
+                  f"@ {info.avg_fps:.2f} fps -> {len(plan.chunks)} chunk(s) ({plan.reason})",
+                  highlight=False, soft_wrap=True)
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=info.frame_count, unit="frame", desc="scoring",
+                            file=sys.stderr, dynamic_ncols=True)
+        else:
+            self.bar.total += info.frame_count
+            self.bar.refresh()
+
+    def on_frames(self, _scan: str, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def hooks(self) -> "Hooks":
+        from jobs.golden.job import Hooks
+
+        return Hooks(on_planned=self.on_planned, on_frames=self.on_frames)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run(settings: "Settings", store: "Store", jobs: "list[VideoJob]",
+         entries: "list[ManifestEntry] | None", resume: bool,
+         hooks: "Hooks") -> "tuple[list[GoldenResult], BatchReport | None]":
+    from jobs.golden.job import GoldenParams, run_golden
+
+    params = GoldenParams.from_settings(settings)
+    if entries is None:
+        return run_golden(jobs, params, store, address=settings.ray_address,
+                          num_cpus=settings.num_cpus, hooks=hooks,
+                          plan_cpus=settings.cluster_cpus), None
+    from jobs.golden.batch import DownloadOptions, run_batch
+
+    report = run_batch(entries, params, store, resume=resume, hooks=hooks,
+                       downloads=DownloadOptions.from_settings(settings),
+                       address=settings.ray_address, num_cpus=settings.num_cpus,
+                       plan_cpus=settings.cluster_cpus)
+    return report.results, report
+
+
+def golden(
+    videos: Annotated[Optional[list[Path]], typer.Argument(
+        help="video files to analyse (or give --manifest)", show_default=False)] = None,
+    top_k: Annotated[Optional[int], typer.Option(help="golden frames per video [5]")] = None,
+    min_gap_s: Annotated[Optional[float], typer.Option(help="seconds between picks [0.5]")] = None,
+    motion_max: Annotated[Optional[float], typer.Option(help="stillness bar in source px [1.0]")] = None,
+    flow: Annotated[Optional[str], typer.Option(help="dis or farneback [dis]")] = None,
+    workers: WorkersOption = None,
+    executor: Annotated[Optional[str], typer.Option(help="tasks or actors [tasks]")] = None,
+    out_dir: OutOption = None,
+    scan_id: Annotated[Optional[str], typer.Option(help="scan id (one video); default: file name")] = None,
+    item_type: Annotated[Optional[str], typer.Option(help="free-form item type for the manifest")] = None,
+    address: AddressOption = None,
+    num_cpus: NumCpusOption = None,
+    image_format: Annotated[Optional[str], typer.Option(help="jpeg or png [jpeg]")] = None,
+    store: Annotated[Optional[str], typer.Option(help="local or supabase [local]")] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    manifest: Annotated[Optional[Path], typer.Option(
+        help="CSV/JSONL of video (path or URL), scan_id, item_type: a batch job")] = None,
+    resume: Annotated[bool, typer.Option(
+        help="with --manifest: skip scans already complete in the store")] = True,
+    cluster_cpus: Annotated[Optional[int], typer.Option(
+        help="CPUs to plan for (autoscaling cluster: what it may scale to)")] = None,
+) -> None:
+    """Pick the sharpest still frames of each video and store them with their metrics."""
+    from actors.errors import FramesiftError
+    from jobs.cli.results import print_batch_summary, print_results
+    from jobs.stores import make_store
+
+    settings = load_settings(top_k=top_k, min_gap_s=min_gap_s, motion_max=motion_max, flow=flow,
+                             workers=workers, executor=executor, out_dir=path_or_none(out_dir),
+                             ray_address=address, num_cpus=num_cpus, image_format=image_format,
+                             store=store, cluster_cpus=cluster_cpus)
+    settings.ray_address = settings.ray_address or submitted_job_address()
+    entries = manifest_entries(manifest, videos, scan_id) if manifest is not None else None
+    if entries is None and not videos:
+        fail("give one or more VIDEO files, or --manifest FILE")
+    jobs = video_jobs(videos or [], scan_id, item_type) if entries is None else []
+    try:
+        result_store = make_store(settings)
+    except FramesiftError as exc:
+        fail(str(exc))
+    bar = ProgressBar(progress)
+    try:
+        results, report = _run(settings, result_store, jobs, entries, resume, bar.hooks())
+    finally:
+        bar.close()
+    print_results(results)
+    if report is not None:
+        print_batch_summary(report)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        if len(failed) == len(results) == 1:
+            fail(failed[0].error or "failed", 2 if failed[0].error_code != "job_failed" else 1)
+        raise typer.Exit(2)
+
+
+def golden_entrypoint() -> None:
+    """``python -m jobs.golden``: the golden command alone (for ``ray job submit``)."""
+    typer.run(golden)

@@ -1,0 +1,35 @@
+"""``framesift sample-video``: a synthetic scan video with its ground truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jobs.cli.console import fail, out
+
+
+def sample_video(
+    path: Annotated[Path, typer.Argument(help="where to write the MP4")],
+    seconds: Annotated[float, typer.Option(help="duration")] = 10.0,
+    size: Annotated[str, typer.Option(help="WIDTHxHEIGHT")] = "1280x720",
+    fps: Annotated[int, typer.Option(help="frames per second")] = 30,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    bframes: Annotated[int, typer.Option(help="H.264 B-frames")] = 2,
+    gop: Annotated[int, typer.Option(help="maximum keyframe interval")] = 60,
+    vfr: Annotated[bool, typer.Option(help="variable frame rate")] = False,
+) -> None:
+    """Write a synthetic scan video and its ground truth (<path>.truth.json)."""
+    from actors.synthetic import make_sample_video, truth_path
+
+    try:
+        w, h = (int(x) for x in size.lower().split("x"))
+        truth = make_sample_video(path, seconds=seconds, size=(w, h), fps=fps, seed=seed,
+                                  bframes=bframes, gop=gop, variable_fps=vfr)
+    except ValueError as exc:
+        fail(f"bad sample-video option: {exc}")
+    sharp = sum(1 for w_ in truth.windows if w_.kind == "sharp_still")
+    out.print(f"wrote {path} ({truth.frame_count} frames, {truth.width}x{truth.height}, "
+              f"{sharp} sharp+still windows) and {truth_path(path)}", highlight=False,
+              soft_wrap=True)

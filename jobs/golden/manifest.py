@@ -1,0 +1,123 @@
+"""The golden-frame result as a typed record, and the ``manifest.json`` it is written as.
+
+``GoldenManifest`` is what every layer reads (the CLI table, the service's analysis runner, the
+Supabase store, the batch summary) instead of string keys into a dict. Its JSON keeps the
+schema of the manifests written before it existed (``tests`` load one such manifest), so
+results on disk stay readable both ways.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+
+from actors.records import GoldenFrame, VideoSummary
+from jobs.golden.params import GoldenParams
+from jobs.golden.planner import ChunkPlan
+
+MANIFEST_NAME = "manifest.json"
+SCORES_NAME = "scores.parquet"
+
+
+def _plan_from_json(value: Any) -> Any:
+    return ChunkPlan.from_dict(value) if isinstance(value, dict) else value
+
+
+# The plan is written as ChunkPlan.to_dict() (chunks as [start, stop] pairs) and read back.
+PlanField = Annotated[ChunkPlan, BeforeValidator(_plan_from_json),
+                      PlainSerializer(lambda plan: plan.to_dict(), return_type=dict)]
+
+
+class _Record(BaseModel):
+    # Infinity stays Infinity (the relaxed motion bar can be unbounded), as json.dumps wrote it.
+    model_config = ConfigDict(ser_json_inf_nan="constants")
+
+
+class SelectionSummary(_Record):
+    still_frames: int
+    relaxed: bool
+    motion_max_used: float
+    picked: int
+    notes: list[str] = Field(default_factory=list)
+
+
+class UploadSection(_Record):
+    """What a store that uploads (Supabase) did with this result: the manifest's ``supabase``."""
+
+    bucket: str
+    analysis_id: str
+    status: str  # "uploaded" or "pending"
+    not_uploaded: list[str] = Field(default_factory=list)
+    error: str | None = None
+    retry: str | None = None
+    signed_urls: dict[str, str] | None = None
+    signed_urls_expire_at: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "uploaded"
+
+
+class GoldenManifest(_Record):
+    """A complete golden-frame result of one video."""
+
+    framesift_version: str
+    scan_id: str
+    item_type: str | None = None
+    status: str = "succeeded"
+    created_at: str
+    video: VideoSummary
+    parameters: GoldenParams
+    plan: PlanField
+    selection: SelectionSummary
+    timings_s: dict[str, float]
+    golden_frames: list[GoldenFrame]
+    scores_key: str
+    store: str
+    supabase: UploadSection | None = None
+
+    def to_json(self) -> str:
+        """The ``manifest.json`` text: no ``supabase`` key unless a store added one, and in it
+        ``retry`` and the signed URLs only when they are set (as manifests always had it)."""
+        data = self.model_dump(mode="json")
+        if self.supabase is None:
+            del data["supabase"]
+        else:
+            for key in ("retry", "signed_urls", "signed_urls_expire_at"):
+                if data["supabase"][key] is None:
+                    del data["supabase"][key]
+        return json.dumps(data, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "GoldenManifest":
+        return cls.model_validate_json(text)
+
+
+@dataclass
+class GoldenResult:
+    """The outcome of one video: a committed manifest, or the error that stopped it."""
+
+    scan_id: str
+    path: str
+    status: str  # "succeeded" or "failed"
+    manifest: GoldenManifest | None = None
+    location: str | None = None
+    error: str | None = None
+    error_code: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+    @property
+    def frame_count(self) -> int:
+        return self.manifest.video.frame_count if self.manifest else 0
+
+    @classmethod
+    def failed(cls, scan_id: str, path: str, exc: BaseException | str,
+               code: str | None = None) -> "GoldenResult":
+        return cls(scan_id, path, "failed", error=str(exc),
+                   error_code=code or getattr(exc, "code", "job_failed"))

@@ -1,0 +1,89 @@
+"""The Store protocol (where results go) and the rules for scan ids and object keys.
+
+A result is written through a ``StoreSession``: images and scores first, the manifest last.
+Nothing is visible as a complete result until ``commit``; ``abort`` (or an exception inside
+``with store.open(scan_id)``) leaves the previous result, if any, untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from actors.errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from jobs.golden.manifest import GoldenManifest
+
+_SCAN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def validate_scan_id(scan_id: str) -> str:
+    """Scan ids name folders and object keys: letters, digits, '.', '_', '-', at most 128."""
+    if not isinstance(scan_id, str) or not _SCAN_ID.match(scan_id) or ".." in scan_id:
+        raise InvalidParameterError(
+            f"invalid scan id {scan_id!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, without '..'")
+    return scan_id
+
+
+def scan_id_from_path(path: str | os.PathLike[str]) -> str:
+    """A safe default scan id from a file name (``my scan (1).mp4`` -> ``my-scan-1``)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(path).stem).strip("-._")
+    stem = stem.replace("..", ".")[:128]
+    return stem or "scan"
+
+
+def object_key(scan_id: str, frame_index: int, ext: str) -> str:
+    """Deterministic key of a golden frame image: ``<scan_id>/<frame_index>.<ext>``."""
+    return f"{validate_scan_id(scan_id)}/{int(frame_index)}.{ext}"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (never half-written)."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@runtime_checkable
+class StoreSession(Protocol):
+    """One result being written. Use as a context manager: an exception aborts it."""
+
+    def put_image(self, frame_index: int, data: bytes, ext: str, content_type: str) -> tuple[str, str]:
+        """Store one image; return ``(key, uri)``."""
+
+    def put_scores(self, table: "pa.Table") -> str:
+        """Store the per-frame scores; return their key."""
+
+    def commit(self, manifest: "GoldenManifest") -> str:
+        """Write the manifest last, making the result complete; return its location.
+
+        A store may add a section about itself to ``manifest`` in place (the Supabase store sets
+        ``manifest.supabase``: what was uploaded and what is pending), so the caller's result
+        shows it.
+        """
+
+    def abort(self) -> None:
+        """Drop everything written by this session."""
+
+    def __enter__(self) -> "StoreSession": ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class Store(Protocol):
+    name: str
+
+    def open(self, scan_id: str) -> StoreSession: ...
+
+    def manifest(self, scan_id: str) -> "GoldenManifest | None":
+        """The committed manifest of ``scan_id``, or None when there is no complete result."""

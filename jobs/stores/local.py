@@ -1,0 +1,106 @@
+"""The local store: results under ``<root>/<scan_id>/`` (images, ``scores.parquet``,
+``manifest.json``), written into a staging folder and swapped in at commit."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import ValidationError
+
+from jobs.golden.manifest import MANIFEST_NAME, SCORES_NAME, GoldenManifest
+from jobs.stores.base import object_key, validate_scan_id, write_atomic
+
+log = logging.getLogger(__name__)
+
+
+class LocalSession:
+    """Writes into a staging folder; ``commit`` swaps it into ``<root>/<scan_id>/``."""
+
+    def __init__(self, root: Path, scan_id: str) -> None:
+        self.root = root
+        self.scan_id = validate_scan_id(scan_id)
+        self.final = root / scan_id
+        self.staging = root / ".staging" / f"{scan_id}.{uuid.uuid4().hex[:12]}"
+        self.staging.mkdir(parents=True)
+        self._done = False
+
+    def put_image(self, frame_index: int, data: bytes, ext: str, content_type: str) -> tuple[str, str]:
+        key = object_key(self.scan_id, frame_index, ext)
+        write_atomic(self.staging / key.split("/", 1)[1], data)
+        return key, (self.final / key.split("/", 1)[1]).resolve().as_uri()
+
+    def put_scores(self, table: pa.Table) -> str:
+        pq.write_table(table, self.staging / SCORES_NAME)
+        return f"{self.scan_id}/{SCORES_NAME}"
+
+    def commit(self, manifest: GoldenManifest) -> str:
+        if self._done:
+            raise RuntimeError("session already committed or aborted")
+        write_atomic(self.staging / MANIFEST_NAME, manifest.to_json().encode())
+        trash = None
+        if self.final.exists():
+            trash = self.root / ".staging" / f"{self.scan_id}.old.{uuid.uuid4().hex[:12]}"
+            os.replace(self.final, trash)
+        os.replace(self.staging, self.final)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+        self._done = True
+        self._drop_empty_staging_root()
+        return str(self.final / MANIFEST_NAME)
+
+    def abort(self) -> None:
+        if not self._done:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self._done = True
+            self._drop_empty_staging_root()
+
+    def _drop_empty_staging_root(self) -> None:
+        try:
+            self.staging.parent.rmdir()  # only succeeds when no other run is writing
+        except OSError:
+            pass
+
+    def __enter__(self) -> "LocalSession":
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is not None or not self._done:
+            self.abort()
+
+
+class LocalStore:
+    """Results under ``<root>/<scan_id>/``: images, ``scores.parquet``, ``manifest.json``."""
+
+    name = "local"
+
+    def __init__(self, root: str | os.PathLike[str] = "output") -> None:
+        self.root = Path(root)
+
+    def open(self, scan_id: str) -> LocalSession:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return LocalSession(self.root, scan_id)
+
+    def manifest(self, scan_id: str) -> GoldenManifest | None:
+        """The committed manifest, or None (no result, or one this version cannot read)."""
+        path = self.root / validate_scan_id(scan_id) / MANIFEST_NAME
+        if not path.is_file():
+            return None
+        try:
+            return GoldenManifest.from_json(path.read_bytes())
+        except ValidationError as exc:
+            log.warning("%s is not a readable framesift manifest (%s): treated as no result",
+                        path, exc.errors()[0].get("msg"))
+            return None
+
+    def write_manifest(self, manifest: GoldenManifest) -> None:
+        """Rewrite the committed manifest of ``manifest.scan_id`` in place (atomically)."""
+        write_atomic(self.location(manifest.scan_id) / MANIFEST_NAME, manifest.to_json().encode())
+
+    def location(self, scan_id: str) -> Path:
+        return self.root / validate_scan_id(scan_id)

@@ -1,0 +1,310 @@
+"""Supabase client for framesift: the official ``supabase`` client with retries, typed errors
+and secret hygiene (used by ``jobs.stores.supabase``).
+
+Retries: network errors, HTTP 5xx and 429 are retried with exponential backoff and jitter
+(tenacity); other 4xx are not. An upload answered as a duplicate (Storage answers HTTP 400
+with ``"statusCode": "409"``) counts as success when the stored bytes are ours.
+
+Credentials come from the environment only (``SUPABASE_URL``, ``SUPABASE_SERVICE_ROLE_KEY``);
+the key never appears in logs, messages or reprs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+import httpx
+from tenacity import (Retrying, retry_if_exception, stop_after_attempt,
+                      wait_exponential_jitter)
+
+from actors.errors import FramesiftError
+
+log = logging.getLogger(__name__)
+
+ANALYSES_TABLE = "analyses"
+GOLDEN_TABLE = "golden_frames"
+GOLDEN_CONFLICT = "scan_id,frame_index"
+URL_ENV = "SUPABASE_URL"
+KEY_ENV = "SUPABASE_SERVICE_ROLE_KEY"
+
+T = TypeVar("T")
+
+
+# errors ----------------------------------------------------------------------------------------
+
+class SupabaseError(FramesiftError):
+    """Base class of the Supabase store's errors."""
+
+    code = "supabase_error"
+
+
+class SupabaseConfigError(SupabaseError):
+    """The Supabase store cannot be used as configured (missing or malformed settings)."""
+
+    code = "supabase_config"
+
+
+class SupabaseRequestError(SupabaseError):
+    """A request to Supabase failed for good (after retries where retrying made sense)."""
+
+    code = "supabase_request_failed"
+
+    def __init__(self, message: str, *, target: str, status: int | None = None,
+                 transient: bool = False) -> None:
+        super().__init__(message)
+        self.target = target
+        self.status = status
+        self.transient = transient
+
+
+class SupabaseConflictError(SupabaseRequestError):
+    """Storage holds an object under our key whose bytes are not ours."""
+
+    code = "supabase_conflict"
+
+
+class HTTPStatusFailure(Exception):
+    """An HTTP error answer, with its status and body (raised by the client's response hook)."""
+
+    def __init__(self, status: int, method: str, path: str, body: Any) -> None:
+        self.status = status
+        self.method = method
+        self.path = path
+        self.body = body
+        super().__init__(f"HTTP {status} from {method} {path}: {_body_text(body)}")
+
+    @property
+    def storage_status(self) -> str | None:
+        """Storage's own status in the body (``"409"`` for a duplicate answered with HTTP 400)."""
+        if isinstance(self.body, dict) and "statusCode" in self.body:
+            return str(self.body["statusCode"])
+        return None
+
+    @property
+    def transient(self) -> bool:
+        return self.status == 429 or self.status >= 500 or self.storage_status in {"429", "500",
+                                                                                   "502", "503",
+                                                                                   "504"}
+
+
+def _body_text(body: Any) -> str:
+    if isinstance(body, dict):
+        parts = [str(body[k]) for k in ("code", "error", "message", "details", "hint")
+                 if body.get(k) not in (None, "")]
+        return "; ".join(dict.fromkeys(parts)) or json.dumps(body)[:300]
+    return str(body)[:300] or "(empty body)"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Network errors, HTTP 5xx and 429 are worth retrying; anything else is not."""
+    if isinstance(exc, HTTPStatusFailure):
+        return exc.transient
+    return isinstance(exc, httpx.TransportError)
+
+
+# credentials and client ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SupabaseCredentials:
+    """Project URL and service role key, from the environment only. The key is never shown."""
+
+    url: str
+    key: str = field(repr=False)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "SupabaseCredentials":
+        env = os.environ if environ is None else environ
+        url = (env.get(URL_ENV) or "").strip()
+        key = (env.get(KEY_ENV) or "").strip()
+        missing = [name for name, value in ((URL_ENV, url), (KEY_ENV, key)) if not value]
+        if missing:
+            raise SupabaseConfigError(
+                f"the Supabase store needs {' and '.join(missing)} in the environment "
+                f"(project URL, e.g. https://<ref>.supabase.co, and the service role key from "
+                f"Project Settings > API). Set them, or use --store local.")
+        if not url.startswith(("https://", "http://")):
+            raise SupabaseConfigError(
+                f"{URL_ENV} must be an http(s) URL such as https://<ref>.supabase.co; "
+                f"found a value starting with {url[:8]!r}.")
+        return cls(url.rstrip("/"), key)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    backoff_s: float = 0.5
+    backoff_max_s: float = 10.0
+
+
+class SupabaseClient:
+    """The official ``supabase`` client, with retries, typed errors and secret hygiene.
+
+    Every HTTP error answer becomes an ``HTTPStatusFailure`` in a response hook (so its status
+    is known for PostgREST too); ``_call`` retries the transient ones and turns the rest into a
+    ``SupabaseRequestError`` whose message never contains the key.
+    """
+
+    def __init__(self, credentials: SupabaseCredentials, *, bucket: str = "golden-frames",
+                 retry: RetryPolicy = RetryPolicy(), timeout_s: float = 30.0) -> None:
+        from supabase import ClientOptions, create_client
+
+        self._secret = credentials.key
+        self.url = credentials.url
+        self.bucket = bucket
+        self.retry = retry
+        self._http = httpx.Client(timeout=timeout_s, follow_redirects=False,
+                                  event_hooks={"response": [self._check_response]})
+        options = ClientOptions(httpx_client=self._http, postgrest_client_retry=False,
+                                auto_refresh_token=False, persist_session=False)
+        try:
+            self._client = create_client(credentials.url, credentials.key, options=options)
+        except Exception as exc:  # supabase validates URL and key shape
+            raise SupabaseConfigError(self.redact(
+                f"could not create the Supabase client for {credentials.url}: {exc}")) from None
+
+    def __repr__(self) -> str:
+        return f"SupabaseClient(url={self.url!r}, bucket={self.bucket!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def redact(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
+
+    @staticmethod
+    def _check_response(response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        response.read()
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = response.text[:300]
+        raise HTTPStatusFailure(response.status_code, response.request.method,
+                                response.request.url.path, body)
+
+    def _call(self, what: str, target: str, fn: Callable[[], T], attempts: int | None = None) -> T:
+        attempts = attempts or self.retry.attempts
+        def before_sleep(state: Any) -> None:
+            exc = state.outcome.exception()
+            log.warning("supabase %s %s: %s; retry %d/%d in %.2fs", what, target,
+                        self.redact(str(exc)), state.attempt_number, attempts - 1,
+                        state.next_action.sleep if state.next_action else 0.0)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(attempts),
+            wait=wait_exponential_jitter(initial=self.retry.backoff_s, exp_base=2,
+                                         max=self.retry.backoff_max_s,
+                                         jitter=self.retry.backoff_s),
+            retry=retry_if_exception(is_transient), reraise=True, before_sleep=before_sleep)
+        try:
+            return retrying(fn)
+        except HTTPStatusFailure as exc:
+            raise self._request_error(what, target, exc, attempts) from None
+        except httpx.TransportError as exc:
+            raise SupabaseRequestError(
+                self.redact(f"Supabase at {self.url} is unreachable ({what} {target}: "
+                            f"{type(exc).__name__}: {exc or 'no detail'}; "
+                            f"{attempts} attempt(s))."),
+                target=target, transient=True) from None
+
+    def _request_error(self, what: str, target: str, exc: HTTPStatusFailure,
+                       attempts: int) -> SupabaseRequestError:
+        detail = _body_text(exc.body)
+        status = exc.status
+        hint = ""
+        if exc.transient:
+            hint = f" Supabase kept failing after {attempts} attempt(s); try again later."
+        elif status == 401 or (isinstance(exc.body, dict) and exc.body.get("code") == "PGRST301"):
+            hint = (f" Check that {KEY_ENV} is the service role key of the project at "
+                    f"{URL_ENV}.")
+        elif exc.storage_status == "404" and "bucket" in detail.lower():
+            hint = (f" Create the bucket: apply supabase/migrations with `supabase db push`, or set "
+                    f"FRAMESIFT_SUPABASE_BUCKET to an existing bucket.")
+        elif exc.storage_status == "413":
+            hint = " The image is larger than the bucket's file size limit; raise the limit."
+        elif exc.storage_status == "415":
+            hint = " The bucket does not accept this content type; allow image/jpeg and image/png."
+        elif isinstance(exc.body, dict) and str(exc.body.get("code", "")).startswith(("PGRST2", "42P01")):
+            hint = " Apply the framesift migration (supabase/migrations) with `supabase db push`."
+        elif isinstance(exc.body, dict) and exc.body.get("code") == "42501":
+            hint = f" Row level security refused the write: use the service role key ({KEY_ENV})."
+        shown = f"HTTP {status}" + (f" (statusCode {exc.storage_status})"
+                                    if exc.storage_status and exc.storage_status != str(status) else "")
+        return SupabaseRequestError(self.redact(f"Supabase {what} {target} failed: {shown}: {detail}.{hint}"),
+                                    target=target, status=status, transient=exc.transient)
+
+    # operations --------------------------------------------------------------------------------
+
+    def upload_object(self, key: str, data: bytes, content_type: str) -> str:
+        """Upload (upsert) one object; return ``"uploaded"`` or ``"duplicate"`` (ours already)."""
+        bucket = self._client.storage.from_(self.bucket)
+        target = f"{self.bucket}/{key}"
+
+        def upload() -> None:
+            bucket.upload(key, data, {"content-type": content_type, "upsert": "true",
+                                      "cache-control": "3600"})
+
+        try:
+            self._call("upload", target, _raise_duplicates(upload))
+            return "uploaded"
+        except _Duplicate:
+            pass
+        stored = self._call("download", target, lambda: bucket.download(key))
+        if hashlib.sha256(stored).digest() != hashlib.sha256(data).digest():
+            raise SupabaseConflictError(
+                f"Storage already holds {target} with other content ({len(stored)} bytes, ours "
+                f"{len(data)}) and refused to overwrite it. Delete that object, or check that the "
+                f"bucket's policies let the service role update objects, then run `framesift sync`.",
+                target=target, status=400)
+        return "duplicate"
+
+    def download_object(self, key: str) -> bytes:
+        bucket = self._client.storage.from_(self.bucket)
+        return self._call("download", f"{self.bucket}/{key}", lambda: bucket.download(key))
+
+    def upsert_rows(self, table: str, rows: list[dict[str, Any]], on_conflict: str,
+                    attempts: int | None = None) -> None:
+        if not rows:
+            return
+        from postgrest.types import ReturnMethod
+
+        query = self._client.table(table).upsert(rows, on_conflict=on_conflict,
+                                                 returning=ReturnMethod.minimal)
+        self._call("upsert", table, query.execute, attempts)
+
+    def delete_stale_frames(self, scan_id: str, analysis_id: str) -> None:
+        """Delete golden_frames rows of ``scan_id`` left by other analyses of it."""
+        from postgrest.types import ReturnMethod
+
+        query = (self._client.table(GOLDEN_TABLE).delete(returning=ReturnMethod.minimal)
+                 .eq("scan_id", scan_id).neq("analysis_id", analysis_id))
+        self._call("delete stale rows of", GOLDEN_TABLE, query.execute)
+
+    def signed_urls(self, keys: list[str], expires_in_s: int) -> dict[str, str]:
+        if not keys:
+            return {}
+        bucket = self._client.storage.from_(self.bucket)
+        items = self._call("sign", self.bucket, lambda: bucket.create_signed_urls(keys, expires_in_s))
+        return {item["path"]: item["signedURL"] for item in items
+                if item.get("signedURL") and not item.get("error")}
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def _raise_duplicates(fn: Callable[[], None]) -> Callable[[], None]:
+    def wrapped() -> None:
+        try:
+            fn()
+        except HTTPStatusFailure as exc:
+            if exc.storage_status == "409" or exc.status == 409:
+                raise _Duplicate() from None
+            raise
+    return wrapped

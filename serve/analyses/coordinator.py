@@ -1,0 +1,301 @@
+"""The analysis coordinator: one replica that owns the queue and the durable records.
+
+Each running analysis runs in a detached ``AnalysisRunner`` actor (jobs/analysis_runner.py);
+finished runners stay warm for the next analysis. The coordinator polls runners for events,
+persists them (SQLite, serve/state.py) and starts queued analyses when a slot frees. On restart
+it reattaches to runners still alive, requeues the analyses whose runner is gone, and kills
+runners nobody references: an accepted analysis completes or fails, never vanishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import shutil
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import serve
+from ray.exceptions import RayActorError
+
+from serve.analyses.runner import RUNNER_NAMESPACE, AnalysisRunner, new_runner_name
+from jobs.redact import install_redaction
+from serve.settings import ServiceSettings
+from serve.analyses.state import ACTIVE, FINAL, AnalysisDB, now
+
+log = logging.getLogger("framesift.coordinator")
+
+MAX_ATTEMPTS = 2  # a runner lost to a node or process failure is retried once
+PARAM_KEYS = ("top_k", "min_gap_s", "motion_max")
+
+
+def fingerprint(scan_id: str, item_type: str | None, source_kind: str, source_id: str,
+                params: dict[str, Any]) -> str:
+    """Same scan, same video, same parameters -> same fingerprint (idempotent re-posts)."""
+    blob = json.dumps({"scan_id": scan_id, "item_type": item_type, "kind": source_kind,
+                       "source": source_id, "params": {k: params.get(k) for k in PARAM_KEYS}},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat() if ts else None
+
+
+@serve.deployment(num_replicas=1, max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0})
+class AnalysisCoordinator:
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        install_redaction(log)
+        self.settings = ServiceSettings(**(settings or {}))
+        self.state_dir = Path(self.settings.state_dir).resolve()
+        self.db = AnalysisDB(self.state_dir / "analyses.sqlite3")
+        self._runners: dict[str, Any] = {}  # analysis id -> runner handle
+        self._runner_names: dict[str, str] = {}
+        self._idle: list[Any] = []  # warm runners waiting for work
+        self._unverified: set[str] = set()  # reattached after a restart, not yet checked
+        self._pump: asyncio.Task | None = None
+        self._recover()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        referenced = set()
+        for rec in self.db.with_status("running"):
+            try:
+                self._runners[rec["id"]] = ray.get_actor(rec["runner"], namespace=RUNNER_NAMESPACE)
+                self._runner_names[rec["id"]] = rec["runner"]
+                self._unverified.add(rec["id"])  # its start() may have died with us
+                referenced.add(rec["runner"])
+            except (ValueError, TypeError):
+                self._requeue_or_fail(rec, "the service restarted while the analysis ran")
+        for actor in ray.util.list_named_actors(all_namespaces=True):
+            if actor["namespace"] == RUNNER_NAMESPACE and actor["name"] not in referenced \
+                    and actor["name"].startswith("framesift-runner-"):
+                try:  # a runner of a previous coordinator incarnation: idle or orphaned
+                    ray.kill(ray.get_actor(actor["name"], namespace=RUNNER_NAMESPACE))
+                except ValueError:
+                    pass
+
+    def _requeue_or_fail(self, rec: dict[str, Any], why: str) -> None:
+        if rec["attempts"] < MAX_ATTEMPTS:
+            self.db.update(rec["id"], status="queued", runner_seq=0, progress_current=0)
+            self.db.add_event(rec["id"], "status", {"status": "queued", "reason": why})
+        else:
+            self._finish(rec["id"], "failed", error=("interrupted", f"{why}; gave up after "
+                                                     f"{rec['attempts']} attempts"))
+
+    def _ensure_pump(self) -> None:
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.get_running_loop().create_task(self._pump_forever())
+
+    async def check_health(self) -> None:
+        self._ensure_pump()  # also resumes queued work after a restart with no traffic
+
+    async def _pump_forever(self) -> None:
+        while True:
+            try:
+                await self._tick()
+            except Exception:  # noqa: BLE001 - the loop must survive one bad tick
+                log.exception("coordinator tick failed")
+            await asyncio.sleep(0.05 if self._runners else 0.2)
+
+    async def _tick(self) -> None:
+        for analysis_id, handle in list(self._runners.items()):
+            rec = self.db.get(analysis_id)
+            if rec is None or rec["status"] != "running":
+                self._runners.pop(analysis_id, None)
+                continue
+            try:
+                if analysis_id in self._unverified and not await self._verify(rec, handle):
+                    self._runners.pop(analysis_id, None)
+                    self._requeue_or_fail(rec, "its worker had moved on")
+                    continue
+                events = await handle.events.remote(analysis_id, rec["runner_seq"])
+            except RayActorError:
+                self._runners.pop(analysis_id, None)
+                self._requeue_or_fail(rec, "the analysis worker died")
+                continue
+            for event in events:
+                self._apply(analysis_id, event)
+        slots = self.settings.max_running_analyses - len(self._runners)
+        for rec in self.db.with_status("queued")[:max(0, slots)]:
+            self._start(rec)
+
+    async def _verify(self, rec: dict[str, Any], handle: Any) -> bool:
+        """After a restart: make sure the runner really holds this analysis (a start() sent
+        just before the old coordinator died is lost with it); start it again if idle.
+        False when the runner is busy with something else."""
+        state = await handle.status.remote()
+        self._unverified.discard(rec["id"])
+        if state["analysis_id"] == rec["id"]:
+            return True
+        if state["busy"]:
+            return False
+        self.db.update(rec["id"], runner_seq=0, progress_current=0)
+        await handle.start.remote(self._spec(rec))
+        return True
+
+    def _spec(self, rec: dict[str, Any]) -> dict[str, Any]:
+        return {"id": rec["id"], "scan_id": rec["scan_id"], "item_type": rec["item_type"],
+                "source_kind": rec["source_kind"], "source": rec["source"],
+                "params": rec["params"],
+                "settings": self.settings.model_dump(exclude={"api_keys"}, mode="json")}
+
+    def _start(self, rec: dict[str, Any]) -> None:
+        spec = self._spec(rec)
+        if self._idle:
+            name, handle = self._idle.pop()
+        else:
+            name = new_runner_name()
+            handle = ray.remote(AnalysisRunner).options(
+                name=name, namespace=RUNNER_NAMESPACE, lifetime="detached", num_cpus=0,
+                max_restarts=0).remote()
+        handle.start.remote(spec)
+        self._runners[rec["id"]] = handle
+        self._runner_names[rec["id"]] = name
+        self.db.update(rec["id"], status="running", started_at=now(), runner_seq=0, runner=name,
+                       attempts=rec["attempts"] + 1)
+        self.db.add_event(rec["id"], "status", {"status": "running"})
+
+    def _apply(self, analysis_id: str, event: dict[str, Any]) -> None:
+        kind, data = event["type"], event["data"]
+        self.db.update(analysis_id, runner_seq=event["seq"])
+        if kind == "planned":
+            self.db.update(analysis_id, progress_total=data["total"])
+            self.db.add_event(analysis_id, "planned", data)
+        elif kind == "progress":
+            self.db.update(analysis_id, progress_current=data["current"],
+                           progress_total=data["total"], progress_at=now())
+            self.db.add_event(analysis_id, "progress", data)
+        elif kind == "golden_frame":
+            self.db.add_event(analysis_id, "golden_frame", data)
+        elif kind == "done":
+            self._finish(analysis_id, "succeeded", result=data["result"])
+        elif kind == "error":
+            self._finish(analysis_id, "failed", error=(data["code"], data["message"]))
+
+    def _finish(self, analysis_id: str, status: str, result: dict[str, Any] | None = None,
+                error: tuple[str, str] | None = None) -> None:
+        handle = self._runners.pop(analysis_id, None)
+        name = self._runner_names.pop(analysis_id, None)
+        if handle is not None:
+            if status == "cancelled" or name is None or \
+                    len(self._idle) >= self.settings.max_running_analyses:
+                ray.kill(handle, no_restart=True)  # stops its tasks; nothing gets committed
+            else:
+                self._idle.append((name, handle))  # warm for the next analysis
+        rec = self.db.get(analysis_id)
+        fields: dict[str, Any] = {"status": status, "finished_at": now()}
+        if result is not None:
+            fields["result"] = result
+        if error is not None:
+            fields["error_code"], fields["error_message"] = error
+        fields["runner"] = None
+        self.db.update(analysis_id, **fields)
+        # SSE streams end on "done" or "error"; a cancellation is an error event too
+        self.db.add_event(analysis_id, "done" if status == "succeeded" else "error",
+                          self._view(self.db.get(analysis_id)))
+        if rec and rec["source_kind"] == "file":
+            Path(rec["source"]).unlink(missing_ok=True)
+        shutil.rmtree(self.state_dir / "downloads" / analysis_id, ignore_errors=True)
+
+    # ---- API used by the ingress -------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        self._ensure_pump()
+        return True
+
+    async def submit(self, request: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Queue an analysis, or return the identical active one. Returns (view, created)."""
+        self._ensure_pump()
+        defaults = {"top_k": self.settings.top_k, "min_gap_s": self.settings.min_gap_s,
+                    "motion_max": self.settings.motion_max}
+        params = {k: request[k] if request.get(k) is not None else defaults[k] for k in PARAM_KEYS}
+        fp = fingerprint(request["scan_id"], request.get("item_type"), request["source_kind"],
+                         request["source_id"], params)
+        existing = self.db.find_active(fp)
+        if existing is not None:
+            if request["source_kind"] == "file":
+                Path(request["source"]).unlink(missing_ok=True)  # the first upload is used
+            return self._view(existing), False
+        analysis_id = uuid.uuid4().hex
+        self.db.insert({"id": analysis_id, "scan_id": request["scan_id"],
+                        "item_type": request.get("item_type"),
+                        "source_kind": request["source_kind"], "source": request["source"],
+                        "params": params, "fingerprint": fp, "status": "queued",
+                        "created_at": now()})
+        self.db.add_event(analysis_id, "status", {"status": "queued"})
+        await self._tick()
+        return self._view(self.db.get(analysis_id)), True
+
+    async def get(self, analysis_id: str) -> dict[str, Any] | None:
+        self._ensure_pump()
+        rec = self.db.get(analysis_id)
+        return self._view(rec) if rec else None
+
+    async def list(self, scan_id: str | None, limit: int = 100) -> list[dict[str, Any]]:
+        return [self._view(r) for r in self.db.list(scan_id, limit)]
+
+    async def cancel(self, analysis_id: str) -> dict[str, Any] | None:
+        rec = self.db.get(analysis_id)
+        if rec is None:
+            return None
+        if rec["status"] in ACTIVE:
+            self._finish(analysis_id, "cancelled",
+                         error=("cancelled", "cancelled by the client; nothing was stored"))
+        return self._view(self.db.get(analysis_id))
+
+    async def events(self, analysis_id: str, after: int, wait_s: float = 10.0) -> dict[str, Any]:
+        """Events after ``after``; waits up to ``wait_s`` for new ones (long poll)."""
+        self._ensure_pump()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            events = self.db.events(analysis_id, after)
+            rec = self.db.get(analysis_id)
+            final = rec is None or rec["status"] in FINAL
+            if events or final or loop.time() >= deadline:
+                return {"events": events, "final": final}
+            await asyncio.sleep(0.1)
+
+    async def snapshot(self, analysis_id: str) -> dict[str, Any] | None:
+        """Current view and the sequence number it reflects (for late SSE subscribers)."""
+        rec = self.db.get(analysis_id)
+        if rec is None:
+            return None
+        return {"seq": self.db.last_seq(analysis_id), "view": self._view(rec),
+                "golden_frames": [e["data"] for e in self.db.events(analysis_id)
+                                  if e["type"] == "golden_frame"]}
+
+    # ---- views -------------------------------------------------------------------------------
+
+    def _view(self, rec: dict[str, Any]) -> dict[str, Any]:
+        cur, tot = rec["progress_current"], rec["progress_total"]
+        position = None
+        if rec["status"] == "queued":
+            ids = [r["id"] for r in self.db.with_status("queued")]
+            position = ids.index(rec["id"]) + 1 if rec["id"] in ids else None
+        eta = None
+        if rec["status"] == "running" and cur and tot and rec["started_at"]:
+            elapsed = (rec["progress_at"] or now()) - rec["started_at"]
+            eta = round(elapsed / cur * (tot - cur), 2)
+        end = rec["finished_at"] or now()
+        timings = {"created_at": _iso(rec["created_at"]), "started_at": _iso(rec["started_at"]),
+                   "finished_at": _iso(rec["finished_at"]),
+                   "queued_s": round((rec["started_at"] or end) - rec["created_at"], 3),
+                   "run_s": round(end - rec["started_at"], 3) if rec["started_at"] else None}
+        return {
+            "id": rec["id"], "scan_id": rec["scan_id"], "item_type": rec["item_type"],
+            "status": rec["status"], "queue_position": position,
+            "progress": {"current": cur, "total": tot,
+                         "percentage": round(100.0 * cur / tot, 2) if tot else 0.0},
+            "eta_s": eta, "parameters": rec["params"], "timings": timings,
+            "result": rec["result"],
+            "error": ({"code": rec["error_code"], "message": rec["error_message"]}
+                      if rec["error_code"] else None),
+        }

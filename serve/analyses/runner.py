@@ -1,0 +1,147 @@
+"""Runs golden-frame analyses for the HTTP service, one at a time, as a detached Ray actor.
+
+The actor owns the job's Ray Data pipeline: killing it (cancel) makes Ray stop the scoring
+tasks it owns, and the store session it had open is never committed. It keeps an in-memory
+event log of its current analysis that the service's coordinator polls and persists. A runner
+that finished is reused for the next analysis: its imports and Ray Data are warm, which saves
+the second or so a new worker process costs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from actors.errors import FramesiftError
+from actors.records import GoldenFrame, VideoInfo
+from jobs.golden.job import Hooks, VideoJob, run_golden
+from jobs.golden.manifest import GoldenManifest
+from jobs.golden.params import GoldenParams
+from jobs.golden.planner import ChunkPlan
+from jobs.redact import redact_text
+from jobs.settings import Settings
+from jobs.stores import make_store
+
+RUNNER_NAMESPACE = "framesift"
+
+
+def new_runner_name() -> str:
+    return f"framesift-runner-{uuid.uuid4().hex[:12]}"
+
+
+def result_summary(manifest: GoldenManifest, location: str | None) -> dict[str, Any]:
+    """What the API returns for a finished analysis (no server paths in it)."""
+    data = manifest.model_dump(mode="json", include={"golden_frames", "selection", "plan",
+                                                      "timings_s", "scores_key", "store"})
+    return {**data, "video": manifest.video.public(), "location": location}
+
+
+class RunnerBusyError(RuntimeError):
+    """``start`` was called while an analysis still runs."""
+
+
+class AnalysisRunner:
+    """Downloads (when given a URL) and analyses videos; records events as it goes."""
+
+    def __init__(self) -> None:
+        self.spec: dict[str, Any] = {}
+        self._events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self, spec: dict[str, Any]) -> None:
+        """Begin analysing ``spec`` (returns at once)."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                raise RunnerBusyError(f"runner still busy with analysis {self.spec.get('id')}")
+            self.spec = spec
+            self._events = []
+            self._thread = threading.Thread(target=self._run, name="analysis", daemon=True)
+            self._thread.start()
+
+    def status(self) -> dict[str, Any]:
+        """Which analysis this runner holds, and whether it is still working on it."""
+        with self._lock:
+            busy = self._thread is not None and self._thread.is_alive()
+            return {"analysis_id": self.spec.get("id"), "busy": busy}
+
+    def events(self, analysis_id: str, after: int = 0) -> list[dict[str, Any]]:
+        """Events of ``analysis_id`` after sequence number ``after`` (empty for another id)."""
+        with self._lock:
+            if self.spec.get("id") != analysis_id:
+                return []
+            return self._events[after:]
+
+    def _emit(self, type_: str, data: dict[str, Any]) -> None:
+        with self._lock:
+            self._events.append({"seq": len(self._events) + 1, "type": type_, "data": data})
+
+    def _video_path(self, settings: dict[str, Any]) -> Path:
+        if self.spec["source_kind"] == "file":
+            return Path(self.spec["source"])
+        from jobs.fetch import fetch_to_file
+
+        dest = Path(settings["state_dir"]) / "downloads" / self.spec["id"]
+        return fetch_to_file(self.spec["source"], dest,
+                             max_bytes=int(settings["download_max_bytes"]),
+                             timeout_s=float(settings["download_timeout_s"]),
+                             allowlist=settings["url_allowlist"])
+
+    def _params(self, settings: Settings) -> GoldenParams:
+        overrides = {k: v for k, v in self.spec["params"].items() if v is not None}
+        return replace(GoldenParams.from_settings(settings), **overrides)
+
+    def _hooks(self) -> Hooks:
+        """Hooks that turn the job's progress into this analysis's events."""
+        totals: dict[str, int] = {"total": 0, "current": 0}
+        t_first = time.time()
+
+        def on_planned(_scan: str, info: VideoInfo, plan: ChunkPlan) -> None:
+            totals["total"] = info.frame_count
+            self._emit("planned", {"total": info.frame_count,
+                                   "video": info.public(),
+                                   "plan": plan.to_dict()})
+
+        def on_frames(_scan: str, n: int) -> None:
+            totals["current"] += n
+            cur, tot = totals["current"], max(1, totals["total"])
+            elapsed = time.time() - t_first
+            eta = elapsed / cur * (tot - cur) if cur else None
+            self._emit("progress", {"current": cur, "total": tot,
+                                    "percentage": round(100.0 * cur / tot, 2),
+                                    "eta_s": round(eta, 2) if eta is not None else None})
+
+        def on_pick(_scan: str, frame: GoldenFrame) -> None:
+            self._emit("golden_frame", frame.to_dict())
+
+        return Hooks(on_planned=on_planned, on_frames=on_frames, on_pick=on_pick)
+
+    def _run(self) -> None:
+        settings = self.spec["settings"]
+        try:
+            self._emit("started", {"started_at": time.time()})
+            path = self._video_path(settings)
+            job_settings = Settings(**{k: v for k, v in settings.items() if k in Settings.model_fields})
+            job = VideoJob(str(path), self.spec["scan_id"], self.spec["item_type"])
+            [result] = run_golden([job], self._params(job_settings), make_store(job_settings),
+                                  hooks=self._hooks())
+            if result.ok and result.manifest is not None:
+                self._emit("done", {"result": result_summary(result.manifest, result.location)})
+            else:
+                self._emit("error", {"code": result.error_code or "analysis_failed",
+                                     "message": redact_text(result.error or "analysis failed")})
+        except FramesiftError as exc:
+            self._emit("error", {"code": getattr(exc, "code", "analysis_failed"),
+                                 "message": redact_text(str(exc))})
+        except Exception as exc:  # noqa: BLE001 - reported to the client as data, not a crash
+            self._emit("error", {"code": "internal_error",
+                                 "message": redact_text(f"{type(exc).__name__}: {exc}")})
+        finally:
+            if self.spec["source_kind"] == "url":
+                shutil.rmtree(Path(settings["state_dir"]) / "downloads" / self.spec["id"],
+                              ignore_errors=True)

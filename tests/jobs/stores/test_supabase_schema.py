@@ -1,0 +1,291 @@
+"""The Supabase migration on a real PostgreSQL server started for this test session.
+
+The server runs as the ``postgres`` user when the tests run as root (initdb refuses root), in a
+temp dir on a free loopback port, with the few things a Supabase migration expects: the roles
+``anon``, ``authenticated`` and ``service_role`` (which bypasses RLS, as in Supabase), Supabase's
+default grants on ``public``, and ``storage.buckets`` / ``storage.objects``.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from jobs.golden.params import GoldenParams
+from jobs.stores.supabase import analysis_row, golden_frame_row
+from jobs.stores.supabase_client import GOLDEN_CONFLICT
+from manifest_fixtures import golden_frame, sample_manifest
+from supabase_standin import SCHEMA
+
+psycopg = pytest.importorskip("psycopg", reason="psycopg (dev dependency) is not installed")
+
+MIGRATIONS = sorted((Path(__file__).resolve().parents[3] / "supabase" / "migrations").glob("*_framesift.sql"))
+
+SCAFFOLD = """
+do $$ begin
+  if not exists (select from pg_roles where rolname = 'anon') then create role anon nologin noinherit; end if;
+  if not exists (select from pg_roles where rolname = 'authenticated') then create role authenticated nologin noinherit; end if;
+  if not exists (select from pg_roles where rolname = 'service_role') then create role service_role nologin noinherit bypassrls; end if;
+end $$;
+grant usage on schema public to anon, authenticated, service_role;
+alter default privileges in schema public grant all on tables to anon, authenticated, service_role;
+alter default privileges in schema public grant all on functions to anon, authenticated, service_role;
+alter default privileges in schema public grant all on sequences to anon, authenticated, service_role;
+create schema if not exists storage;
+grant usage on schema storage to anon, authenticated, service_role;
+create table if not exists storage.buckets (
+    id text primary key, name text not null, owner uuid, owner_id text,
+    public boolean default false, avif_autodetection boolean default false,
+    file_size_limit bigint, allowed_mime_types text[],
+    created_at timestamptz default now(), updated_at timestamptz default now());
+create unique index if not exists bname on storage.buckets (name);
+create table if not exists storage.objects (
+    id uuid primary key default gen_random_uuid(), bucket_id text references storage.buckets (id),
+    name text, owner uuid, owner_id text, metadata jsonb, version text,
+    created_at timestamptz default now(), updated_at timestamptz default now(),
+    last_accessed_at timestamptz default now());
+alter table storage.objects enable row level security;
+grant all on storage.buckets, storage.objects to anon, authenticated, service_role;
+"""
+
+
+def _server_binaries() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                   key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).resolve().parent if initdb else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A private PostgreSQL server; yields a conninfo string for the superuser."""
+    bindir = _server_binaries()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) found; `make test` installs "
+                    "them (apt-get install postgresql)")
+    as_user: list[str] = []
+    root = tempfile.mkdtemp(prefix="fspg-")
+    if os.geteuid() == 0:
+        try:
+            pg = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run initdb as")
+        os.chown(root, pg.pw_uid, pg.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    os.chmod(root, 0o700)
+    data, log = os.path.join(root, "data"), os.path.join(root, "server.log")
+    port = _free_port()
+    subprocess.run([*as_user, str(bindir / "initdb"), "-D", data, "-U", "postgres",
+                    "--auth=trust", "-E", "UTF8", "--no-locale"],
+                   check=True, capture_output=True, timeout=180)
+    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+    started = subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", data, "-l", log, "-o", opts,
+                              "-w", "-t", "120", "start"], capture_output=True, timeout=180)
+    if started.returncode != 0:
+        logtext = Path(log).read_text() if os.path.exists(log) else ""
+        shutil.rmtree(root, ignore_errors=True)
+        raise RuntimeError(f"pg_ctl start failed: {started.stderr.decode()} {logtext}")
+    pid = int(Path(data, "postmaster.pid").read_text().splitlines()[0])
+    try:
+        yield f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
+    finally:
+        stopped = subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", data, "-m", "fast",
+                                  "-w", "-t", "60", "stop"], capture_output=True, timeout=120)
+        if stopped.returncode != 0:
+            try:
+                os.kill(pid, signal.SIGQUIT)  # our own postmaster, by pid
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def db(postgres):
+    """A fresh database with the Supabase scaffolding and the migration applied once."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres, autocommit=True) as admin:
+        admin.execute(f"create database {name}")
+    conninfo = postgres.replace("dbname=postgres", f"dbname={name}")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(SCAFFOLD)
+        apply_migration(conn)
+        yield conn
+    with psycopg.connect(postgres, autocommit=True) as admin:
+        admin.execute(f"drop database {name} with (force)")
+
+
+def apply_migration(conn) -> None:
+    assert MIGRATIONS, "no supabase/migrations/*_framesift.sql"
+    for path in MIGRATIONS:
+        with conn.transaction():  # the Supabase CLI applies each file in a transaction
+            conn.execute(path.read_text())
+
+
+def columns(conn, table: str) -> dict[str, tuple[str, bool]]:
+    rows = conn.execute("select column_name, data_type, is_nullable = 'NO' from "
+                        "information_schema.columns where table_schema = 'public' and "
+                        "table_name = %s", (table,)).fetchall()
+    return {name: (dtype, notnull) for name, dtype, notnull in rows}
+
+
+def sample_rows(analysis_id: str, scan_id: str = "scan-1", n: int = 2, sharp: float = 120.5):
+    frames = [replace(golden_frame(10 * (i + 1), i + 1, scan_id), sharpness=sharp, time_s=0.3 * (i + 1))
+              for i in range(n)]
+    base = sample_manifest(scan_id, frames, item_type="shoe", parameters=GoldenParams(top_k=n))
+    manifest = base.model_copy(update={"selection": base.selection.model_copy(
+        update={"still_frames": 40})})
+    analysis = analysis_row(analysis_id, scan_id, "running", manifest)
+    rows = [golden_frame_row(scan_id, analysis_id, f, "golden-frames", "image/jpeg") for f in frames]
+    return analysis, rows
+
+
+def postgrest_upsert(conn, table: str, rows: list[dict], on_conflict: str, role: str = "service_role"):
+    """The statement PostgREST runs for ``POST /<table>?on_conflict=..`` with
+    ``Prefer: resolution=merge-duplicates`` (json_populate_recordset + ON CONFLICT DO UPDATE)."""
+    cols = list(dict.fromkeys(c for r in rows for c in r))
+    col_list = ", ".join(f'"{c}"' for c in cols)
+    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in cols)
+    with conn.transaction():
+        conn.execute(f"set local role {role}")
+        conn.execute(
+            f"insert into public.{table} ({col_list}) select {col_list} from "
+            f"json_populate_recordset(null::public.{table}, %s::json) "
+            f"on conflict ({on_conflict}) do update set {updates}",
+            (json.dumps(rows),))
+
+
+# tests -----------------------------------------------------------------------------------------
+
+def test_the_migration_applies_cleanly_twice(db):
+    apply_migration(db)  # second time
+    for table in ("analyses", "golden_frames"):
+        assert columns(db, table), f"{table} missing"
+        assert db.execute("select relrowsecurity from pg_class where oid = %s::regclass",
+                          (f"public.{table}",)).fetchone() == (True,)
+    indexes = {r[0] for r in db.execute("select indexname from pg_indexes where schemaname = 'public'")}
+    assert {"analyses_scan_id_idx", "analyses_created_at_idx", "golden_frames_scan_id_idx",
+            "golden_frames_created_at_idx", "golden_frames_scan_id_frame_index_key"} <= indexes
+    policies = db.execute("select tablename, cmd, roles::text[] from pg_policies "
+                          "where schemaname = 'public' order by 1, 2").fetchall()
+    assert ("analyses", "ALL", ["service_role"]) in policies
+    assert ("golden_frames", "SELECT", ["authenticated"]) in policies
+    assert len(policies) == 4
+    assert db.execute("select id, public, allowed_mime_types from storage.buckets").fetchall() == [
+        ("golden-frames", False, ["image/jpeg", "image/png"])]
+
+
+def test_the_standin_and_the_client_match_the_real_tables(db):
+    for table, spec in SCHEMA.items():
+        real = columns(db, table)
+        assert set(real) == set(spec["columns"]), table
+        required = {c for c, (_, notnull) in real.items() if notnull}
+        defaults = {r[0] for r in db.execute(
+            "select column_name from information_schema.columns where table_schema = 'public' "
+            "and table_name = %s and column_default is not null", (table,))}
+        assert required - defaults == set(spec["required"]), table
+    analysis, frames = sample_rows(str(uuid.uuid4()))
+    assert set(analysis) <= set(columns(db, "analyses"))
+    assert set(frames[0]) <= set(columns(db, "golden_frames"))
+
+
+def test_constraints_reject_bad_rows(db):
+    aid = str(uuid.uuid4())
+    analysis, frames = sample_rows(aid)
+    postgrest_upsert(db, "analyses", [analysis], "id")
+
+    def rejected(table: str, row: dict, sqlstate: str) -> None:
+        with pytest.raises(psycopg.Error) as info:
+            postgrest_upsert(db, table, [row], "id")
+        assert info.value.sqlstate == sqlstate, info.value
+
+    rejected("analyses", {**analysis, "id": str(uuid.uuid4()), "scan_id": None}, "23502")
+    rejected("analyses", {**analysis, "id": str(uuid.uuid4()), "status": "done"}, "23514")
+    rejected("analyses", {**analysis, "id": str(uuid.uuid4()), "scan_id": "../etc"}, "23514")
+    rejected("analyses", {**analysis, "id": str(uuid.uuid4()), "status": "failed", "error": None}, "23514")
+    rejected("golden_frames", {**frames[0], "analysis_id": str(uuid.uuid4())}, "23503")
+    rejected("golden_frames", {**frames[0], "frame_index": -1}, "23514")
+    rejected("golden_frames", {**frames[0], "glint_share": 1.5}, "23514")
+    rejected("golden_frames", {**frames[0], "width": 0}, "23514")
+    rejected("golden_frames", {**frames[0], "storage_key": None}, "23502")
+    rejected("golden_frames", {**frames[0], "content_type": "text/plain"}, "23514")
+    postgrest_upsert(db, "golden_frames", [frames[0]], "id")
+    # a second row for the same (scan_id, frame_index) under another id violates the unique key
+    rejected("golden_frames", {**frames[0], "id": str(uuid.uuid4())}, "23505")
+
+
+def test_the_upsert_the_client_sends_is_idempotent(db):
+    aid = str(uuid.uuid4())
+    analysis, frames = sample_rows(aid, n=3)
+    for _ in range(2):
+        postgrest_upsert(db, "analyses", [analysis], "id")
+        postgrest_upsert(db, "golden_frames", frames, GOLDEN_CONFLICT)
+    assert db.execute("select count(*) from golden_frames").fetchone() == (3,)
+    first = db.execute("select frame_index, sharpness, created_at, updated_at from golden_frames "
+                       "order by frame_index").fetchall()
+
+    # a later analysis of the same scan updates the same rows in place
+    aid2 = str(uuid.uuid4())
+    analysis2, frames2 = sample_rows(aid2, n=3, sharp=300.0)
+    postgrest_upsert(db, "analyses", [analysis2], "id")
+    postgrest_upsert(db, "golden_frames", frames2, GOLDEN_CONFLICT)
+    postgrest_upsert(db, "analyses", [{**analysis2, "status": "succeeded"}], "id")
+    rows = db.execute("select frame_index, sharpness, analysis_id::text, created_at, updated_at "
+                      "from golden_frames order by frame_index").fetchall()
+    assert len(rows) == 3
+    assert all(r[1] == 300.0 and r[2] == aid2 for r in rows)
+    assert [r[3] for r in rows] == [f[2] for f in first]  # same rows, not new ones
+    assert db.execute("select status from analyses where id = %s", (aid2,)).fetchone() == ("succeeded",)
+    parameters, timings = db.execute("select parameters, timings from analyses where id = %s",
+                                     (aid2,)).fetchone()
+    assert (parameters, timings) == (analysis2["parameters"], analysis2["timings"])
+    assert parameters["top_k"] == 3 and "total_s" in timings
+
+
+def test_row_level_security_blocks_anon_writes_and_lets_signed_in_users_read(db):
+    aid = str(uuid.uuid4())
+    analysis, frames = sample_rows(aid)
+    postgrest_upsert(db, "analyses", [analysis], "id")
+    postgrest_upsert(db, "golden_frames", frames, GOLDEN_CONFLICT)
+
+    for role in ("anon", "authenticated"):
+        other = str(uuid.uuid4())
+        with pytest.raises(psycopg.Error) as info:
+            postgrest_upsert(db, "analyses", [{**analysis, "id": other}], "id", role=role)
+        assert info.value.sqlstate == "42501" and "row-level security" in str(info.value)
+        with pytest.raises(psycopg.Error) as info:
+            postgrest_upsert(db, "golden_frames", [{**frames[0], "id": other, "frame_index": 99}],
+                             GOLDEN_CONFLICT, role=role)
+        assert info.value.sqlstate == "42501"
+
+    def visible(role: str) -> int:
+        with db.transaction():
+            db.execute(f"set local role {role}")
+            # updates and deletes by anon touch nothing: no row is visible to them
+            db.execute("update golden_frames set sharpness = 0")
+            db.execute("delete from analyses")
+            return db.execute("select count(*) from golden_frames").fetchone()[0]
+
+    assert visible("anon") == 0
+    assert visible("authenticated") == 2
+    assert db.execute("select count(*) from analyses").fetchone() == (1,)
+    assert db.execute("select min(sharpness) from golden_frames").fetchone()[0] > 0
