@@ -1,0 +1,289 @@
+"""The web console and the result routes it reads (scores, golden frame images).
+
+Over real HTTP on loopback (the application ``framesift serve`` runs, in the session's private
+Ray), then in a real browser: Debian's Chromium driven by Selenium through chromedriver. The
+browser tests skip, saying why, when Chromium, chromedriver or selenium are missing
+(``make test`` installs them).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from serve_fixtures import SECRET_KEY, api, jpeg_bytes, png_bytes, upload_video  # noqa: E402,F401
+from serve_fixtures import wait_for_status  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = {"Authorization": f"Bearer {SECRET_KEY}"}
+
+
+def _raw_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """GET ``path`` exactly as written (no client-side normalisation of dots or escapes)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.putrequest("GET", path, skip_accept_encoding=True)
+        for name, value in (headers or {}).items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def finished(api, videos):
+    """Two succeeded analyses of different scans and one failed analysis."""
+    c = api["client"]
+    first, _ = videos.get(seconds=3, size=(480, 270), seed=51)
+    second, _ = videos.get(seconds=3, size=(480, 270), seed=52)
+    ids = {"a": upload_video(c, first, "console-a").json()["id"],
+           "b": upload_video(c, second, "console-b", top_k=3).json()["id"]}
+    bad = c.post("/v1/analyses", files={"video": ("bad.mp4", b"not a video at all" * 50,
+                                                  "video/mp4")}, data={"scan_id": "console-bad"})
+    ids["bad"] = bad.json()["id"]
+    views = {name: wait_for_status(c, aid) for name, aid in ids.items()}
+    assert views["a"]["status"] == views["b"]["status"] == "succeeded", views
+    assert views["bad"]["status"] == "failed", views["bad"]
+    return views
+
+
+# ---- scores -----------------------------------------------------------------------------------
+
+def test_scores_route_returns_every_frame_the_threshold_and_the_picks(api, finished):
+    view = finished["a"]
+    r = api["client"].get(f"/v1/analyses/{view['id']}/scores")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    table = pq.read_table(api["out"] / "console-a" / "scores.parquet").to_pydict()
+    assert body["analysis_id"] == view["id"] and body["scan_id"] == "console-a"
+    assert body["frame_count"] == body["returned"] == len(table["frame_index"]) == 90
+    assert body["stride"] == 1
+    assert body["frames"]["frame_index"] == table["frame_index"]
+    assert body["frames"]["sharpness"] == pytest.approx(table["sharpness"])
+    assert body["frames"]["motion"] == pytest.approx(table["motion"])
+    assert body["frames"]["still"] == table["still"]
+    assert body["motion_max"] == view["parameters"]["motion_max"] == 1.0
+    picks = view["result"]["golden_frames"]
+    assert [(p["rank"], p["frame_index"]) for p in body["picks"]] == \
+        [(g["rank"], g["frame_index"]) for g in picks]
+    picked = [i for i, p in zip(body["frames"]["frame_index"], body["frames"]["picked"]) if p]
+    assert sorted(picked) == sorted(g["frame_index"] for g in picks)
+
+
+def test_scores_are_thinned_for_long_videos_and_keep_every_pick(tmp_path):
+    from serve.result_routes import read_scores
+
+    n = 1000
+    picked = [i in (7, 501, 998) for i in range(n)]
+    pq.write_table(pa.table({"frame_index": list(range(n)), "pts": list(range(n)),
+                             "time_s": [i / 30 for i in range(n)],
+                             "sharpness": [float("nan") if i == 0 else float(i) for i in range(n)],
+                             "motion": [0.5] * n, "still": [True] * n, "picked": picked}),
+                   tmp_path / "scores.parquet")
+    data = read_scores(tmp_path, max_points=100)
+    assert data["frame_count"] == n and data["stride"] == 10
+    kept = data["frames"]["frame_index"]
+    assert {7, 501, 998} <= set(kept) and len(kept) == data["returned"] == 100 + 3
+    assert all(i % 10 == 0 or i in (7, 501, 998) for i in kept)
+    assert data["frames"]["sharpness"][0] is None  # NaN is not JSON: null
+
+
+# ---- golden frame images ----------------------------------------------------------------------
+
+def test_frame_route_serves_each_golden_frame_of_the_analysis(api, finished):
+    c = api["client"]
+    view = finished["a"]
+    picks = view["result"]["golden_frames"]
+    assert len(picks) == 5
+    for g in picks:
+        r = c.get(f"/v1/analyses/{view['id']}/frames/{g['frame_index']}")
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "image/jpeg"
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.content == (api["out"] / g["key"]).read_bytes()
+        img = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+        assert img.shape[:2] == (g["height"], g["width"]) == (270, 480)
+
+
+def test_result_routes_404_for_unknown_ids_and_frames_not_in_the_result(api, finished):
+    c = api["client"]
+    a, b = finished["a"], finished["b"]
+    for path in ("/v1/analyses/0123456789abcdef/scores", "/v1/analyses/nope/frames/3"):
+        r = c.get(path)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", path
+    picks_a = {g["frame_index"] for g in a["result"]["golden_frames"]}
+    picks_b = {g["frame_index"] for g in b["result"]["golden_frames"]}
+    not_picked = next(i for i in range(90) if i not in picks_a)
+    only_a = sorted(picks_a - picks_b)
+    assert only_a, (picks_a, picks_b)
+    for path in (f"/v1/analyses/{a['id']}/frames/{not_picked}",  # a frame that was not picked
+                 f"/v1/analyses/{b['id']}/frames/{only_a[0]}",  # a's pick through b's id
+                 f"/v1/analyses/{a['id']}/frames/99999999",
+                 f"/v1/analyses/{a['id']}/frames/abc"):
+        r = c.get(path)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "frame_not_found", path
+    for path in (f"/v1/analyses/{finished['bad']['id']}/scores",
+                 f"/v1/analyses/{finished['bad']['id']}/frames/0"):
+        r = c.get(path)  # a failed analysis stored nothing
+        assert r.status_code == 404 and r.json()["error"]["code"] == "no_result", path
+
+
+@pytest.mark.parametrize("tail", [
+    "..%2fmanifest.json", "..%2f..%2fconsole-b%2fscores.parquet", "%2e%2e", "%2e%2e%2f%2e%2e",
+    "..%5cmanifest.json", "0.jpg", "-1", "1%00", "%2b1", "1e3", "0x1", "manifest.json", "scores.parquet",
+    "../manifest.json", "../../../../etc/passwd", "0/../../manifest.json",
+])
+def test_frame_route_refuses_traversal(api, finished, tail):
+    view = finished["a"]
+    status, body = _raw_get(api["port"], f"/v1/analyses/{view['id']}/frames/{tail}")
+    assert status == 404, (tail, status, body[:200])
+    assert json.loads(body)["error"]["code"] in ("frame_not_found", "not_found")
+    status, body = _raw_get(api["port"], f"/v1/analyses/{view['id']}/scores/{tail}")
+    assert status == 404, (tail, status)
+
+
+def test_result_routes_are_409_while_an_analysis_runs(api, videos):
+    c = api["client"]
+    path, _ = videos.get(seconds=3, size=(480, 270), seed=53)
+    aid = upload_video(c, path, "console-busy").json()["id"]
+    try:
+        for route in ("scores", "frames/1"):
+            r = c.get(f"/v1/analyses/{aid}/{route}")
+            assert r.status_code == 409 and r.json()["error"]["code"] == "analysis_not_finished"
+    finally:
+        c.delete(f"/v1/analyses/{aid}")
+    r = c.get(f"/v1/analyses/{aid}/scores")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "no_result"
+
+
+def test_result_routes_need_the_key_when_the_server_has_keys(api, finished):
+    c = api["client"]
+    a = finished["a"]
+    frame = a["result"]["golden_frames"][0]["frame_index"]
+    for path in (f"/secure/v1/analyses/{a['id']}/scores",
+                 f"/secure/v1/analyses/{a['id']}/frames/{frame}"):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": SECRET_KEY}):
+            r = c.get(path, headers=headers)
+            assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        # the keyed application has its own analyses: this id is not one of them
+        r = c.get(path, headers=KEY)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_a_result_without_a_local_copy_is_404_not_stored_here(api, finished):
+    """A node without the scan's folder (a cluster without a shared disk, store=local)."""
+    c = api["client"]
+    a = finished["a"]
+    frame = a["result"]["golden_frames"][0]["frame_index"]
+    folder = api["out"] / "console-a"
+    folder.rename(folder.with_name("console-a.away"))
+    try:
+        r = c.get(f"/v1/analyses/{a['id']}/frames/{frame}")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "frame_not_stored_here"
+        r = c.get(f"/v1/analyses/{a['id']}/scores")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "scores_not_stored_here"
+    finally:
+        folder.with_name("console-a.away").rename(folder)
+    assert c.get(f"/v1/analyses/{a['id']}/frames/{frame}").status_code == 200
+
+
+def test_frames_of_a_superseded_result_are_410(api, finished, videos):
+    """A later analysis of the same scan replaces its folder: the old id must not serve it."""
+    c = api["client"]
+    b = finished["b"]
+    path, _ = videos.get(seconds=3, size=(480, 270), seed=52)
+    again = wait_for_status(c, upload_video(c, path, "console-b", top_k=2).json()["id"])
+    assert again["status"] == "succeeded"
+    frame = b["result"]["golden_frames"][0]["frame_index"]
+    for route in ("scores", f"frames/{frame}"):
+        r = c.get(f"/v1/analyses/{b['id']}/{route}")
+        assert r.status_code == 410 and r.json()["error"]["code"] == "result_superseded"
+    newest = again["result"]["golden_frames"][0]["frame_index"]
+    assert c.get(f"/v1/analyses/{again['id']}/frames/{newest}").status_code == 200
+
+
+def test_supabase_results_redirect_to_a_short_lived_signed_url(monkeypatch, tmp_path):
+    """store=supabase and no local copy on this node: a signed Storage URL of that key only."""
+    from jobs.settings import Settings
+    from jobs.supabase_store import SupabaseStore
+    from serve.errors import ApiError
+    from serve.result_routes import SIGNED_REDIRECT_MAX_S, signed_frame_url
+    from supabase_standin import FakeSupabase
+
+    fake = FakeSupabase("sb-console-test-key").start()
+    try:
+        monkeypatch.setenv("SUPABASE_URL", fake.url)
+        monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", "sb-console-test-key")
+        store = SupabaseStore.from_settings(Settings(out_dir=str(tmp_path), store="supabase",
+                                                     supabase_retries=1))
+        with store.open("sb-scan") as session:
+            key, _ = session.put_image(12, b"\xff\xd8jpeg", "jpg", "image/jpeg")
+            session.put_scores(pa.table({"frame_index": [12]}))
+            session.commit({"scan_id": "sb-scan", "golden_frames": [], "timings_s": {}})
+        url = signed_frame_url(store.client, key, 3600)
+        assert url.startswith(f"{fake.url}/storage/v1/object/sign/golden-frames/sb-scan/12.jpg?")
+        (sign,) = fake.requests_to("POST", "/storage/v1/object/sign/golden-frames")
+        assert json.loads(sign.body) == {"paths": [key], "expiresIn": str(SIGNED_REDIRECT_MAX_S)}
+        with pytest.raises(ApiError) as missing:  # never uploaded: not signed
+            signed_frame_url(store.client, "sb-scan/40.jpg", 60)
+        assert (missing.value.status, missing.value.code) == (404, "frame_not_stored")
+    finally:
+        fake.stop()
+
+
+# ---- the page ---------------------------------------------------------------------------------
+
+def test_page_and_its_files_are_served_with_security_headers(api):
+    c = api["client"]
+    r = c.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert "frame-ancestors 'none'" in csp and "connect-src 'self'" in csp
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert '<base href="/">' in r.text
+    assert '<script src="console/console.js" defer></script>' in r.text
+    assert r.text.count("<script") == 1 and "style=" not in r.text  # nothing inline
+    js = c.get("/console/console.js")
+    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+    assert js.headers["x-content-type-options"] == "nosniff"
+    assert c.get("/console/console.css").headers["content-type"].startswith("text/css")
+    for path in ("/console/index.html", "/console/nope.js", "/console/..%2fconsole.py",
+                 "/console/../app.py"):
+        status, body = _raw_get(api["port"], path)
+        assert status == 404 and b"APIRouter" not in body, path
+
+
+def test_page_under_a_route_prefix_resolves_the_api_there(api):
+    c = api["client"]
+    r = c.get("/secure")  # no key needed for the page itself: it holds no data
+    assert r.status_code in (307, 308) and r.headers["location"].endswith("/secure/")
+    r = c.get("/secure/")
+    assert r.status_code == 200 and '<base href="/secure/">' in r.text
+    assert c.get("/secure/console/console.js").status_code == 200
+
+
+def test_openapi_documents_the_result_routes(api):
+    spec = api["client"].get("/openapi.json").json()
+    scores = spec["paths"]["/v1/analyses/{analysis_id}/scores"]["get"]
+    ref = scores["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    assert ref.endswith("/AnalysisScores")
+    frames = spec["paths"]["/v1/analyses/{analysis_id}/frames/{frame_index}"]["get"]
+    assert {"image/jpeg", "image/png"} <= set(frames["responses"]["200"]["content"])
+    assert {"404", "409", "410"} <= set(frames["responses"])
+    assert "/" not in spec["paths"]  # the page is not an API route
