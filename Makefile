@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-gpu bench clean postgres
+.PHONY: install demo test test-gpu bench clean postgres browser
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 2; }
@@ -32,7 +32,19 @@ postgres:
 		echo "note: no PostgreSQL server and not root (or no apt-get): the Supabase schema tests will be skipped; install it with: sudo apt-get install postgresql" >&2; \
 	fi
 
-test: $(STAMP) postgres
+# The web console tests drive a real browser: Debian's chromium with its matching chromedriver.
+# Installed here when missing and we are root; otherwise those tests skip, saying why.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium and chromium-driver (apt-get) for the web console tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else \
+		echo "note: no chromium/chromedriver and not root (or no apt-get): the browser tests will be skipped; install them with: sudo apt-get install chromium chromium-driver" >&2; \
+	fi
+
+test: $(STAMP) postgres browser
 	$(PY) -m pytest
 
 # On a machine with a CUDA GPU: the gpu-marked tests, failing (not skipping) without CUDA.
@@ -43,4 +55,4 @@ bench: $(STAMP)
 	$(PY) bench/golden.py
 
 clean:
-	rm -rf output demo .pytest_cache
+	rm -rf output demo .pytest_cache tests/artifacts
