@@ -13,11 +13,9 @@ import json
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import cv2
-import httpx
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -287,3 +285,269 @@ def test_openapi_documents_the_result_routes(api):
     assert {"image/jpeg", "image/png"} <= set(frames["responses"]["200"]["content"])
     assert {"404", "409", "410"} <= set(frames["responses"])
     assert "/" not in spec["paths"]  # the page is not an API route
+
+
+# ---- in a real browser ------------------------------------------------------------------------
+
+BROWSER_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,1900")
+
+# Records, as the page changes, how many frame cards there are and the progress value, each with
+# the status shown at that moment: proves cards and progress come from events, not from `done`.
+WATCH_JS = """
+window.__seen = {cards: [], progress: []};
+const badge = () => document.getElementById("a-status").textContent;
+new MutationObserver(() => window.__seen.cards.push(
+    [document.querySelectorAll("#a-frames .frame-card").length, badge()]))
+  .observe(document.getElementById("a-frames"), {childList: true});
+new MutationObserver(() => window.__seen.progress.push(
+    [Number(document.getElementById("a-progress").getAttribute("aria-valuenow")), badge()]))
+  .observe(document.getElementById("a-progress"), {attributes: true,
+                                                    attributeFilter: ["aria-valuenow"]});
+"""
+
+
+def _browser_missing() -> str | None:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (it is in the dev extras: pip install -e '.[dev]')"
+    missing = [name for name in ("chromium", "chromedriver") if shutil.which(name) is None]
+    if missing:
+        return (f"no {' and no '.join(missing)} on PATH: install Debian's chromium and "
+                "chromium-driver (`make test` does, as root)")
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium through chromedriver (both from Debian), with a fresh profile."""
+    reason = _browser_missing()
+    if reason:
+        if os.environ.get("FRAMESIFT_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"FRAMESIFT_REQUIRE_BROWSER=1 but {reason}")
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in BROWSER_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    """Where screenshots go: $FRAMESIFT_TEST_ARTIFACTS, else tests/artifacts/ (git-ignored)."""
+    root = Path(os.environ.get("FRAMESIFT_TEST_ARTIFACTS") or ROOT / "tests" / "artifacts")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _wait(driver, timeout: float = 60):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.1)
+
+
+def _text(driver, element_id: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, element_id).text
+
+
+def _js_errors(driver, allowed_status: int | None = None) -> list[str]:
+    """Console errors of the page (CSP violations, uncaught exceptions, failed loads)."""
+    errors = []
+    for entry in driver.get_log("browser"):
+        if entry["level"] != "SEVERE":
+            continue
+        if allowed_status and f"status of {allowed_status}" in entry["message"]:
+            continue  # the wrong-key checks provoke these on purpose
+        errors.append(entry["message"])
+    return errors
+
+
+def _open_console(driver, url: str) -> None:
+    driver.get(url)
+    _wait(driver).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def test_browser_runs_an_analysis_and_shows_progress_frames_and_the_plot(api, browser, videos,
+                                                                         artifacts):
+    from selenium.webdriver.common.by import By
+
+    from jobs.store import scan_id_from_path
+
+    d, c = browser, api["client"]
+    video, _ = videos.get(seconds=3, size=(480, 270), seed=55)
+    _open_console(d, f"http://127.0.0.1:{api['port']}/")
+    d.execute_script(WATCH_JS)
+    d.find_element(By.ID, "video-file").send_keys(str(video))
+    # the page proposes the scan id the CLI would derive from the file name
+    assert d.find_element(By.ID, "scan-id").get_attribute("value") == scan_id_from_path(video)
+    d.find_element(By.ID, "scan-id").clear()
+    d.find_element(By.ID, "scan-id").send_keys("browser-scan")
+    d.find_element(By.ID, "top-k").send_keys("5")
+    d.find_element(By.ID, "start-button").click()
+    _wait(d, 180).until(lambda d: _text(d, "a-status") in ("succeeded", "failed", "cancelled"))
+    assert _text(d, "a-status") == "succeeded", _text(d, "a-error")
+    analysis_id = _text(d, "a-id").split()[-1]
+    view = c.get(f"/v1/analyses/{analysis_id}").json()
+    assert view["scan_id"] == "browser-scan" and view["parameters"]["top_k"] == 5
+
+    # progress: 100 %, and the bar moved while the analysis was still running (progress events)
+    bar = d.find_element(By.ID, "a-progress")
+    assert bar.get_attribute("aria-valuenow") == "100"
+    assert _text(d, "a-progress-text") == "90 / 90 frames · 100.0%"
+    seen = d.execute_script("return window.__seen")
+    assert [100, "running"] in seen["progress"], seen["progress"]
+    assert len(d.find_elements(By.CSS_SELECTOR, "#a-chunks .chunk")) == \
+        len(view["result"]["plan"]["chunks"])
+
+    # five golden frames, shown as they were picked, in rank order, with their metrics and image
+    picks = view["result"]["golden_frames"]
+    assert len(picks) == 5
+    assert any(n >= 1 and status == "running" for n, status in seen["cards"]), seen["cards"]
+    _wait(d).until(lambda d: d.execute_script(
+        "return [...document.querySelectorAll('#a-frames .frame-card img')]"
+        ".filter(i => i.complete && i.naturalWidth === 480).length") == 5)
+    cards = d.find_elements(By.CSS_SELECTOR, "#a-frames .frame-card")
+    assert [int(card.get_attribute("data-frame-index")) for card in cards] == \
+        [g["frame_index"] for g in picks]
+    for card, g in zip(cards, picks):
+        metric = {m.get_attribute("data-metric"): m.text
+                  for m in card.find_elements(By.CSS_SELECTOR, "dd[data-metric]")}
+        assert metric["sharpness"] == f"{g['sharpness']:.1f}"
+        assert metric["motion"] == f"{g['motion']:.3f} px"
+        assert metric["glint"].startswith(f"{100 * g['glint']['share']:.2f}% · ")
+        assert f"#{g['rank']} · frame {g['frame_index']} · {g['time_s']:.2f} s" in card.text
+
+    # the plot: both curves over every frame, the stillness threshold, the five picks
+    _wait(d).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#a-plot svg polyline.motion"))
+    plot = d.find_element(By.CSS_SELECTOR, "#a-plot svg.scores-plot")
+    for series in ("sharpness", "motion"):
+        line = plot.find_element(By.CSS_SELECTOR, f"polyline.{series}")
+        assert line.get_attribute("data-points") == "90"
+    assert len(plot.find_elements(By.CSS_SELECTOR, "line.threshold")) == 1
+    assert len(plot.find_elements(By.CSS_SELECTOR, "circle.pick-dot")) == 5
+    assert plot.size["width"] > 500 and plot.size["height"] > 150
+    _wait(d).until(lambda d: d.find_elements(
+        By.CSS_SELECTOR, f"#recent-table tr[data-id='{analysis_id}'][data-status='succeeded']"))
+    shot = artifacts / "console-analysis.png"
+    assert d.save_screenshot(str(shot))
+    print(f"\nscreenshot of the finished analysis: {shot}")
+
+    # a click opens the full image with the plot, this pick highlighted
+    cards[0].click()
+    _wait(d).until(lambda d: d.execute_script("return document.getElementById('frame-dialog').open"))
+    _wait(d).until(lambda d: d.execute_script(
+        "const i = document.getElementById('d-image'); return i.complete && i.naturalWidth") == 480)
+    current = _wait(d).until(lambda d: d.find_elements(
+        By.CSS_SELECTOR, "#d-plot svg circle.pick-dot.current"))
+    assert int(current[0].get_attribute("data-frame-index")) == picks[0]["frame_index"]
+    assert _text(d, "d-title").startswith(f"#1 · frame {picks[0]['frame_index']}")
+    dialog_shot = artifacts / "console-frame-detail.png"
+    assert d.save_screenshot(str(dialog_shot))
+    print(f"screenshot of a golden frame's detail: {dialog_shot}")
+    d.find_element(By.ID, "d-close").click()
+    assert not _js_errors(d)
+
+
+def test_browser_shows_the_queue_position_and_cancels_a_running_analysis(api, browser, videos):
+    from selenium.webdriver.common.by import By
+
+    d, c = browser, api["client"]
+    video, _ = videos.get(seconds=12, size=(960, 540), seed=56)
+    busy = upload_video(c, video, "browser-busy").json()["id"]
+    try:
+        wait_for_status(c, busy, statuses=("running",))
+        _open_console(d, f"http://127.0.0.1:{api['port']}/")
+        d.find_element(By.ID, "video-file").send_keys(str(video))
+        d.find_element(By.ID, "scan-id").clear()
+        d.find_element(By.ID, "scan-id").send_keys("browser-cancel")
+        d.find_element(By.ID, "start-button").click()
+        _wait(d).until(lambda d: _text(d, "a-queue") == "· queue position 1")
+        assert _text(d, "a-status") == "queued"
+    finally:
+        c.delete(f"/v1/analyses/{busy}")  # frees the slot: the browser's analysis starts
+    _wait(d, 120).until(lambda d: _text(d, "a-status") == "running")
+    d.find_element(By.ID, "a-cancel").click()
+    _wait(d).until(lambda d: _text(d, "a-status") == "cancelled")
+    assert _text(d, "a-error") == "cancelled by the client; nothing was stored (cancelled)"
+    analysis_id = _text(d, "a-id").split()[-1]
+    view = c.get(f"/v1/analyses/{analysis_id}").json()
+    assert view["status"] == "cancelled" and view["error"]["code"] == "cancelled"
+    assert not (api["out"] / "browser-cancel").exists()
+    _wait(d).until(lambda d: d.find_elements(
+        By.CSS_SELECTOR, f"#recent-table tr[data-id='{analysis_id}'][data-status='cancelled']"))
+    assert not _js_errors(d)
+
+
+def test_browser_asks_for_the_key_refuses_a_wrong_one_and_analyses_an_image_batch(
+        api, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    d = browser
+    _open_console(d, f"http://127.0.0.1:{api['port']}/secure")
+    assert d.current_url.endswith("/secure/")
+    auth = d.find_element(By.ID, "auth")
+    _wait(d).until(lambda d: auth.is_displayed())
+    assert "needs an API key" in _text(d, "auth-message")
+
+    def enter_key(key: str, remember: bool = False) -> None:
+        d.find_element(By.ID, "auth-key").send_keys(key)
+        if remember != d.find_element(By.ID, "auth-remember").is_selected():
+            d.find_element(By.ID, "auth-remember").click()
+        d.find_element(By.CSS_SELECTOR, "#auth-form button[type=submit]").click()
+
+    enter_key("not-the-key")
+    _wait(d).until(lambda d: "refused this API key" in _text(d, "auth-message"))
+    assert auth.is_displayed() and _text(d, "key-state") == "API key needed"
+    enter_key(SECRET_KEY)
+    _wait(d).until(lambda d: not auth.is_displayed())
+    assert _text(d, "key-state") == "API key set (this tab only)"
+    assert d.execute_script("return window.localStorage.length") == 0
+    assert SECRET_KEY not in d.current_url
+
+    # an image batch through the keyed API: one row per image, the bad one's error in place
+    images = {"a.jpg": jpeg_bytes(320, 240, 1), "b.png": png_bytes(200, 150, 2),
+              "notes.jpg": b"this is text, not a picture", "c.jpg": jpeg_bytes(640, 480, 3)}
+    for name, data in images.items():
+        (tmp_path / name).write_bytes(data)
+    d.find_element(By.ID, "image-files").send_keys("\n".join(str(tmp_path / n) for n in images))
+    d.find_element(By.ID, "images-button").click()
+    _wait(d, 120).until(lambda d: _text(d, "b-summary").startswith("· done in"))
+    rows = d.find_elements(By.CSS_SELECTOR, "#b-list .image-row")
+    assert [r.find_element(By.CSS_SELECTOR, ".name").text for r in rows] == list(images)
+    outcome = {r.find_element(By.CSS_SELECTOR, ".name").text: (r.get_attribute("class"),
+               r.find_element(By.CSS_SELECTOR, ".outcome").text) for r in rows}
+    for name, size in (("a.jpg", "320×240 JPEG"), ("b.png", "200×150 PNG"),
+                       ("c.jpg", "640×480 JPEG")):
+        assert outcome[name][0] == "image-row ok" and outcome[name][1].startswith(size), outcome
+        assert "sharpness" in outcome[name][1]
+    assert outcome["notes.jpg"][0] == "image-row error"
+    assert outcome["notes.jpg"][1].endswith("(undecodable_image)")
+    assert _text(d, "b-counts") == "4 / 4 · analysed 3 · failed 1"
+    assert d.find_element(By.ID, "b-progress").get_attribute("aria-valuenow") == "100"
+
+    # the key lives in the tab's memory only, unless "remember" is ticked
+    _open_console(d, f"http://127.0.0.1:{api['port']}/secure/")
+    _wait(d).until(lambda d: d.find_element(By.ID, "auth").is_displayed())
+    enter_key(SECRET_KEY, remember=True)
+    _wait(d).until(lambda d: not d.find_element(By.ID, "auth").is_displayed())
+    _open_console(d, f"http://127.0.0.1:{api['port']}/secure/")
+    _wait(d).until(lambda d: _text(d, "key-state") == "API key set (remembered)")
+    _wait(d).until(lambda d: d.find_element(By.ID, "recent-empty").is_displayed())  # listed
+    assert not d.find_element(By.ID, "auth").is_displayed()
+    d.find_element(By.ID, "key-change").click()
+    d.find_element(By.ID, "auth-forget").click()
+    assert d.execute_script("return window.localStorage.getItem('framesift.apiKey')") is None
+    assert not _js_errors(d, allowed_status=401)

@@ -10,6 +10,7 @@
   const KEY_ITEM = "framesift.apiKey";
   const FINAL = new Set(["succeeded", "failed", "cancelled"]);
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
   function el(tag, props = {}, ...children) {
     const node = document.createElement(tag);
@@ -321,6 +322,10 @@
           break;
         case "error":
           this.showView(data);
+          if (!this.frames.size) {
+            $("#a-frames").replaceChildren(el("p", { class: "muted empty", text: `no golden frames: the analysis ${data.status === "cancelled" ? "was cancelled" : "failed"}` }));
+          }
+          refreshRecent();
           break;
         default:
           break;
@@ -400,8 +405,8 @@
       const size = v.width ? `${v.width}×${v.height}` : "";
       const fps = v.fps ? ` at ${fmt.num(v.fps, 2)} fps` : "";
       $("#a-plan-text").textContent =
-        `${frames} frames ${size}${fps} · ${plan.chunks.length} chunk${plan.chunks.length === 1 ? "" : "s"} on ` +
-        `${plan.parallel_workers} worker${plan.parallel_workers === 1 ? "" : "s"} (est. ${fmt.secs(plan.est_wall_s)}) · ${plan.reason}`;
+        `${frames} frames ${size}${fps} · ${plural(plan.chunks.length, "chunk")} on ` +
+        `${plural(plan.parallel_workers, "worker")} (est. ${fmt.secs(plan.est_wall_s)}) · ${plan.reason}`;
       $("#a-plan").hidden = false;
     }
 
@@ -521,7 +526,7 @@
     const rows = [
       ["sharpness", fmt.num(frame.sharpness, 1)],
       ["motion", `${fmt.num(frame.motion, 3)} px`],
-      ["glint", frame.glint ? `${fmt.num(100 * frame.glint.share, 2)}% · ${frame.glint.blob_count} blob${frame.glint.blob_count === 1 ? "" : "s"}` : "–"],
+      ["glint", frame.glint ? `${fmt.num(100 * frame.glint.share, 2)}% · ${plural(frame.glint.blob_count, "blob")}` : "–"],
     ];
     if (full) {
       rows.push(["time", `${fmt.num(frame.time_s, 3)} s`], ["size", `${frame.width}×${frame.height}`],
@@ -715,9 +720,21 @@
   // ---- recent analyses --------------------------------------------------------------------------
 
   let refreshing = null;
+  let refreshAgain = false;
 
   function refreshRecent() {
-    refreshing = refreshing || loadRecent().finally(() => { refreshing = null; });
+    // one listing at a time; a refresh asked for meanwhile runs once the current one is done
+    if (refreshing) {
+      refreshAgain = true;
+      return refreshing;
+    }
+    refreshing = loadRecent().finally(() => {
+      refreshing = null;
+      if (refreshAgain) {
+        refreshAgain = false;
+        refreshRecent();
+      }
+    });
     return refreshing;
   }
 
@@ -751,7 +768,7 @@
         el("td", {}, el("span", { class: `badge ${a.status}`, text: status })),
         el("td", { text: fmt.pct(a.progress.percentage) }),
         el("td", { text: fmt.time(a.timings.created_at) }),
-        el("td", { text: a.timings.run_s === null || a.timings.run_s === undefined ? "–" : fmt.secs(a.timings.run_s) }),
+        el("td", { text: FINAL.has(a.status) && a.timings.run_s !== null && a.timings.run_s !== undefined ? fmt.secs(Math.max(0, a.timings.run_s)) : "–" }),
         actions);
     }));
     $("#recent-empty").hidden = list.length > 0;
@@ -764,7 +781,7 @@
 
   function chooseImages(files) {
     chosenImages = [...files];
-    $("#drop-count").textContent = chosenImages.length ? `${chosenImages.length} image${chosenImages.length === 1 ? "" : "s"} chosen` : "";
+    $("#drop-count").textContent = chosenImages.length ? `${plural(chosenImages.length, "image")} chosen` : "";
     $("#images-button").disabled = chosenImages.length === 0;
   }
 
@@ -772,7 +789,7 @@
     const parts = [`${r.width}×${r.height} ${String(r.format || "").toUpperCase()}`, `sharpness ${fmt.num(r.sharpness, 1)}`,
       `exposure ${fmt.num(r.exposure_mean, 1)}`,
       `clipped ${fmt.pct(100 * r.clipped_dark_share)} dark / ${fmt.pct(100 * r.clipped_bright_share)} bright`];
-    if (r.glint) parts.push(`glint ${fmt.pct(100 * r.glint.share)} · ${r.glint.blob_count} blobs`);
+    if (r.glint) parts.push(`glint ${fmt.pct(100 * r.glint.share)} · ${plural(r.glint.blob_count, "blob")}`);
     if (r.detections) parts.push(`${r.detections.length} detections`);
     return parts.join(" · ");
   }
@@ -821,7 +838,7 @@
           $("#b-counts").textContent = `${data.current} / ${data.total} · analysed ${data.analyzed} · failed ${data.failed}`;
         } else if (kind === "summary") {
           bar.classList.add("done");
-          $("#b-summary").textContent = `· done in ${fmt.secs(data.elapsed_s)} (images took ${fmt.secs(data.sum_item_s)} in all, ${fmt.num(data.speedup, 1)}× with ${data.concurrency} at once)`;
+          $("#b-summary").textContent = `· done in ${fmt.secs(data.elapsed_s)} (images took ${fmt.secs(data.sum_item_s)} in all, ${fmt.num(data.speedup, 2)}× with ${data.concurrency} at once)`;
         }
       }
     } catch (err) {
