@@ -11,6 +11,7 @@ import html
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
@@ -31,12 +32,11 @@ def _static(name: str) -> bytes:
     return (STATIC_DIR / name).read_bytes()
 
 
-def _store_origin(request: Request) -> str | None:
+def store_origin(settings: Any, environ: Mapping[str, str] = os.environ) -> str | None:
     """The Supabase origin golden frames may be redirected to (store=supabase), if any."""
-    settings = getattr(request.app.state, "settings", None)
     if settings is None or getattr(settings, "store", "local") != "supabase":
         return None
-    parts = urlsplit(os.environ.get("SUPABASE_URL", "").strip())
+    parts = urlsplit(environ.get("SUPABASE_URL", "").strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
@@ -61,7 +61,8 @@ async def console_page(request: Request) -> Response:
     root = request.scope.get("root_path", "").rstrip("/")
     page = _static("index.html").decode().replace(BASE_MARK, html.escape(f"{root}/", quote=True))
     return Response(page, media_type="text/html; charset=utf-8",
-                    headers=security_headers(_store_origin(request)))
+                    headers=security_headers(store_origin(getattr(request.app.state, "settings",
+                                                                  None))))
 
 
 @router.get("/console/{name}")

@@ -267,6 +267,21 @@ def test_page_and_its_files_are_served_with_security_headers(api):
         assert status == 404 and b"APIRouter" not in body, path
 
 
+def test_with_supabase_the_page_may_load_frames_from_its_origin_only():
+    from jobs.settings import Settings
+    from serve.console import security_headers, store_origin
+
+    env = {"SUPABASE_URL": "https://user:pw@abc.supabase.co/"}
+    assert store_origin(Settings(store="local"), env) is None
+    origin = store_origin(Settings(store="supabase"), env)
+    assert origin == "https://abc.supabase.co"
+    csp = security_headers(origin)["Content-Security-Policy"]
+    assert "img-src 'self' blob: data: https://abc.supabase.co;" in csp
+    assert "connect-src 'self' https://abc.supabase.co;" in csp
+    assert "script-src 'self';" in csp  # scripts never come from there
+    assert store_origin(Settings(store="supabase"), {"SUPABASE_URL": "javascript:x"}) is None
+
+
 def test_page_under_a_route_prefix_resolves_the_api_there(api):
     c = api["client"]
     r = c.get("/secure")  # no key needed for the page itself: it holds no data
@@ -380,7 +395,7 @@ def _open_console(driver, url: str) -> None:
     _wait(driver).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
-def test_browser_runs_an_analysis_and_shows_progress_frames_and_the_plot(api, browser, videos,
+def test_browser_runs_an_analysis_and_shows_progress_frames_and_the_plot(browser, api, videos,
                                                                          artifacts):
     from selenium.webdriver.common.by import By
 
@@ -461,7 +476,7 @@ def test_browser_runs_an_analysis_and_shows_progress_frames_and_the_plot(api, br
     assert not _js_errors(d)
 
 
-def test_browser_shows_the_queue_position_and_cancels_a_running_analysis(api, browser, videos):
+def test_browser_shows_the_queue_position_and_cancels_a_running_analysis(browser, api, videos):
     from selenium.webdriver.common.by import By
 
     d, c = browser, api["client"]
@@ -491,8 +506,25 @@ def test_browser_shows_the_queue_position_and_cancels_a_running_analysis(api, br
     assert not _js_errors(d)
 
 
+def test_browser_starts_an_analysis_from_a_url_and_shows_why_it_failed(browser, api):
+    from selenium.webdriver.common.by import By
+
+    d = browser
+    _open_console(d, f"http://127.0.0.1:{api['port']}/")
+    d.find_element(By.CSS_SELECTOR, "input[name=source][value=url]").click()
+    assert not d.find_element(By.ID, "video-file").is_displayed()
+    not_a_video = f"http://127.0.0.1:{api['port']}/console/console.css"  # allow-listed host
+    d.find_element(By.ID, "video-url").send_keys(not_a_video)
+    d.find_element(By.ID, "scan-id").send_keys("browser-url")
+    d.find_element(By.ID, "start-button").click()
+    _wait(d, 120).until(lambda d: _text(d, "a-status") == "failed")
+    assert _text(d, "a-error").endswith("(not_video_content)")
+    assert _text(d, "a-frames") == "no golden frames: the analysis failed"
+    assert not _js_errors(d)
+
+
 def test_browser_asks_for_the_key_refuses_a_wrong_one_and_analyses_an_image_batch(
-        api, browser, tmp_path):
+        browser, api, tmp_path):
     from selenium.webdriver.common.by import By
 
     d = browser
