@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-gpu bench clean postgres
+.PHONY: install demo test test-gpu bench clean postgres browser
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 2; }
@@ -20,19 +20,29 @@ demo: $(STAMP)
 	$(VENV)/bin/framesift sample-video demo/sample.mp4 --seconds 12 --size 1280x720 --seed 7
 	$(VENV)/bin/framesift golden demo/sample.mp4 --scan-id demo-scan --out output
 
-# The Supabase schema tests need a PostgreSQL server (Debian's, started by the tests as the
-# postgres user). Installed here when missing and we are root; otherwise those tests skip.
-postgres:
-	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then \
+# Debian packages some tests need: installed when missing and we are root, otherwise those
+# tests skip, saying why. $(call debian,<check command>,<packages>,<what for>)
+define debian
+	@if { $(1); } >/dev/null 2>&1; then \
 		:; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing the PostgreSQL server (apt-get install postgresql) for the schema tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+		echo "installing $(2) (apt-get) for $(3)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; \
 	else \
-		echo "note: no PostgreSQL server and not root (or no apt-get): the Supabase schema tests will be skipped; install it with: sudo apt-get install postgresql" >&2; \
+		echo "note: $(2) missing and not root (or no apt-get): $(3) will be skipped; install with: sudo apt-get install $(2)" >&2; \
 	fi
+endef
 
-test: $(STAMP) postgres
+# The Supabase schema tests need a PostgreSQL server (Debian's, started by the tests as the
+# postgres user).
+postgres:
+	$(call debian,ls /usr/lib/postgresql/*/bin/initdb,postgresql,the Supabase schema tests)
+
+# The web console tests drive a real browser: Debian's chromium with its matching chromedriver.
+browser:
+	$(call debian,command -v chromium && command -v chromedriver,chromium chromium-driver,the web console browser tests)
+
+test: $(STAMP) postgres browser
 	$(PY) -m pytest
 
 # On a machine with a CUDA GPU: the gpu-marked tests, failing (not skipping) without CUDA.
@@ -43,4 +53,4 @@ bench: $(STAMP)
 	$(PY) bench/golden.py
 
 clean:
-	rm -rf output demo .pytest_cache
+	rm -rf output demo .pytest_cache tests/artifacts

@@ -29,10 +29,12 @@ from actors.image_analysis import ImageLimits
 from jobs.fetch import Allowlist, check_url
 from jobs.images import ImageItem, analyze_stream
 from jobs.redact import install_redaction
+from serve.console import router as console_router
 from serve.analyses.coordinator import AnalysisCoordinator
 from serve.errors import ApiError, install_error_handlers
 from serve.model_routes import detections_for, model_body_limits, router as model_router
 from serve.model_deployments import bind_models
+from serve.result_routes import router as result_router
 from serve.schemas import (AnalysisAccepted, AnalysisList, AnalysisRequest, AnalysisView,
                            ErrorResponse)
 from serve.security import BodyLimit, require_api_key
@@ -52,6 +54,8 @@ app = FastAPI(
 install_error_handlers(app)
 app.add_middleware(BodyLimit)
 app.include_router(model_router)  # /v1/detect, /v1/crop, /v1/upscale (serve/model_routes.py)
+app.include_router(result_router)  # /v1/analyses/{id}/scores, .../frames/{i} (serve/result_routes.py)
+app.include_router(console_router)  # the web console at / (serve/console.py, serve/static/)
 
 _ANALYSIS_BODY = {
     "requestBody": {
@@ -115,6 +119,7 @@ class Ingress:
         self.settings = ServiceSettings(**(settings or {}))
         app.state.api_keys = self.settings.api_key_list()
         app.state.models = models or {}  # model deployment handles by name (routers use them)
+        app.state.coordinator, app.state.settings = coordinator, self.settings  # result routes
         self.uploads = Path(self.settings.state_dir).resolve() / "uploads"
         self.uploads.mkdir(parents=True, exist_ok=True)
         s = self.settings

@@ -112,14 +112,16 @@ class AnalysisCoordinator:
                 continue
             try:
                 if analysis_id in self._unverified and not await self._verify(rec, handle):
-                    self._runners.pop(analysis_id, None)
-                    self._requeue_or_fail(rec, "its worker had moved on")
+                    if self._runners.pop(analysis_id, None) is not None:
+                        self._requeue_or_fail(rec, "its worker had moved on")
                     continue
                 events = await handle.events.remote(analysis_id, rec["runner_seq"])
             except RayActorError:
-                self._runners.pop(analysis_id, None)
-                self._requeue_or_fail(rec, "the analysis worker died")
+                if self._runners.pop(analysis_id, None) is not None:  # not ended while we waited
+                    self._requeue_or_fail(rec, "the analysis worker died")
                 continue
+            if self._runners.get(analysis_id) is not handle:
+                continue  # cancelled while we waited (its runner was killed): drop late events
             for event in events:
                 self._apply(analysis_id, event)
         slots = self.settings.max_running_analyses - len(self._runners)

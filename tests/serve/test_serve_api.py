@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,16 +19,16 @@ import pytest
 from httpx_sse import connect_sse
 from PIL import Image
 
+from serve_fixtures import SECRET_KEY, api  # noqa: E402,F401 - api: the module's applications
+from serve_fixtures import jpeg_bytes as _jpeg  # noqa: E402
+from serve_fixtures import png_bytes as _png  # noqa: E402
+from serve_fixtures import sse_events as _events  # noqa: E402
+from serve_fixtures import upload_video as _upload  # noqa: E402
+from serve_fixtures import wait_for_status as _wait  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
-SECRET_KEY = "fs-test-key-9c1f7e"
 URL_PASSWORD = "pw-77ab21"
 URL_TOKEN = "tok-5d3e90"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Handler(SimpleHTTPRequestHandler):
@@ -72,66 +71,6 @@ def media(videos, tmp_path_factory):
     yield {"url": f"http://127.0.0.1:{server.server_address[1]}", "small": small, "long": long}
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture(scope="module")
-def api(ray_cluster, tmp_path_factory):
-    """The application at /, a keyed copy at /secure and a tiny-queue copy at /tiny."""
-    from ray import serve
-
-    from serve.app import AnalysisCoordinator, Ingress, build_app
-
-    state = tmp_path_factory.mktemp("state")
-    port = _free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    settings = {"state_dir": str(state / "main"), "out_dir": str(state / "out"),
-                "url_allowlist": "127.0.0.1", "max_image_bytes": 3_000_000,
-                "max_images_per_request": 12, "max_upload_bytes": 30_000_000,
-                "max_image_pixels": 40_000_000}
-    serve.run(build_app({"settings": settings}), name="framesift", route_prefix="/")
-    keys = state / "api-keys"
-    keys.write_text(f"other-key\n{SECRET_KEY}\n")  # like a mounted secret: never in a config
-    secure = {**settings, "state_dir": str(state / "secure"), "api_keys_file": str(keys)}
-    serve.run(Ingress.bind(AnalysisCoordinator.bind(secure), secure), name="secure",
-              route_prefix="/secure")
-    tiny = {**settings, "state_dir": str(state / "tiny")}
-    small_queue = Ingress.options(max_ongoing_requests=1, max_queued_requests=1)
-    serve.run(small_queue.bind(AnalysisCoordinator.bind(tiny), tiny), name="tiny",
-              route_prefix="/tiny")
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-        yield {"client": client, "port": port, "out": state / "out", "state": state}
-    serve.shutdown()
-
-
-def _wait(client: httpx.Client, analysis_id: str, statuses=("succeeded", "failed", "cancelled"),
-          timeout: float = 180, prefix: str = "") -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            r = client.get(f"{prefix}/v1/analyses/{analysis_id}")
-            if r.status_code == 200 and r.json()["status"] in statuses:
-                return r.json()
-        except httpx.TransportError:
-            pass  # a replica restarting
-        time.sleep(0.25)
-    raise AssertionError(f"analysis {analysis_id} not in {statuses} after {timeout} s")
-
-
-def _events(client: httpx.Client, url: str, limit: int = 2000) -> list:
-    out = []
-    with connect_sse(client, "GET", url) as source:
-        assert source.response.headers["content-type"].startswith("text/event-stream")
-        for sse in source.iter_sse():
-            out.append((sse.event, sse.json()))
-            if sse.event in ("done", "error") or len(out) >= limit:
-                break
-    return out
-
-
-def _upload(client: httpx.Client, path: Path, scan_id: str, prefix: str = "", **fields) -> httpx.Response:
-    with path.open("rb") as fh:
-        return client.post(f"{prefix}/v1/analyses", files={"video": (path.name, fh, "video/mp4")},
-                           data={"scan_id": scan_id, **{k: str(v) for k, v in fields.items()}})
 
 
 # ---- application basics ----------------------------------------------------------------------
@@ -412,24 +351,11 @@ def test_secrets_never_reach_the_logs(api, media):
 
 # ---- batch image analysis --------------------------------------------------------------------
 
-def _png(w: int, h: int, seed: int = 0) -> bytes:
-    rng = np.random.default_rng(seed)
-    ok, buf = cv2.imencode(".png", rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
-    return buf.tobytes()
-
-
 def _smooth_png(w: int, h: int) -> bytes:
     """A large image that compresses well: slow to analyse, small to send."""
     yy, xx = np.mgrid[0:h, 0:w]
     img = np.stack([(xx * 255 // w), (yy * 255 // h), ((xx + yy) * 127 // (w + h))], -1)
     return cv2.imencode(".png", img.astype(np.uint8))[1].tobytes()
-
-
-def _jpeg(w: int, h: int, seed: int = 0) -> bytes:
-    rng = np.random.default_rng(seed)
-    img = cv2.GaussianBlur(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), (0, 0), 2)
-    cv2.circle(img, (w // 3, h // 3), max(3, w // 20), (255, 255, 255), -1)
-    return cv2.imencode(".jpg", img)[1].tobytes()
 
 
 def _bomb() -> bytes:
