@@ -83,3 +83,41 @@ class InvalidParameterError(FramesiftError, ValueError):
     """A parameter given by the user is out of range or malformed."""
 
     code = "invalid_parameter"
+
+
+class SourceError(VideoError):
+    """Reading a video from where it lives failed: the object store or server answered
+    something other than the bytes asked for, or nothing in time. ``path`` is the source's
+    display name (credentials and query strings removed). ``code`` may carry the code of the
+    rule that refused it (``url_blocked``, ``download_too_large``, ...)."""
+
+    code = "source_read_failed"
+
+    def __init__(self, path: str, message: str, code: str | None = None) -> None:
+        super().__init__(path, message)
+        if code:
+            self.code = code
+
+
+class SourceGoneError(SourceError):
+    """The object is not there (any more), or was replaced while the run read it."""
+
+    code = "source_gone"
+
+
+class SourceTimeoutError(SourceError):
+    """The source answered nothing for too long, or the read went past its deadline."""
+
+    code = "source_timeout"
+
+
+class SourceAccessDeniedError(SourceError):
+    """The source refused the read (missing or expired credentials or signature)."""
+
+    code = "source_access_denied"
+
+
+class RangeProtocolError(SourceError):
+    """The server answered a range request with bytes other than the ones asked for."""
+
+    code = "range_protocol_violation"

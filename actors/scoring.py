@@ -19,7 +19,7 @@ import numpy as np
 from actors.errors import VideoError
 from actors.memory import keep_large_allocations_on_heap
 from actors.records import FrameRange, FrameScore, VideoChunk
-from actors.video import iter_frames, luma
+from actors.video import Source, iter_frames, luma
 
 FlowMethod = Literal["dis", "farneback"]
 DisPreset = Literal["ultrafast", "fast", "medium"]
@@ -97,8 +97,11 @@ class ChunkScorer:
         keep_large_allocations_on_heap()
         self._flow = FlowEstimator(self.config.flow, self.config.dis_preset)
 
-    def score(self, task: VideoChunk) -> list[FrameScore]:
-        """Decode ``[start-1, stop)`` and score ``[start, stop)`` (frame 0: see module doc)."""
+    def score(self, task: VideoChunk, source: Source | None = None) -> list[FrameScore]:
+        """Decode ``[start-1, stop)`` and score ``[start, stop)`` (frame 0: see module doc).
+
+        ``source`` reads the video when it is not a local file at ``task.path`` (a URL or an
+        object: ``actors.sources``)."""
         if self._flow is None:
             self.setup()
         assert self._flow is not None
@@ -107,7 +110,7 @@ class ChunkScorer:
         index = task.index
         scores: list[FrameScore] = []
         prev: np.ndarray | None = None
-        for i, frame in iter_frames(task.path, task.frames.with_predecessor(), index,
+        for i, frame in iter_frames(source or task.path, task.frames.with_predecessor(), index,
                                     threads=self.config.decode_threads):
             gray = cv2.resize(luma(frame), size, interpolation=cv2.INTER_AREA)
             if prev is not None:
@@ -121,23 +124,24 @@ class ChunkScorer:
         if scores and scores[0].frame_index == 0:
             first = scores[0]
             motion0 = scores[1].motion if len(scores) > 1 else (
-                self._motion_of_frame1(task) if len(index) > 1 else 0.0)
+                self._motion_of_frame1(task, source) if len(index) > 1 else 0.0)
             scores[0] = FrameScore(0, first.pts, first.time_s, first.sharpness, motion0)
         return scores
 
-    def _motion_of_frame1(self, task: VideoChunk) -> float:
+    def _motion_of_frame1(self, task: VideoChunk, source: Source | None = None) -> float:
         """Motion of frame 1, for a chunk that holds frame 0 only."""
         one = replace(task, frames=FrameRange(1, 2))
-        return self.score(one)[0].motion
+        return self.score(one, source)[0].motion
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
         """Ray Data batch of ``VideoChunk.to_row()`` rows -> one row per scored frame (or error)."""
         tasks = VideoChunk.from_batch(batch)
         return scores_to_columns([self.score_or_error(t) for t in tasks])
 
-    def score_or_error(self, task: VideoChunk) -> tuple[VideoChunk, list[FrameScore] | Exception]:
+    def score_or_error(self, task: VideoChunk, source: Source | None = None,
+                       ) -> tuple[VideoChunk, list[FrameScore] | Exception]:
         try:
-            return task, self.score(task)
+            return task, self.score(task, source)
         except VideoError as exc:  # a bad video becomes data, the other videos go on
             return task, exc
 

@@ -8,11 +8,12 @@ keyed on pts, so it holds for B-frames and variable frame rate.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Union
 
 import av
 import av.error
@@ -25,9 +26,14 @@ from actors.errors import (
     NotAVideoError,
     NoVideoStreamError,
     UnsupportedCodecError,
+    VideoError,
     VideoNotFoundError,
 )
 from actors.records import FrameIndex, FrameRange, VideoInfo
+from actors.sources import MediaSource, mp4_lacks_index
+
+# A video: a local path, or a source read through a file object (``actors.sources``).
+Source = Union[str, "os.PathLike[str]", MediaSource]
 
 # Frame-rate spread above which a stream counts as variable frame rate.
 _VFR_TOLERANCE = 0.02
@@ -49,7 +55,21 @@ class DimensionLimits:
                 f"each side {self.min_side}..{self.max_side} px, at most {self.max_pixels} pixels")
 
 
-def _open(path: str) -> av.container.InputContainer:
+def _is_path(source: Source) -> bool:
+    # first: a pathlib.Path has a name and an open() too, so it would pass for a MediaSource
+    return isinstance(source, (str, os.PathLike))
+
+
+def source_name(source: Source) -> str:
+    """How a video is named in errors and results (a source's name has no credentials)."""
+    return str(source) if _is_path(source) else source.name  # type: ignore[union-attr]
+
+
+def _open(source: Source):
+    """Open a video for reading: a context manager giving the input container."""
+    if not _is_path(source):
+        return _open_source(source)  # type: ignore[arg-type]
+    path = str(source)
     p = Path(path)
     if not p.exists():
         raise VideoNotFoundError(path)
@@ -65,6 +85,35 @@ def _open(path: str) -> av.container.InputContainer:
         raise NotAVideoError(path, str(exc.strerror or exc)) from exc
     except av.error.FFmpegError as exc:
         raise NotAVideoError(path, str(exc)) from exc
+
+
+@contextlib.contextmanager
+def _open_source(source: MediaSource) -> Iterator[av.container.InputContainer]:
+    """``av.open`` on the source's file object. When the source failed (gone, timed out, lied
+    about a range), that error is what the caller sees, not the truncated stream FFmpeg read
+    after it."""
+    name = source.name
+    fh = source.open()
+    try:
+        try:
+            container = av.open(fh, mode="r")
+        except av.error.EOFError as exc:
+            raise CorruptVideoError(name, "the file ends before its stream headers") from exc
+        except av.error.InvalidDataError as exc:
+            if mp4_lacks_index(fh):
+                raise CorruptVideoError(name, "MP4 index (moov atom) missing") from exc
+            raise NotAVideoError(name, str(exc.strerror or exc)) from exc
+        except av.error.FFmpegError as exc:
+            raise NotAVideoError(name, str(exc)) from exc
+        with container:
+            yield container
+    except VideoError as exc:
+        failure = getattr(fh, "failure", None)
+        if isinstance(failure, VideoError) and failure is not exc:
+            raise failure from None
+        raise
+    finally:
+        fh.close()
 
 
 def _tail_hint(p: Path) -> bytes:
@@ -126,10 +175,10 @@ def _demux_index(container: av.container.InputContainer, stream: av.video.stream
     return pts_keys, first_frame
 
 
-def probe(path: str | os.PathLike[str], limits: DimensionLimits = DimensionLimits()) -> VideoInfo:
+def probe(source: Source, limits: DimensionLimits = DimensionLimits()) -> VideoInfo:
     """Describe a video and index its frames. Raises a ``VideoError`` subclass on bad input."""
-    path = str(path)
-    with _open(path) as container:
+    path = source_name(source)
+    with _open(source) as container:
         stream = _video_stream(container, path)
         ctx = stream.codec_context
         limits.check(path, ctx.width, ctx.height)
@@ -171,7 +220,7 @@ def probe(path: str | os.PathLike[str], limits: DimensionLimits = DimensionLimit
     )
 
 
-def iter_frames(path: str, frames: FrameRange, index: FrameIndex, *,
+def iter_frames(path: Source, frames: FrameRange, index: FrameIndex, *,
                 threads: int = 1) -> Iterator[tuple[int, av.VideoFrame]]:
     """Yield ``(frame_index, frame)`` for every frame in ``frames``, exactly and in order.
 
@@ -183,45 +232,52 @@ def iter_frames(path: str, frames: FrameRange, index: FrameIndex, *,
         return
     if frames.stop > len(index):
         raise ValueError(f"{frames} is past the end of a {len(index)}-frame video")
+    name = source_name(path)
     with _open(path) as container:
-        stream = _video_stream(container, path)
+        stream = _video_stream(container, name)
         stream.thread_type = "AUTO" if threads > 1 else "SLICE"
         stream.codec_context.thread_count = max(1, threads)
-        keyframe = index.keyframe_at_or_before(frames.start)
-        for attempt in range(2):
-            seek_from = keyframe if attempt == 0 else 0
-            if seek_from > 0:
-                container.seek(index.pts[seek_from], stream=stream, backward=True, any_frame=False)
-            elif attempt:
-                container.seek(index.pts[0], stream=stream, backward=True, any_frame=False)
-            expected = frames.start
-            target_pts = index.pts[frames.start]
-            overshot = False
-            try:
-                for frame in container.decode(stream):
-                    if frame.pts is None:
-                        raise CorruptVideoError(path, f"decoded frame near {expected} has no pts")
-                    if frame.pts < target_pts:
-                        continue
-                    position = index.position_of(frame.pts)
-                    if position != expected:
-                        if expected == frames.start and attempt == 0:
-                            overshot = True  # the seek landed past the target: decode from 0
-                            break
-                        raise CorruptVideoError(
-                            path, f"expected frame {expected} (pts {index.pts[expected]}), "
-                                  f"decoder gave pts {frame.pts}")
-                    yield expected, frame
-                    expected += 1
-                    if expected == frames.stop:
-                        return
-            except av.error.FFmpegError as exc:
-                raise CorruptVideoError(path, f"decoding failed near frame {expected}: {exc}") from exc
-            if not overshot:
-                raise CorruptVideoError(
-                    path, f"stream ended at frame {expected}, index promised {len(index)} frames")
-            if stream.codec_context.is_open:
-                stream.codec_context.flush_buffers()
+        yield from _decode_range(container, stream, name, frames, index, fresh=True)
+
+
+def _decode_range(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                  path: str, frames: FrameRange, index: FrameIndex, *,
+                  fresh: bool) -> Iterator[tuple[int, av.VideoFrame]]:
+    """The frames of ``frames`` from an open container (``fresh``: nothing decoded yet, so a
+    range starting in the first GOP needs no seek)."""
+    keyframe = index.keyframe_at_or_before(frames.start)
+    for attempt in range(2):
+        seek_from = keyframe if attempt == 0 else 0
+        if seek_from > 0 or attempt or not fresh:
+            container.seek(index.pts[seek_from], stream=stream, backward=True, any_frame=False)
+        expected = frames.start
+        target_pts = index.pts[frames.start]
+        overshot = False
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    raise CorruptVideoError(path, f"decoded frame near {expected} has no pts")
+                if frame.pts < target_pts:
+                    continue
+                position = index.position_of(frame.pts)
+                if position != expected:
+                    if expected == frames.start and attempt == 0:
+                        overshot = True  # the seek landed past the target: decode from 0
+                        break
+                    raise CorruptVideoError(
+                        path, f"expected frame {expected} (pts {index.pts[expected]}), "
+                              f"decoder gave pts {frame.pts}")
+                yield expected, frame
+                expected += 1
+                if expected == frames.stop:
+                    return
+        except av.error.FFmpegError as exc:
+            raise CorruptVideoError(path, f"decoding failed near frame {expected}: {exc}") from exc
+        if not overshot:
+            raise CorruptVideoError(
+                path, f"stream ended at frame {expected}, index promised {len(index)} frames")
+        if stream.codec_context.is_open:
+            stream.codec_context.flush_buffers()
 
 
 def luma(frame: av.VideoFrame) -> np.ndarray:
@@ -241,11 +297,35 @@ def to_display_bgr(frame: av.VideoFrame, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(bgr, k=-(rotation // 90))) if rotation else bgr
 
 
-def read_frames(path: str, wanted: list[int], index: FrameIndex, rotation: int = 0,
-                threads: int = 1) -> dict[int, np.ndarray]:
-    """Decode only the ``wanted`` frames at full resolution (upright BGR)."""
-    out: dict[int, np.ndarray] = {}
+def pick_groups(wanted: list[int], index: FrameIndex) -> list[FrameRange]:
+    """Ranges that decode every wanted frame once: a frame whose keyframe comes at or before
+    the previous wanted frame is reached by decoding on from there instead of seeking back."""
+    groups: list[list[int]] = []
     for target in sorted(set(wanted)):
-        for i, frame in iter_frames(path, FrameRange(target, target + 1), index, threads=threads):
-            out[i] = to_display_bgr(frame, rotation)
+        if groups and index.keyframe_at_or_before(target) <= groups[-1][-1]:
+            groups[-1].append(target)
+        else:
+            groups.append([target])
+    return [FrameRange(g[0], g[-1] + 1) for g in groups]
+
+
+def read_frames(path: Source, wanted: list[int], index: FrameIndex, rotation: int = 0,
+                threads: int = 1) -> dict[int, np.ndarray]:
+    """Decode only the ``wanted`` frames at full resolution (upright BGR), opening the video
+    once; frames in between are decoded, not converted."""
+    out: dict[int, np.ndarray] = {}
+    keep = set(wanted)
+    if not keep:
+        return out
+    if max(keep) >= len(index) or min(keep) < 0:
+        raise ValueError(f"frames {sorted(keep)} are not all in a {len(index)}-frame video")
+    name = source_name(path)
+    with _open(path) as container:
+        stream = _video_stream(container, name)
+        stream.thread_type = "AUTO" if threads > 1 else "SLICE"
+        stream.codec_context.thread_count = max(1, threads)
+        for n, frames in enumerate(pick_groups(wanted, index)):
+            for i, frame in _decode_range(container, stream, name, frames, index, fresh=n == 0):
+                if i in keep:
+                    out[i] = to_display_bgr(frame, rotation)
     return out

@@ -1,0 +1,171 @@
+"""Videos that are not local files: what ``actors.video`` needs to read them.
+
+A ``MediaSource`` names a video (``name``: shown in errors and results, never with credentials)
+and opens it as a seekable, read-only file object that PyAV reads through ``av.open(fileobj)``.
+The readers themselves (HTTP ranges, object stores) live in ``jobs.sources``: they apply the
+URL rules of ``jobs.fetch``, which this layer does not import. What they share is here:
+
+``RangeFile`` turns positioned reads of an object of known size (``fetch(offset, length)``:
+one range request, one object-store ``read_at``) into the file object PyAV wants. PyAV reads
+32 KiB at a time; the file reads ahead in blocks that double while the reads are sequential
+(``block`` .. ``max_block``) and start small again after a seek, so a chunk fetches about what
+it decodes in a handful of requests. The last few blocks stay cached (FFmpeg goes back to the
+file's head after reading an index at its end). A failed read raises its ``SourceError`` once and then
+answers end-of-file: FFmpeg retries failed reads, and PyAV keeps only the last exception, so
+raising again would cost a second timeout for nothing. ``failure`` keeps the error, so the
+caller can report it instead of the "truncated stream" that FFmpeg sees next.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from typing import BinaryIO, Callable, Protocol, runtime_checkable
+
+from actors.errors import RangeProtocolError, SourceError, VideoError
+
+Fetch = Callable[[int, int], bytes]  # (offset, length) -> exactly ``length`` bytes
+
+DEFAULT_BLOCK = 256 * 1024
+DEFAULT_MAX_BLOCK = 8 * 1024 * 1024
+KEEP_BLOCKS = 3  # blocks kept for re-reads: the head, an index at the tail, the current one
+
+
+@runtime_checkable
+class MediaSource(Protocol):
+    """A video read through a file object (``jobs.sources`` builds them from URLs)."""
+
+    name: str
+
+    def open(self) -> BinaryIO:
+        """A new seekable, read-only file object on the video. Raises ``SourceError``."""
+
+
+class RangeFile(io.RawIOBase):
+    """Seekable read-only file over positioned reads, with adaptive read-ahead (module doc)."""
+
+    def __init__(self, name: str, size: int, fetch: Fetch, *, block: int = DEFAULT_BLOCK,
+                 max_block: int = DEFAULT_MAX_BLOCK, prefetched: bytes = b"",
+                 on_close: Callable[[], None] | None = None) -> None:
+        super().__init__()
+        if size < 0 or block < 1 or max_block < block:
+            raise ValueError("need size >= 0 and 1 <= block <= max_block")
+        self.name = name
+        self.size = size
+        self._fetch = fetch
+        self.block, self.max_block = block, max_block
+        self._next = block
+        head = prefetched[:size]  # bytes [0, len(prefetched)) when the opener read them
+        self._blocks: list[tuple[int, bytes]] = [(0, head)] if head else []  # newest last
+        self._last_end = len(head) if head else -1
+        self.pos = 0
+        self.requests = 0
+        self.bytes_read = len(head)
+        self.failure: SourceError | None = None
+        self._on_close = on_close
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def read(self, n: int | None = -1) -> bytes:
+        if self.failure is not None:
+            return b""
+        try:
+            return self._read(n)
+        except SourceError as exc:
+            self.failure = exc
+            raise
+        except Exception as exc:  # a reader bug or a library error: still this video's error
+            self.failure = SourceError(self.name, f"read failed ({type(exc).__name__}: {exc})")
+            raise self.failure from exc
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _read(self, n: int | None) -> bytes:
+        if n is None or n < 0:
+            n = self.size - self.pos
+        n = min(n, max(0, self.size - self.pos))
+        out = bytearray()
+        while len(out) < n:
+            block = self._cached(self.pos) or self._fill(self.pos, n - len(out))
+            start, data = block
+            off = self.pos - start
+            piece = memoryview(data)[off: off + n - len(out)]
+            out += piece
+            self.pos += len(piece)
+        return bytes(out)
+
+    def _cached(self, pos: int) -> tuple[int, bytes] | None:
+        for start, data in reversed(self._blocks):
+            if start <= pos < start + len(data):
+                return start, data
+        return None
+
+    def _fill(self, start: int, want: int) -> tuple[int, bytes]:
+        sequential = start == self._last_end
+        self._next = min(self.max_block, self._next * 2) if sequential else self.block
+        length = min(max(want, self._next), self.size - start)
+        data = self._fetch(start, length)
+        self.requests += 1
+        if len(data) != length:
+            raise RangeProtocolError(self.name, f"asked for {length} bytes at offset {start}, "
+                                                f"got {len(data)}")
+        self.bytes_read += length
+        self._last_end = start + length
+        self._blocks = [*self._blocks[-(KEEP_BLOCKS - 1):], (start, data)]
+        return start, data
+
+    def close(self) -> None:
+        if not self.closed:
+            self._blocks = []
+            if self._on_close is not None:
+                self._on_close()
+        super().close()
+
+    def stats(self) -> dict[str, int]:
+        """Requests and bytes fetched so far (benchmarks and tests)."""
+        return {"requests": self.requests, "bytes": self.bytes_read, "size": self.size}
+
+
+def mp4_lacks_index(fh: BinaryIO) -> bool:
+    """True when ``fh`` starts like an MP4/MOV (an ``ftyp`` box) but no top-level ``moov`` box
+    follows: a file cut short before its index was written. Walks the box headers with seeks
+    (a few small reads), so a remote file is not read whole to find out."""
+    try:
+        fh.seek(0, io.SEEK_END)
+        total = fh.tell()
+        offset = 0
+        while offset + 8 <= total:
+            fh.seek(offset)
+            head = fh.read(16)
+            if len(head) < 8:
+                return offset > 0
+            size, kind = struct.unpack(">I4s", head[:8])
+            if offset == 0 and kind != b"ftyp":
+                return False
+            if kind == b"moov":
+                return False
+            if size == 1 and len(head) >= 16:
+                size = struct.unpack(">Q", head[8:16])[0]
+            elif size == 0:  # the box runs to the end of the file
+                return True
+            if size < 8:
+                return True  # a broken box header: no index reachable
+            offset += size
+        return offset > 0
+    except (OSError, VideoError):
+        return False
