@@ -325,3 +325,43 @@ def _stream(response: httpx.Response, url: str, final: Path, max_bytes: int, dea
         tmp.unlink(missing_ok=True)
     log.info("downloaded %s (%d bytes)", redact_url(url), written)
     return final
+
+
+# -- checked targets for readers that make many requests (jobs.sources.http) ------------------
+
+@dataclass(frozen=True)
+class CheckedTarget:
+    """A URL that passed ``check_url``, with the address it was checked at. Requests built
+    from it go to that address (no second DNS lookup) with the original Host and TLS SNI."""
+
+    url: str
+    host: str
+    port: int
+    address: IPAddress
+
+    def request(self, client: httpx.Client, headers: dict[str, str] | None = None) -> httpx.Request:
+        request = _pinned_request(client, self.url, self.host, self.port, self.address)
+        request.headers.update(headers or {})
+        return request
+
+
+def check_target(url: str, allowlist: Allowlist) -> CheckedTarget:
+    """``check_url`` as a ``CheckedTarget``; raises the same ``FetchError`` subclasses."""
+    host, port, address = check_url(url, allowlist)
+    return CheckedTarget(url, host, port, address)
+
+
+def redirect_target(current: str, response: httpx.Response, original: str) -> str | None:
+    """Where a redirect answer points (resolved against ``current``), or None when
+    ``response`` is not a redirect. Raises ``DownloadFailedError`` for one without Location."""
+    if response.status_code not in _REDIRECTS:
+        return None
+    location = response.headers.get("location")
+    if not location:
+        raise DownloadFailedError(original, f"HTTP {response.status_code} without a Location header")
+    return urljoin(current, location)
+
+
+def video_content_type(value: str | None) -> bool:
+    """Whether a Content-Type may be a video (video/*, generic binary, or none given)."""
+    return _content_type_ok(value)
