@@ -33,14 +33,34 @@ class Settings(BaseSettings):
     cluster_cpus: int | None = Field(
         None, ge=1, description="CPUs to plan chunks for (default: the cluster's CPUs now); on an "
                                 "autoscaling cluster, the CPUs it may scale to")
-    # batch jobs (--manifest) and videos given as URLs
-    download_dir: str = Field("downloads", description="where videos given as URLs are "
-                                                       "downloaded (a shared volume on a cluster)")
-    download_max_bytes: int = Field(4_294_967_296, ge=1, description="largest video download")
-    download_timeout_s: float = Field(600.0, gt=0, description="time limit per video download (s)")
+    # inputs read by the workers (URLs, s3://, gs://, supabase://) and batch jobs (--manifest)
+    download_max_bytes: int = Field(4_294_967_296, ge=1,
+                                    description="largest remote video, and most bytes one "
+                                                "reader fetches")
+    download_timeout_s: float = Field(600.0, gt=0, description="time limit for one reader of a "
+                                                               "remote video (s)")
+    source_request_timeout_s: float = Field(30.0, gt=0, description="a request to a video's "
+                                            "source that answers nothing for this long fails "
+                                            "the video (s)")
+    source_block_bytes: int = Field(262_144, ge=4096, description="first read-ahead of a "
+                                    "remote reader; doubles while reads are sequential")
+    source_max_block_bytes: int = Field(8_388_608, ge=4096,
+                                        description="largest read-ahead of a remote reader")
     url_allowlist: str | None = Field(
         None, description="comma-separated hosts and CIDRs exempt from the private-address "
-                          "refusal of URL downloads")
+                          "refusal of URL inputs")
+    s3_endpoint: str | None = Field(None, description="S3 API endpoint for s3:// inputs "
+                                    "(default: AWS); credentials from the AWS_* environment")
+    s3_region: str | None = Field(None, description="region of the s3:// buckets")
+    gcs_endpoint: str | None = Field(None, description="GCS endpoint for gs:// inputs "
+                                     "(default: Google)")
+    gcs_anonymous: bool = Field(False, description="read gs:// inputs without credentials")
+    supabase_input_url_expiry_s: int = Field(
+        86_400, ge=60, le=31_536_000, description="lifetime of the signed URLs workers read "
+                                                  "supabase:// inputs with (s)")
+    max_finishing: int | None = Field(
+        None, ge=1, description="most videos whose finish step (select, extract, store) is queued "
+                                "or running at once (default: 2 x the CPUs planned for)")
     # output
     out_dir: str = Field("output", description="root folder of the local store")
     store: Literal["local", "supabase"] = Field(

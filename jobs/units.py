@@ -32,9 +32,10 @@ def run_unit_once(batch: dict[str, Any], unit_cls: type, config: Any) -> dict[st
 
 
 def map_unit(ds: Dataset, unit_cls: type, config: Any, *, actors: bool, concurrency: int,
-             num_cpus: float = 1.0, num_gpus: float = 0.0, batch_size: int = 1) -> Dataset:
+             num_cpus: float = 1.0, num_gpus: float = 0.0, batch_size: int = 1,
+             batch_format: str = "numpy") -> Dataset:
     """``ds.map_batches`` with ``unit_cls(config)``, as an actor pool or as tasks."""
-    common: dict[str, Any] = dict(batch_size=batch_size, batch_format="numpy",
+    common: dict[str, Any] = dict(batch_size=batch_size, batch_format=batch_format,
                                   num_cpus=num_cpus, zero_copy_batch=True)
     if num_gpus:
         common["num_gpus"] = num_gpus

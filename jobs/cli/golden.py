@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -31,10 +32,12 @@ def submitted_job_address() -> str | None:
     return None
 
 
-def video_jobs(videos: list[Path], scan_id: str | None, item_type: str | None) -> "list[VideoJob]":
-    """One job per video file; scan ids from ``--scan-id`` or the file names, unique."""
+def video_jobs(videos: list[str], scan_id: str | None, item_type: str | None) -> "list[VideoJob]":
+    """One job per video (a file, a URL or an object); scan ids from ``--scan-id`` or the file
+    names, unique."""
     from actors.errors import FramesiftError
     from jobs.golden.job import VideoJob
+    from jobs.sources import check_input, is_remote
     from jobs.stores.base import scan_id_from_path
 
     if scan_id and len(videos) > 1:
@@ -42,7 +45,9 @@ def video_jobs(videos: list[Path], scan_id: str | None, item_type: str | None) -
     jobs = []
     for v in videos:
         try:
-            jobs.append(VideoJob(str(v.absolute()), scan_id or scan_id_from_path(v), item_type))
+            video = check_input(v) if is_remote(v) else str(Path(check_input(v)).absolute())
+            name = video.split("?", 1)[0].split("#", 1)[0].rstrip("/") if is_remote(v) else video
+            jobs.append(VideoJob(video, scan_id or scan_id_from_path(name), item_type))
         except FramesiftError as exc:
             fail(str(exc))
     ids = [j.scan_id for j in jobs]
@@ -52,7 +57,7 @@ def video_jobs(videos: list[Path], scan_id: str | None, item_type: str | None) -
     return jobs
 
 
-def manifest_entries(manifest: Path, videos: list[Path] | None,
+def manifest_entries(manifest: Path, videos: list[str] | None,
                      scan_id: str | None) -> "list[ManifestEntry]":
     from actors.errors import FramesiftError
     from jobs.golden.batch import read_manifest
@@ -101,28 +106,86 @@ class ProgressBar:
             self.bar.close()
 
 
+class BatchProgress:
+    """A batch's bar (videos done and failed, frames/s, ETA) and one line per finished video,
+    printed as each one is stored (the summary at the end lists them in manifest order)."""
+
+    def __init__(self, enabled: bool, videos: int) -> None:
+        self.enabled = enabled
+        self.videos = videos
+        self.frames = 0
+        self.ok = 0
+        self.failed = 0
+        self.t0 = time.perf_counter()
+        self.bar: Any = None
+
+    def on_batch(self, plan: Any) -> None:
+        err.print(f"plan: {plan.reason}", highlight=False, soft_wrap=True)
+        if self.enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=plan.videos, unit="video", desc="videos", file=sys.stderr,
+                            dynamic_ncols=True)
+
+    def on_frames(self, _scan: str, n: int) -> None:
+        self.frames += n
+        self._postfix()
+
+    def on_result(self, result: Any) -> None:
+        if result.ok:
+            self.ok += 1
+            line, stream = f"done {result.scan_id} -> {result.location}", sys.stdout
+        else:
+            self.failed += 1
+            line = f"failed {result.scan_id} [{result.error_code}]: {result.error}"
+            stream = sys.stderr
+        if self.bar is not None:
+            self.bar.write(line, file=stream)
+            self.bar.update(1)
+            self._postfix()
+        else:
+            print(line, file=stream, flush=True)
+
+    def _postfix(self) -> None:
+        if self.bar is not None:
+            elapsed = max(1e-9, time.perf_counter() - self.t0)
+            self.bar.set_postfix_str(f"ok={self.ok} failed={self.failed} "
+                                     f"frames/s={self.frames / elapsed:.1f}", refresh=False)
+
+    def hooks(self) -> "Hooks":
+        from jobs.golden.job import Hooks
+
+        return Hooks(on_batch=self.on_batch, on_frames=self.on_frames, on_result=self.on_result)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _run(settings: "Settings", store: "Store", jobs: "list[VideoJob]",
          entries: "list[ManifestEntry] | None", resume: bool,
          hooks: "Hooks") -> "tuple[list[GoldenResult], BatchReport | None]":
     from jobs.golden.job import GoldenParams, run_golden
+    from jobs.sources import SourceOptions
 
     params = GoldenParams.from_settings(settings)
+    sources = SourceOptions.from_settings(settings)
     if entries is None:
         return run_golden(jobs, params, store, address=settings.ray_address,
                           num_cpus=settings.num_cpus, hooks=hooks,
-                          plan_cpus=settings.cluster_cpus), None
-    from jobs.golden.batch import DownloadOptions, run_batch
+                          plan_cpus=settings.cluster_cpus, sources=sources), None
+    from jobs.golden.batch import run_batch
 
-    report = run_batch(entries, params, store, resume=resume, hooks=hooks,
-                       downloads=DownloadOptions.from_settings(settings),
+    report = run_batch(entries, params, store, resume=resume, hooks=hooks, sources=sources,
                        address=settings.ray_address, num_cpus=settings.num_cpus,
-                       plan_cpus=settings.cluster_cpus)
+                       plan_cpus=settings.cluster_cpus, max_finishing=settings.max_finishing)
     return report.results, report
 
 
 def golden(
-    videos: Annotated[Optional[list[Path]], typer.Argument(
-        help="video files to analyse (or give --manifest)", show_default=False)] = None,
+    videos: Annotated[Optional[list[str]], typer.Argument(
+        help="videos to analyse: files, http(s) URLs, s3:// gs:// supabase:// objects "
+             "(or give --manifest)", show_default=False)] = None,
     top_k: Annotated[Optional[int], typer.Option(help="golden frames per video [5]")] = None,
     min_gap_s: Annotated[Optional[float], typer.Option(help="seconds between picks [0.5]")] = None,
     motion_max: Annotated[Optional[float], typer.Option(help="stillness bar in source px [1.0]")] = None,
@@ -138,7 +201,7 @@ def golden(
     store: Annotated[Optional[str], typer.Option(help="local or supabase [local]")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     manifest: Annotated[Optional[Path], typer.Option(
-        help="CSV/JSONL of video (path or URL), scan_id, item_type: a batch job")] = None,
+        help="CSV/JSONL of video (path, URL or object), scan_id, item_type: a batch job")] = None,
     resume: Annotated[bool, typer.Option(
         help="with --manifest: skip scans already complete in the store")] = True,
     cluster_cpus: Annotated[Optional[int], typer.Option(
@@ -162,13 +225,14 @@ def golden(
         result_store = make_store(settings)
     except FramesiftError as exc:
         fail(str(exc))
-    bar = ProgressBar(progress)
+    bar = ProgressBar(progress) if entries is None else BatchProgress(progress, len(entries))
     try:
         results, report = _run(settings, result_store, jobs, entries, resume, bar.hooks())
     finally:
         bar.close()
-    print_results(results)
-    if report is not None:
+    if report is None:
+        print_results(results)
+    else:
         print_batch_summary(report)
     failed = [r for r in results if not r.ok]
     if failed:

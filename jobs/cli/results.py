@@ -59,9 +59,17 @@ def print_upload(scan_id: str, section: "UploadSection | None") -> None:
 
 
 def print_batch_summary(report: "BatchReport") -> None:
-    """Skipped scans, the summary line and the same as one JSON line (for job logs)."""
+    """Skipped scans, every video's outcome in manifest order, the summary line and the same
+    as one JSON line (for job logs)."""
     for scan in report.skipped:
         out.print(f"[dim]skipped[/] {scan}: already complete in the store", highlight=False)
+    for r in report.results:
+        if r.ok:
+            out.print(f"  ok      {r.scan_id}: {r.location}", highlight=False, soft_wrap=True,
+                      markup=False)
+        else:
+            out.print(f"  failed  {r.scan_id} [{r.error_code}]: {r.error}", highlight=False,
+                      soft_wrap=True, markup=False)
     if report.summary is None:
         return
     out.print(report.summary.line(), highlight=False, soft_wrap=True)

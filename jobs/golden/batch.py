@@ -1,10 +1,12 @@
-"""Batch golden-frame jobs over many videos: manifest parsing, URL downloads, resume, summary.
+"""Batch golden-frame jobs over many videos: manifest parsing, resume, progress, summary.
 
 A manifest is a CSV (header row) or JSONL file of ``{video, scan_id, item_type}``; ``video`` is a
-path (relative paths are resolved from the manifest's folder) or an http(s) URL (downloaded
-with ``jobs.fetch.fetch_to_file`` before probing). All chunks of all videos flow through one Ray
-Data pipeline (``run_golden``); each video gets its own result or error. A rerun skips scans
-whose results are already complete in the store with the same parameters.
+path (relative paths are resolved from the manifest's folder), an http(s) URL, or an
+``s3://``, ``gs://`` or ``supabase://`` object: the workers read it where it lives
+(``jobs.sources``). All videos flow through one streaming pipeline (``stream_golden``): each
+video is stored as soon as it is finished, and gets its own result or error. A rerun skips
+scans whose results are already complete in the store with the same parameters, so a batch
+whose driver was killed loses only the videos that were in flight.
 """
 
 from __future__ import annotations
@@ -13,20 +15,19 @@ import csv
 import json
 import resource
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from actors.errors import FramesiftError
-from jobs.fetch import Allowlist, FetchError, fetch_to_file
-from jobs.golden.job import Hooks, VideoJob, run_golden
+from jobs.golden.finish import Hooks, VideoJob
 from jobs.golden.manifest import GoldenResult
 from jobs.golden.params import GoldenParams
+from jobs.golden.stream import stream_golden
+from jobs.sources import SourceOptions, check_input, is_remote
 from jobs.stores.base import Store, scan_id_from_path, validate_scan_id
 
 MANIFEST_FIELDS = ("video", "scan_id", "item_type")
-DOWNLOAD_THREADS = 4
 
 
 class ManifestError(FramesiftError, ValueError):
@@ -37,18 +38,14 @@ class ManifestError(FramesiftError, ValueError):
 
 @dataclass(frozen=True)
 class ManifestEntry:
-    video: str  # absolute path or http(s) URL
+    video: str  # absolute path, http(s) URL, or s3:// gs:// supabase:// object
     scan_id: str
     item_type: str | None = None
     line: int = 0
 
     @property
-    def is_url(self) -> bool:
-        return is_url(self.video)
-
-
-def is_url(video: str) -> bool:
-    return video.lower().startswith(("http://", "https://"))
+    def is_remote(self) -> bool:
+        return is_remote(self.video)
 
 
 def _rows(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
@@ -102,16 +99,17 @@ def read_manifest(path: str | Path) -> list[ManifestEntry]:
         if not video:
             problems.append(f"line {line}: 'video' is empty; give a path or an http(s) URL")
             continue
-        if not is_url(video):
-            if "://" in video:
-                problems.append(f"line {line}: only http:// and https:// URLs or file paths "
-                                f"are accepted, not {video.split('://', 1)[0]}://")
-                continue
+        try:
+            check_input(video)
+        except FramesiftError as exc:
+            problems.append(f"line {line}: {exc}")
+            continue
+        if not is_remote(video):
             p = Path(video).expanduser()
             video = str(p if p.is_absolute() else (path.parent / p).absolute())
         scan_id = str(row.get("scan_id") or "").strip()
         if not scan_id:
-            stem = video.split("?", 1)[0].rstrip("/") if is_url(video) else video
+            stem = video.split("?", 1)[0].split("#", 1)[0].rstrip("/") if is_remote(video) else video
             scan_id = scan_id_from_path(stem)
         item_type = row.get("item_type")
         item_type = str(item_type).strip() or None if item_type is not None else None
@@ -144,19 +142,6 @@ def is_complete(store: Store, scan_id: str, params: GoldenParams) -> bool:
 
 
 @dataclass
-class DownloadOptions:
-    dest_dir: str = "downloads"
-    max_bytes: int = 4_294_967_296
-    timeout_s: float = 600.0
-    allowlist: str | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> "DownloadOptions":
-        return cls(settings.download_dir, settings.download_max_bytes,
-                   settings.download_timeout_s, settings.url_allowlist)
-
-
-@dataclass
 class BatchSummary:
     videos: int
     ok: int
@@ -167,14 +152,17 @@ class BatchSummary:
     frames_per_s: float
     cpu_s: float
     driver_cpu_s: float
-    scoring_cpu_s: float
+    worker_cpu_s: float
+    first_result_s: float | None = None
 
     def line(self) -> str:
+        first = (f"; first result after {self.first_result_s:.1f} s"
+                 if self.first_result_s is not None else "")
         return (f"summary: {self.videos} videos: {self.ok} ok, {self.failed} failed, "
                 f"{self.skipped} skipped (already complete); {self.frames} frames in "
-                f"{self.wall_s:.1f} s = {self.frames_per_s:.1f} frames/s; "
+                f"{self.wall_s:.1f} s = {self.frames_per_s:.1f} frames/s{first}; "
                 f"{self.cpu_s:.1f} CPU-seconds ({self.driver_cpu_s:.1f} driver, "
-                f"{self.scoring_cpu_s:.1f} scoring, reserved)")
+                f"{self.worker_cpu_s:.1f} on workers)")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -182,6 +170,9 @@ class BatchSummary:
 
 @dataclass
 class BatchReport:
+    """The batch's results in manifest order (without their manifests: the store has them),
+    the scans skipped as already complete, and the summary."""
+
     results: list[GoldenResult]
     skipped: list[str] = field(default_factory=list)
     summary: BatchSummary | None = None
@@ -192,76 +183,43 @@ def _cpu_now() -> float:
     return self_.ru_utime + self_.ru_stime + children.ru_utime + children.ru_stime
 
 
-def _download(entries: Sequence[ManifestEntry], opts: DownloadOptions,
-              ) -> tuple[dict[str, str], dict[str, GoldenResult]]:
-    """Fetch URL videos (a few at a time); a failed download becomes that video's result."""
-    paths: dict[str, str] = {}
-    failed: dict[str, GoldenResult] = {}
-    urls = [e for e in entries if e.is_url]
-    if not urls:
-        return paths, failed
-    allow = Allowlist.parse(opts.allowlist)
-
-    def one(e: ManifestEntry) -> tuple[ManifestEntry, str | FetchError]:
-        try:
-            return e, str(fetch_to_file(e.video, opts.dest_dir, max_bytes=opts.max_bytes,
-                                        timeout_s=opts.timeout_s, allowlist=allow))
-        except FetchError as exc:
-            return e, exc
-
-    with ThreadPoolExecutor(max_workers=min(DOWNLOAD_THREADS, len(urls))) as pool:
-        for e, got in pool.map(one, urls):
-            if isinstance(got, FetchError):
-                failed[e.scan_id] = GoldenResult.failed(e.scan_id, got.url, got)
-            else:
-                paths[e.scan_id] = got
-    return paths, failed
-
-
-def summarise(results: Sequence[GoldenResult], *, videos: int, skipped: int, wall_s: float,
-              driver_cpu_s: float, parallel_cpus: int | None) -> BatchSummary:
-    """The batch summary. Scoring runs on Ray workers: its CPU is counted as what they were
-    given, the wall time of the shared scoring stage times the chunks that ran in parallel
-    (one CPU each, at most ``parallel_cpus``: the cluster's CPUs when None)."""
-    ok = [r.manifest for r in results if r.ok and r.manifest is not None]
-    frames = sum(m.video.frame_count for m in ok)
-    scoring_cpu = 0.0
-    if ok:
-        score_s = max(m.timings_s.get("score_s", 0.0) for m in ok)
-        parallel = sum(len(m.plan.chunks) for m in ok)
-        if parallel_cpus is None:
-            from jobs.runtime import cluster_cpus
-
-            parallel_cpus = cluster_cpus()
-        scoring_cpu = score_s * max(1, min(parallel, parallel_cpus))
-    return BatchSummary(videos=videos, ok=len(ok), failed=len(results) - len(ok),
-                        skipped=skipped, frames=frames, wall_s=wall_s,
-                        frames_per_s=frames / wall_s if wall_s > 0 else 0.0,
-                        cpu_s=driver_cpu_s + scoring_cpu, driver_cpu_s=driver_cpu_s,
-                        scoring_cpu_s=scoring_cpu)
-
-
 def run_batch(entries: Sequence[ManifestEntry], params: GoldenParams, store: Store, *,
-              resume: bool = True, downloads: DownloadOptions | None = None,
+              resume: bool = True, sources: SourceOptions | None = None,
               address: str | None = None, num_cpus: int | None = None,
               plan_cpus: int | None = None, hooks: Hooks | None = None,
-              distributed: bool = True) -> BatchReport:
-    """Run every manifest entry through one golden-frame pipeline; never stop at a bad video.
+              distributed: bool = True, max_finishing: int | None = None) -> BatchReport:
+    """Run every manifest entry through the streaming pipeline; never stop at a bad video.
 
-    Results come back in manifest order; skipped (already complete) scans are not among them.
+    Each video is stored as it finishes (``hooks.on_result`` hears of it then). The driver
+    keeps one small result per video for the summary, never the manifests. Results come back
+    in manifest order; skipped (already complete) scans are not among them.
     """
     t0, cpu0 = time.perf_counter(), _cpu_now()
     skipped = [e.scan_id for e in entries if resume and is_complete(store, e.scan_id, params)]
-    todo = [e for e in entries if e.scan_id not in set(skipped)]
-    paths, results = _download(todo, downloads or DownloadOptions())
-    jobs = [VideoJob(paths.get(e.scan_id, e.video), e.scan_id, e.item_type)
-            for e in todo if e.scan_id not in results]
-    if jobs:
-        for r in run_golden(jobs, params, store, distributed=distributed, address=address,
-                            num_cpus=num_cpus, plan_cpus=plan_cpus, hooks=hooks):
-            results[r.scan_id] = r
-    ordered = [results[e.scan_id] for e in todo]
-    summary = summarise(ordered, videos=len(entries), skipped=len(skipped),
-                        wall_s=time.perf_counter() - t0, driver_cpu_s=_cpu_now() - cpu0,
-                        parallel_cpus=plan_cpus if distributed else 1)
+    done = set(skipped)
+    todo = [e for e in entries if e.scan_id not in done]
+    jobs = [VideoJob(e.video, e.scan_id, e.item_type) for e in todo]
+    results: list[GoldenResult | None] = [None] * len(jobs)
+    frames, worker_s, first = 0, 0.0, None
+    for outcome in stream_golden(jobs, params, store, distributed=distributed, address=address,
+                                 num_cpus=num_cpus, plan_cpus=plan_cpus, hooks=hooks,
+                                 sources=sources, max_finishing=max_finishing,
+                                 keep_manifests=False):
+        results[outcome.seq] = outcome.result
+        frames += outcome.frames
+        worker_s += outcome.worker_s
+        if first is None and outcome.result.ok:
+            first = time.perf_counter() - t0
+    ordered = [r if r is not None else
+               GoldenResult.failed(e.scan_id, e.video, "no result came back from the pipeline",
+                                   "internal_error")
+               for e, r in zip(todo, results)]
+    ok = sum(1 for r in ordered if r.ok)
+    wall = time.perf_counter() - t0
+    driver = _cpu_now() - cpu0
+    summary = BatchSummary(videos=len(entries), ok=ok, failed=len(ordered) - ok,
+                           skipped=len(skipped), frames=frames, wall_s=wall,
+                           frames_per_s=frames / wall if wall > 0 else 0.0,
+                           cpu_s=driver + worker_s, driver_cpu_s=driver, worker_cpu_s=worker_s,
+                           first_result_s=first)
     return BatchReport(ordered, skipped, summary)

@@ -9,8 +9,8 @@ snaps chunk starts to just after a keyframe so that no chunk decodes a GOP it th
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
 
 from actors.records import FrameIndex, FrameRange
 
@@ -154,3 +154,73 @@ def plan_chunks(frame_count: int, width: int, height: int, *, cpus: int,
         reason=reason,
         cpus=cpus,
     )
+
+
+# -- the batch: whole videos or chunks ---------------------------------------------------------
+
+# In a batch of whole-video units, a video with more estimated work than this (seconds on one
+# CPU) is still split, so one long video does not become the batch's tail.
+LONG_VIDEO_WORK_S = 60.0
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How a batch is cut into units of work, decided from the batch before any probe.
+
+    ``whole``: videos outnumber (or match) the CPUs: one unit per video keeps every CPU busy,
+    pays no look-back decode or per-chunk overhead, and each video is finished by the task
+    that scored it (throughput). ``chunks``: fewer videos than CPUs: each video is split for
+    its share of the CPUs, so its chunks run side by side (latency).
+    """
+
+    videos: int
+    cpus: int
+    mode: Literal["whole", "chunks"]
+    cpus_per_video: int
+    reason: str
+    workers: int | None = None
+    long_video_s: float = LONG_VIDEO_WORK_S
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def plan_video(self, frame_count: int, width: int, height: int, *,
+                   index: FrameIndex | None = None, min_frames_per_chunk: int = 30,
+                   max_workers: int = 16, cost: CostModel = CostModel()) -> ChunkPlan:
+        """The chunk plan of one video of this batch; its reason says what the batch chose."""
+        common = dict(index=index, min_frames_per_chunk=min_frames_per_chunk,
+                      max_workers=max_workers, cost=cost)
+        if self.workers is not None:
+            return plan_chunks(frame_count, width, height, cpus=self.cpus, workers=self.workers,
+                               **common)
+        if self.mode == "chunks":
+            plan = plan_chunks(frame_count, width, height, cpus=self.cpus_per_video, **common)
+            return plan if self.videos == 1 else replace(plan, reason=f"{self.reason}; {plan.reason}")
+        work_s = frame_count * cost.frame_s(width, height)
+        if work_s > self.long_video_s:
+            plan = plan_chunks(frame_count, width, height, cpus=self.cpus, **common)
+            return replace(plan, reason=f"{self.reason}; this one has about {work_s:.0f} s of "
+                                        f"work: {plan.reason}")
+        plan = plan_chunks(frame_count, width, height, cpus=1, workers=1, **common)
+        return replace(plan, reason=f"one chunk: {self.reason}")
+
+
+def plan_batch(videos: int, cpus: int, *, workers: int | None = None,
+               long_video_s: float = LONG_VIDEO_WORK_S) -> BatchPlan:
+    """Whole-video units when videos outnumber the CPUs, chunks within videos otherwise."""
+    if videos < 1 or cpus < 1:
+        raise ValueError("a batch needs at least one video and one CPU")
+    if workers is not None:
+        return BatchPlan(videos, cpus, "chunks", cpus, f"{workers} chunks per video requested "
+                                                       "(--workers)", workers, long_video_s)
+    if videos >= cpus:
+        return BatchPlan(videos, cpus, "whole", 1,
+                         f"{videos} videos for {cpus} CPUs: one unit per video (whole videos keep "
+                         f"every CPU busy with no split overhead, and each is finished where it "
+                         f"was scored); a video over {long_video_s:.0f} s of work is still split",
+                         None, long_video_s)
+    share = max(1, cpus // videos)
+    return BatchPlan(videos, cpus, "chunks", share,
+                     f"{videos} video{'s' if videos > 1 else ''} for {cpus} CPUs: chunks within "
+                     f"each video, planned for {share} CPU{'s' if share > 1 else ''} each "
+                     f"(latency: a video's chunks run side by side)", None, long_video_s)

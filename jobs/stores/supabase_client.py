@@ -157,6 +157,7 @@ class SupabaseClient:
         self.url = credentials.url
         self.bucket = bucket
         self.retry = retry
+        self._timeout_s = timeout_s
         self._http = httpx.Client(timeout=timeout_s, follow_redirects=False,
                                   event_hooks={"response": [self._check_response]})
         options = ClientOptions(httpx_client=self._http, postgrest_client_retry=False,
@@ -169,6 +170,12 @@ class SupabaseClient:
 
     def __repr__(self) -> str:
         return f"SupabaseClient(url={self.url!r}, bucket={self.bucket!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its settings and rebuilt where it lands (a Ray worker that stores a
+        finished video): the key travels inside the task's arguments, never in logs, reprs or
+        the workers' environment."""
+        return (_rebuild_client, (self.url, self._secret, self.bucket, self.retry, self._timeout_s))
 
     def close(self) -> None:
         self._http.close()
@@ -293,6 +300,12 @@ class SupabaseClient:
         items = self._call("sign", self.bucket, lambda: bucket.create_signed_urls(keys, expires_in_s))
         return {item["path"]: item["signedURL"] for item in items
                 if item.get("signedURL") and not item.get("error")}
+
+
+def _rebuild_client(url: str, key: str, bucket: str, retry: RetryPolicy,
+                    timeout_s: float) -> SupabaseClient:
+    return SupabaseClient(SupabaseCredentials(url, key), bucket=bucket, retry=retry,
+                          timeout_s=timeout_s)
 
 
 class _Duplicate(Exception):

@@ -9,12 +9,10 @@ the second or so a new worker process costs.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 import uuid
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from actors.errors import FramesiftError
@@ -25,6 +23,7 @@ from jobs.golden.params import GoldenParams
 from jobs.golden.planner import ChunkPlan
 from jobs.redact import redact_text
 from jobs.settings import Settings
+from jobs.sources import SourceOptions
 from jobs.stores import make_store
 
 RUNNER_NAMESPACE = "framesift"
@@ -46,7 +45,8 @@ class RunnerBusyError(RuntimeError):
 
 
 class AnalysisRunner:
-    """Downloads (when given a URL) and analyses videos; records events as it goes."""
+    """Analyses videos (an uploaded file, or a URL the workers read with range requests under
+    the service's URL rules); records events as it goes."""
 
     def __init__(self) -> None:
         self.spec: dict[str, Any] = {}
@@ -81,17 +81,6 @@ class AnalysisRunner:
         with self._lock:
             self._events.append({"seq": len(self._events) + 1, "type": type_, "data": data})
 
-    def _video_path(self, settings: dict[str, Any]) -> Path:
-        if self.spec["source_kind"] == "file":
-            return Path(self.spec["source"])
-        from jobs.fetch import fetch_to_file
-
-        dest = Path(settings["state_dir"]) / "downloads" / self.spec["id"]
-        return fetch_to_file(self.spec["source"], dest,
-                             max_bytes=int(settings["download_max_bytes"]),
-                             timeout_s=float(settings["download_timeout_s"]),
-                             allowlist=settings["url_allowlist"])
-
     def _params(self, settings: Settings) -> GoldenParams:
         overrides = {k: v for k, v in self.spec["params"].items() if v is not None}
         return replace(GoldenParams.from_settings(settings), **overrides)
@@ -125,11 +114,11 @@ class AnalysisRunner:
         settings = self.spec["settings"]
         try:
             self._emit("started", {"started_at": time.time()})
-            path = self._video_path(settings)
             job_settings = Settings(**{k: v for k, v in settings.items() if k in Settings.model_fields})
-            job = VideoJob(str(path), self.spec["scan_id"], self.spec["item_type"])
+            job = VideoJob(str(self.spec["source"]), self.spec["scan_id"], self.spec["item_type"])
             [result] = run_golden([job], self._params(job_settings), make_store(job_settings),
-                                  hooks=self._hooks())
+                                  hooks=self._hooks(),
+                                  sources=SourceOptions.from_settings(job_settings))
             if result.ok and result.manifest is not None:
                 self._emit("done", {"result": result_summary(result.manifest, result.location)})
             else:
@@ -141,7 +130,3 @@ class AnalysisRunner:
         except Exception as exc:  # noqa: BLE001 - reported to the client as data, not a crash
             self._emit("error", {"code": "internal_error",
                                  "message": redact_text(f"{type(exc).__name__}: {exc}")})
-        finally:
-            if self.spec["source_kind"] == "url":
-                shutil.rmtree(Path(settings["state_dir"]) / "downloads" / self.spec["id"],
-                              ignore_errors=True)

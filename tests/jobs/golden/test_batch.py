@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.golden.batch import (DownloadOptions, ManifestEntry, ManifestError, is_complete,
-                        read_manifest, run_batch)
-from jobs.golden.job import GoldenParams
+from jobs.golden.batch import (ManifestEntry, ManifestError, is_complete, read_manifest,
+                               run_batch)
+from jobs.golden.job import GoldenParams, Hooks
+from jobs.sources import SourceOptions
 from jobs.stores.local import LocalStore
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -30,12 +31,17 @@ def test_csv_manifest(tmp_path):
     m.write_text("video,scan_id,item_type\n"
                  "a.mp4,scan-a,ring\n"
                  f"{tmp_path}/b c.mp4,,\n"
-                 "https://cdn.example.com/v/x%20y.mp4?sig=1,,watch\n")
-    a, b, c = read_manifest(m)
+                 "https://cdn.example.com/v/x%20y.mp4?sig=1,,watch\n"
+                 "s3://scans/2024/ring-7.mp4,,\n"
+                 "gs://scans/b.mov,gs-b,\n"
+                 "supabase://videos/u1/c.mp4,,\n")
+    a, b, c, s3, gs, sb = read_manifest(m)
     assert a == ManifestEntry(str(tmp_path / "sub" / "a.mp4"), "scan-a", "ring", 2)
     assert (b.video, b.scan_id, b.item_type) == (f"{tmp_path}/b c.mp4", "b-c", None)
-    assert c.is_url and c.video.endswith("?sig=1") and c.item_type == "watch"
+    assert c.is_remote and c.video.endswith("?sig=1") and c.item_type == "watch"
     assert c.scan_id == "x-20y"
+    assert (s3.video, s3.scan_id, s3.is_remote) == ("s3://scans/2024/ring-7.mp4", "ring-7", True)
+    assert (gs.scan_id, sb.scan_id, sb.video) == ("gs-b", "c", "supabase://videos/u1/c.mp4")
 
 
 def test_jsonl_manifest_with_comments_and_blank_lines(tmp_path):
@@ -53,7 +59,8 @@ def test_jsonl_manifest_with_comments_and_blank_lines(tmp_path):
     ("m.csv", "video,scan_id\na.mp4,x\nb.mp4,x\n", "line 3: scan id 'x' already used on line 2"),
     ("m.csv", "video,scan_id\na.mp4,../evil\n", "line 2: invalid scan id"),
     ("m.csv", "video,scan_id\n,a\n", "line 2: 'video' is empty"),
-    ("m.csv", "video\nftp://host/a.mp4\n", "line 2: only http:// and https://"),
+    ("m.csv", "video\nftp://host/a.mp4\n", "line 2: ftp:// is not accepted"),
+    ("m.csv", "video\ns3://b/a.mp4?endpoint_override=10.0.0.1\n", "line 2: s3://b/a.mp4: a query"),
     ("m.jsonl", '{"video": "a.mp4"}\n{"video": \n', "m.jsonl:2: not a JSON object"),
     ("m.jsonl", '["a.mp4"]\n', "expected a JSON object"),
     ("m.csv", "video,scan_id\n", "lists no videos"),
@@ -115,30 +122,34 @@ def test_batch_results_errors_resume_and_summary(ray_cluster, videos, http_video
     entries = _entries(tmp_path, videos, http_videos)
     store = LocalStore(tmp_path / "out")
     params = GoldenParams(top_k=3)
-    dl = DownloadOptions(str(tmp_path / "downloads"), max_bytes=1 << 26, timeout_s=30,
-                         allowlist="127.0.0.1")
-    report = run_batch(entries, params, store, downloads=dl)
+    sources = SourceOptions(allowlist="127.0.0.1", max_bytes=1 << 26, deadline_s=30)
+    finished = []
+    report = run_batch(entries, params, store, sources=sources,
+                       hooks=Hooks(on_result=lambda r: finished.append(r.scan_id)))
     by_id = {r.scan_id: r for r in report.results}
     assert [r.scan_id for r in report.results] == [e.scan_id for e in entries]
+    assert sorted(finished) == sorted(e.scan_id for e in entries)  # one line per video
     assert {s for s, r in by_id.items() if r.ok} == {"scan-a", "scan-b", "scan-url"}
     codes = {s: r.error_code for s, r in by_id.items() if not r.ok}
     assert codes == {"scan-bad": "not_a_video", "scan-missing": "video_not_found",
-                     "scan-404": "download_failed", "scan-private": "url_blocked"}
+                     "scan-404": "source_gone", "scan-private": "url_blocked"}
     assert "secret" not in json.dumps([r.error for r in report.results])
+    assert all(r.manifest is None for r in report.results)  # the driver keeps no manifests
     for scan, item in (("scan-a", "ring"), ("scan-b", "watch"), ("scan-url", "shoe")):
         manifest = store.manifest(scan)
         assert manifest.item_type == item and len(manifest.golden_frames) == 3
         assert is_complete(store, scan, params)
-    # the URL video was downloaded once, into the download folder, and scored from there
-    assert store.manifest("scan-url").video.path.startswith(str(tmp_path / "downloads"))
+    # the URL video was read by the workers (this server has no ranges: one full read each),
+    # never downloaded to a folder; its recorded name has no query string
+    assert store.manifest("scan-url").video.path == f"{http_videos[1]}/c.mp4?***"
     s = report.summary
     assert (s.videos, s.ok, s.failed, s.skipped) == (7, 3, 4, 0)
     assert s.frames == 3 * 90 and s.frames_per_s > 0 and s.cpu_s > 0
-    assert s.scoring_cpu_s > 0 and s.driver_cpu_s > 0
+    assert s.worker_cpu_s > 0 and s.driver_cpu_s > 0 and 0 < s.first_result_s <= s.wall_s
 
     # resume: complete scans are skipped, nothing of theirs is rewritten; failed ones rerun
     stamps = {scan: store.manifest(scan).created_at for scan in ("scan-a", "scan-b", "scan-url")}
-    again = run_batch(entries, params, store, downloads=dl)
+    again = run_batch(entries, params, store, sources=sources)
     assert sorted(again.skipped) == ["scan-a", "scan-b", "scan-url"]
     assert [r.scan_id for r in again.results] == ["scan-bad", "scan-missing", "scan-404",
                                                  "scan-private"]
@@ -148,16 +159,16 @@ def test_batch_results_errors_resume_and_summary(ray_cluster, videos, http_video
 
     # an incomplete result (no manifest) and changed parameters are recomputed
     (tmp_path / "out" / "scan-b" / "manifest.json").unlink()
-    third = run_batch(entries[:3], params, store, downloads=dl)
+    third = run_batch(entries[:3], params, store, sources=sources)
     assert third.skipped == ["scan-a"] and [r.scan_id for r in third.results] == ["scan-bad", "scan-b"]
     assert store.manifest("scan-b") is not None
     other = GoldenParams(top_k=2)
     assert not is_complete(store, "scan-a", other)
-    fourth = run_batch(entries[:1], other, store, downloads=dl)
+    fourth = run_batch(entries[:1], other, store, sources=sources)
     assert fourth.skipped == [] and fourth.results[0].ok
     assert len(store.manifest("scan-a").golden_frames) == 2
     # --no-resume recomputes even a complete result
-    fifth = run_batch(entries[:1], other, store, downloads=dl, resume=False)
+    fifth = run_batch(entries[:1], other, store, sources=sources, resume=False)
     assert fifth.skipped == [] and store.manifest("scan-a").created_at != stamps["scan-a"]
 
 

@@ -1,0 +1,132 @@
+"""A video's last step, wherever it runs: select, extract the picks, glint, store.
+
+``finish_video`` runs on a Ray worker as soon as a video's scores are all in (in the task that
+scored a whole-video unit, or in a task of its own for a chunked video), or in process for the
+sequential reference. The store session commits the manifest last, so a result is complete or
+absent.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import Callable, Sequence
+
+import pyarrow as pa
+
+from actors.cropper import encode_image
+from actors.glint import glint_metrics
+from actors.records import FrameScore, GoldenFrame, VideoInfo, VideoSummary
+from actors.video import Source, read_frames
+from jobs.golden.manifest import GoldenManifest, GoldenResult, SelectionSummary
+from jobs.golden.params import GoldenParams
+from jobs.golden.planner import BatchPlan, ChunkPlan
+from jobs.golden.reducer import Selection, select_golden
+from jobs.stores.base import Store, validate_scan_id
+
+ProgressFn = Callable[[str, int], None]  # (video_id, frames just scored)
+
+__all__ = ["Hooks", "ProgressFn", "VideoJob", "WALL_TIMINGS", "finish_video", "scores_table"]
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    path: str
+    scan_id: str
+    item_type: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_scan_id(self.scan_id)
+
+
+@dataclass
+class Hooks:
+    """Callbacks for progress reporting (CLI bar, service events), called on the driver.
+
+    ``on_batch``: the batch plan, before any video; ``on_planned``: a video was probed and
+    planned; ``on_frames``: frames of a video were scored; ``on_pick``: a golden frame was
+    stored; ``on_result``: a video finished (succeeded or failed), in completion order.
+    """
+
+    on_planned: Callable[[str, VideoSummary, ChunkPlan], None] | None = None
+    on_frames: ProgressFn | None = None
+    on_pick: Callable[[str, GoldenFrame], None] | None = None
+    on_batch: Callable[[BatchPlan], None] | None = None
+    on_result: Callable[[GoldenResult], None] | None = None
+
+
+def _version() -> str:
+    try:
+        return metadata.version("framesift")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+_IMAGE_TYPES = {"png": ("png", "image/png"), "jpeg": ("jpg", "image/jpeg")}
+
+
+def scores_table(scores: Sequence[FrameScore], selection: Selection, motion_max: float) -> pa.Table:
+    """``scores.parquet``: every frame's metrics, whether it is still and whether it was picked."""
+    picked = {p.score.frame_index for p in selection.picks}
+    return pa.table({
+        "frame_index": [s.frame_index for s in scores],
+        "pts": [s.pts for s in scores],
+        "time_s": [s.time_s for s in scores],
+        "sharpness": [s.sharpness for s in scores],
+        "motion": [s.motion for s in scores],
+        "still": [s.motion <= motion_max for s in scores],
+        "picked": [s.frame_index in picked for s in scores],
+    })
+
+
+# Timings that add up to a video's work (score_cpu_s is the chunks' CPU, alongside score_s).
+WALL_TIMINGS = ("probe_s", "score_s", "select_s", "extract_s", "store_s")
+
+
+def finish_video(job: VideoJob, info: VideoInfo, plan: ChunkPlan, scores: Sequence[FrameScore],
+                 params: GoldenParams, store: Store, timings: dict[str, float],
+                 hooks: Hooks | None = None, source: Source | None = None) -> GoldenResult:
+    """Select, extract only the picks, analyse glint, store; manifest written last.
+
+    ``source`` reads the video for the extraction when it is not the local file ``info.path``.
+    """
+    t0 = time.perf_counter()
+    selection = select_golden(scores, top_k=params.top_k, min_gap_s=params.min_gap_s,
+                              motion_max=params.motion_max)
+    t1 = time.perf_counter()
+    pixels = read_frames(source or info.path, [p.score.frame_index for p in selection.picks],
+                         info.index, info.rotation)
+    t2 = time.perf_counter()
+    ext, ctype = _IMAGE_TYPES[params.image_format]
+    golden: list[GoldenFrame] = []
+    with store.open(job.scan_id) as session:
+        for rank, pick in enumerate(selection.picks, start=1):
+            s = pick.score
+            bgr = pixels[s.frame_index]
+            data = encode_image(bgr, params.image_format, params.jpeg_quality)
+            key, uri = session.put_image(s.frame_index, data, ext, ctype)
+            frame = GoldenFrame(rank=rank, frame_index=s.frame_index, time_s=s.time_s,
+                                sharpness=s.sharpness, motion=s.motion, still=pick.still,
+                                width=bgr.shape[1], height=bgr.shape[0],
+                                glint=glint_metrics(bgr, params.glint), key=key, uri=uri)
+            golden.append(frame)
+            if hooks and hooks.on_pick:
+                hooks.on_pick(job.scan_id, frame)
+        scores_key = session.put_scores(scores_table(scores, selection, params.motion_max))
+        timings = {**timings, "select_s": t1 - t0, "extract_s": t2 - t1,
+                   "store_s": time.perf_counter() - t2}
+        timings["total_s"] = sum(v for k, v in timings.items() if k in WALL_TIMINGS)
+        manifest = GoldenManifest(
+            framesift_version=_version(), scan_id=job.scan_id, item_type=job.item_type,
+            created_at=datetime.now(timezone.utc).isoformat(), video=info.without_index(),
+            parameters=params, plan=plan,
+            selection=SelectionSummary(still_frames=selection.still_frames,
+                                       relaxed=selection.relaxed,
+                                       motion_max_used=selection.motion_max_used,
+                                       picked=len(golden), notes=list(selection.notes)),
+            timings_s={k: round(v, 4) for k, v in timings.items()},
+            golden_frames=golden, scores_key=scores_key, store=store.name)
+        location = session.commit(manifest)
+    return GoldenResult(job.scan_id, info.path, "succeeded", manifest=manifest, location=location)

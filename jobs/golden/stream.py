@@ -1,0 +1,570 @@
+"""One streaming pipeline from inputs to stored results, per video as each one finishes.
+
+On Ray Data (``preserve_order`` off, so a finished unit is delivered at once)::
+
+  from_items: one row per video (scan id, what to read, what to call it)       driver
+    -> ProbeStage   open the source, probe, plan with the BatchPlan -> one row per chunk
+    -> repartition  one row per block, so that a video's chunks spread over the workers
+    -> ScoreStage   score one chunk; a one-chunk video is finished right there (select,
+                    extract the picks through the same source, glint, store, manifest last)
+    -> iter_batches progress and results; a chunked video's scores wait here until its last
+                    chunk is in, then ``finish_video`` runs as a Ray task (at most
+                    ``max_finishing`` at once, harvested with ``ray.wait(timeout=0)``)
+
+Everything that reads a video runs on a worker: inputs are local paths every node sees,
+http(s) URLs, s3:// or gs:// objects, or Supabase objects signed here (``jobs.sources``). The
+driver holds the input rows, the scores of chunked videos still in flight and nothing per
+finished video but what it hands to the caller. A video that fails (cannot be read, is not a
+video, disappears mid-run, cannot be stored) becomes its own failed result; the others go on.
+Killing the driver kills its tasks; committed results stay, so a rerun with resume finishes
+the rest.
+
+``distributed=False`` runs the same stages, in the same order of operations, in this process
+(the sequential reference the distributed results are compared to, bit for bit).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Iterator, Sequence
+
+import pyarrow as pa
+
+from actors.errors import FramesiftError
+from actors.records import FrameIndex, FrameScore, VideoChunk, VideoInfo, VideoSummary
+from actors.scoring import ChunkScorer
+from actors.video import probe
+from jobs.golden.finish import WALL_TIMINGS, Hooks, VideoJob, finish_video
+from jobs.golden.manifest import GoldenManifest, GoldenResult
+from jobs.golden.params import GoldenParams
+from jobs.golden.planner import BatchPlan, ChunkPlan, plan_batch
+from jobs.sources import (InvalidSourceError, SourceOptions, check_input, display_name,
+                          open_source, scheme_of, source_identity)
+from jobs.stores.base import Store
+
+log = logging.getLogger(__name__)
+
+# Ray resources of the stages. Probing reads a video's index (for MP4: the whole file's
+# packets, no decoding) and costs little CPU next to scoring.
+PROBE_CPUS = 0.5
+FINISH_CPUS = 1.0
+
+_STR, _INT, _FLOAT = pa.string(), pa.int64(), pa.float64()
+PROBE_SCHEMA = pa.schema([
+    ("kind", _STR), ("video_id", _STR), ("path", _STR), ("url", _STR), ("start", _INT),
+    ("stop", _INT), ("width", _INT), ("height", _INT), ("rotation", _INT), ("stride", _INT),
+    ("pts", pa.list_(_INT)), ("keyframes", pa.list_(_INT)), ("tb_num", _INT), ("tb_den", _INT),
+    ("chunk", _INT), ("n_chunks", _INT), ("meta", _STR), ("error", _STR), ("error_code", _STR),
+])
+SCORE_SCHEMA = pa.schema([
+    ("kind", _STR), ("video_id", _STR), ("url", _STR), ("chunk", _INT), ("n_chunks", _INT),
+    ("frame_index", pa.list_(_INT)), ("pts", pa.list_(_INT)), ("time_s", pa.list_(_FLOAT)),
+    ("sharpness", pa.list_(_FLOAT)), ("motion", pa.list_(_FLOAT)), ("t_start", _FLOAT),
+    ("t_end", _FLOAT), ("seconds", _FLOAT), ("meta", _STR), ("result", _STR), ("error", _STR),
+    ("error_code", _STR),
+])
+_SCORE_FIELDS = ("frame_index", "pts", "time_s", "sharpness", "motion")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """What every stage needs on a worker (shipped once per operator)."""
+
+    params: GoldenParams
+    sources: SourceOptions
+    batch: BatchPlan
+    store: Store
+
+
+@dataclass
+class VideoOutcome:
+    """A finished video as the stream yields it: the result, and what a batch summary needs
+    without keeping the manifest (frames scored, worker seconds spent, manifest position)."""
+
+    result: GoldenResult
+    seq: int
+    frames: int = 0
+    worker_s: float = 0.0
+
+
+# -- worker side -------------------------------------------------------------------------------
+
+def _error_code(exc: BaseException) -> str:
+    return getattr(exc, "code", "internal_error") if isinstance(exc, FramesiftError) else "internal_error"
+
+
+def _error_text(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, FramesiftError) else f"{type(exc).__name__}: {exc}"
+
+
+def probe_rows(row: dict[str, Any], config: StageConfig) -> list[dict[str, Any]]:
+    """Probe and plan one video: one row per chunk (plus a ``planned`` row ahead of them when
+    there are several), or a single ``error`` row."""
+    t0 = time.perf_counter()
+    meta: dict[str, Any] = {"scan_id": row["scan_id"], "item_type": row["item_type"],
+                            "seq": row["seq"], "name": row["name"]}
+    empty = {"path": row["name"], "url": row["url"], "start": 0, "stop": 0, "width": 0,
+             "height": 0, "rotation": 0, "stride": 1, "pts": [], "keyframes": [], "tb_num": 1,
+             "tb_den": 1, "chunk": 0, "n_chunks": 0, "error": "", "error_code": ""}
+    try:
+        source = open_source(row["url"], row["name"], config.sources)
+        info = probe(source)
+        params = config.params
+        plan = config.batch.plan_video(info.frame_count, info.width, info.height,
+                                       index=info.index,
+                                       min_frames_per_chunk=params.min_frames_per_chunk,
+                                       max_workers=params.max_workers)
+    except Exception as exc:  # noqa: BLE001 - a bad video is data, never the batch's crash
+        if not isinstance(exc, FramesiftError):
+            log.exception("probing %s failed", row["name"])
+        return [{**empty, "kind": "error", "video_id": row["scan_id"], "meta": json.dumps(meta),
+                 "error": _error_text(exc), "error_code": _error_code(exc)}]
+    meta.update(info=info.summary(), identity=source_identity(source),
+                keyframes=list(info.index.keyframes),
+                tb=[info.index.time_base.numerator, info.index.time_base.denominator],
+                plan=plan.to_dict(), probe_s=time.perf_counter() - t0)
+    meta_json = json.dumps(meta)
+    n = len(plan.chunks)
+    out: list[dict[str, Any]] = []
+    if n > 1:
+        out.append({**empty, "kind": "planned", "video_id": row["scan_id"], "n_chunks": n,
+                    "meta": meta_json})
+    for i, frames in enumerate(plan.chunks):
+        chunk = VideoChunk.of(row["scan_id"], info, frames)
+        out.append({**empty, **chunk.to_row(), "kind": "chunk", "url": row["url"], "chunk": i,
+                    "n_chunks": n, "meta": meta_json})
+    return out
+
+
+def _identity(meta: str | dict[str, Any]) -> tuple[int, str | None] | None:
+    """What the probe saw of the object (size, ETag): readers of the chunks insist on it."""
+    found = (json.loads(meta) if isinstance(meta, str) else meta).get("identity")
+    return (int(found[0]), found[1]) if found else None
+
+
+def _score_columns(scores: Sequence[FrameScore]) -> dict[str, list[Any]]:
+    return {"frame_index": [s.frame_index for s in scores], "pts": [s.pts for s in scores],
+            "time_s": [s.time_s for s in scores], "sharpness": [s.sharpness for s in scores],
+            "motion": [s.motion for s in scores]}
+
+
+def _frame_scores(parts: Sequence[dict[str, Any]]) -> list[FrameScore]:
+    """The FrameScores of a video's scored chunks, in frame order (the inverse of
+    ``_score_columns``)."""
+    scores = [FrameScore(int(i), int(p), float(t), float(s), float(m))
+              for part in parts
+              for i, p, t, s, m in zip(*(part[f] for f in _SCORE_FIELDS))]
+    scores.sort(key=lambda s: s.frame_index)
+    return scores
+
+
+def score_row(row: dict[str, Any], config: StageConfig, scorer: ChunkScorer) -> dict[str, Any]:
+    """Score one chunk row (other rows pass through); finish a one-chunk video here."""
+    out: dict[str, Any] = {"kind": row["kind"], "video_id": row["video_id"], "url": row["url"],
+                           "chunk": row["chunk"], "n_chunks": row["n_chunks"],
+                           **{f: [] for f in _SCORE_FIELDS}, "t_start": 0.0, "t_end": 0.0,
+                           "seconds": 0.0, "meta": row["meta"], "result": "",
+                           "error": row["error"], "error_code": row["error_code"]}
+    if row["kind"] != "chunk":
+        return out
+    t_start, p0 = time.time(), time.perf_counter()
+    source: Any = None
+    try:
+        source = open_source(row["url"], row["path"], config.sources, _identity(row["meta"]))
+        _, outcome = scorer.score_or_error(VideoChunk.from_row(row), source)
+    except Exception as exc:  # noqa: BLE001
+        outcome = exc
+    out.update(t_start=t_start, t_end=time.time(), seconds=time.perf_counter() - p0)
+    if isinstance(outcome, BaseException):
+        if not isinstance(outcome, FramesiftError):
+            log.error("scoring %s failed: %s", row["path"], _error_text(outcome))
+        out.update(kind="error", error=_error_text(outcome), error_code=_error_code(outcome))
+        return out
+    out.update(kind="scores", **_score_columns(outcome))
+    if row["n_chunks"] == 1:  # a whole-video unit: finished by the task that scored it
+        result = finish_scored(row["meta"], row["url"], [out], config, source)
+        out.update({f: [] for f in _SCORE_FIELDS})
+        out.update(kind="done", result=json.dumps(result))
+    return out
+
+
+def finish_scored(meta_json: str, url: str, parts: Sequence[dict[str, Any]],
+                  config: StageConfig, source: Any = None) -> dict[str, Any]:
+    """``finish_video`` on the scores of all of a video's chunks; the outcome as plain data."""
+    meta = json.loads(meta_json)
+    scores = _frame_scores(parts)
+    summary = meta["info"]
+    try:
+        if [s.frame_index for s in scores] != list(range(summary["frame_count"])):
+            got = {s.frame_index for s in scores}
+            missing = sorted(set(range(summary["frame_count"])) - got)[:5]
+            raise RuntimeError(f"expected frames 0..{summary['frame_count'] - 1} once each; got "
+                               f"{len(scores)} scores, first missing {missing}")
+        index = FrameIndex(tuple(s.pts for s in scores), tuple(meta["keyframes"]),
+                           Fraction(*meta["tb"]))
+        info = VideoInfo(**summary, index=index)
+        timings = {"probe_s": meta["probe_s"],
+                   "score_s": max(p["t_end"] for p in parts) - min(p["t_start"] for p in parts),
+                   "score_cpu_s": sum(p["seconds"] for p in parts)}
+        job = VideoJob(meta["name"], meta["scan_id"], meta["item_type"])
+        if source is None:
+            source = open_source(url, meta["name"], config.sources, _identity(meta))
+        result = finish_video(job, info, ChunkPlan.from_dict(meta["plan"]), scores,
+                              config.params, config.store, timings, source=source)
+    except Exception as exc:  # noqa: BLE001
+        if not isinstance(exc, FramesiftError):
+            log.exception("finishing %s failed", meta["name"])
+        return {"status": "failed", "error": _error_text(exc), "error_code": _error_code(exc)}
+    assert result.manifest is not None
+    t = result.manifest.timings_s
+    worker_s = sum(t.get(k, 0.0) for k in WALL_TIMINGS if k != "score_s") + t.get("score_cpu_s", 0.0)
+    return {"status": "succeeded", "location": result.location, "frames": summary["frame_count"],
+            "worker_s": worker_s, "manifest": result.manifest.to_json()}
+
+
+class ProbeStage:
+    """Ray Data unit: probe and plan the videos of a batch of input rows."""
+
+    def __init__(self, config: StageConfig) -> None:
+        self.config = config
+
+    def setup(self) -> None:
+        pass
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = [r for row in batch.to_pylist() for r in probe_rows(row, self.config)]
+        return pa.Table.from_pylist(rows, schema=PROBE_SCHEMA)
+
+
+class ScoreStage:
+    """Ray Data unit: score chunk rows (and finish one-chunk videos)."""
+
+    def __init__(self, config: StageConfig) -> None:
+        self.config = config
+        self.scorer: ChunkScorer | None = None
+
+    def setup(self) -> None:
+        self.scorer = ChunkScorer(self.config.params.scorer)
+        self.scorer.setup()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        if self.scorer is None:
+            self.setup()
+        assert self.scorer is not None
+        rows = [score_row(row, self.config, self.scorer) for row in batch.to_pylist()]
+        return pa.Table.from_pylist(rows, schema=SCORE_SCHEMA)
+
+
+def _finish_task(config: StageConfig, meta_json: str, url: str,
+                 parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Ray task body: finish a chunked video whose scores are all in."""
+    return finish_scored(meta_json, url, parts, config)
+
+
+# -- driver side -------------------------------------------------------------------------------
+
+@dataclass
+class _Partial:
+    """A chunked video in flight: its scored chunks so far. It is dropped once its rows (the
+    ``planned`` row and one per chunk, in any order) have all arrived."""
+
+    n_chunks: int
+    meta: str
+    url: str
+    parts: dict[int, dict[str, Any]] = field(default_factory=dict)
+    seen: set[int] = field(default_factory=set)  # chunk numbers; -1 for the planned row
+    planned: bool = False
+    failed: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return len(self.seen) == self.n_chunks + 1
+
+
+class Collector:
+    """Turns the stream's rows into progress, finish steps and results (driver state: the
+    chunked videos in flight and the finish steps running)."""
+
+    def __init__(self, config: StageConfig, hooks: Hooks, *, keep_manifests: bool,
+                 finisher: "_Finisher") -> None:
+        self.config = config
+        self.hooks = hooks
+        self.keep_manifests = keep_manifests or hooks.on_pick is not None
+        self.finisher = finisher
+        self.partial: dict[str, _Partial] = {}
+        self.ready: deque[VideoOutcome] = deque()
+
+    def take(self, row: dict[str, Any]) -> None:
+        kind, scan = row["kind"], row["video_id"]
+        if kind == "planned":
+            partial = self._partial(row)
+            partial.seen.add(-1)
+            self._planned(partial)
+            if partial.complete:
+                del self.partial[scan]
+            return
+        if kind == "done":
+            meta = json.loads(row["meta"])
+            self._on_planned(meta)
+            result = json.loads(row["result"])
+            if result["status"] == "succeeded" and self.hooks.on_frames:
+                self.hooks.on_frames(scan, result["frames"])
+            self.emit(meta, result)
+            return
+        if row["n_chunks"] <= 1:  # a probe error, or the error of a one-chunk video
+            meta = json.loads(row["meta"])
+            self._on_planned(meta)
+            self.emit(meta, {"status": "failed", "error": row["error"],
+                             "error_code": row["error_code"]})
+            return
+        partial = self._partial(row)
+        partial.seen.add(row["chunk"])
+        if not partial.failed:
+            if kind == "error":
+                partial.failed = True
+                partial.parts.clear()
+                self.emit(json.loads(partial.meta), {"status": "failed", "error": row["error"],
+                                                     "error_code": row["error_code"]})
+            else:
+                self._planned(partial)
+                partial.parts[row["chunk"]] = {k: row[k] for k in (*_SCORE_FIELDS, "t_start",
+                                                                   "t_end", "seconds")}
+                if self.hooks.on_frames:
+                    self.hooks.on_frames(scan, len(row["frame_index"]))
+                if len(partial.parts) == partial.n_chunks:
+                    self.finisher.submit(self, partial.meta, partial.url,
+                                         [partial.parts[i] for i in sorted(partial.parts)])
+        if partial.complete:
+            del self.partial[scan]
+
+    def _partial(self, row: dict[str, Any]) -> _Partial:
+        entry = self.partial.get(row["video_id"])
+        if entry is None:
+            entry = self.partial[row["video_id"]] = _Partial(row["n_chunks"], row["meta"],
+                                                            row["url"])
+        return entry
+
+    def _planned(self, partial: _Partial) -> None:
+        if not partial.planned:
+            partial.planned = True
+            self._on_planned(json.loads(partial.meta))
+
+    def _on_planned(self, meta: dict[str, Any]) -> None:
+        if self.hooks.on_planned and "plan" in meta:
+            self.hooks.on_planned(meta["scan_id"], VideoSummary(**meta["info"]),
+                                  ChunkPlan.from_dict(meta["plan"]))
+
+    def emit(self, meta: dict[str, Any], outcome: dict[str, Any]) -> None:
+        """A video's result: to the hooks now, to the stream's consumer next."""
+        scan, name = meta["scan_id"], meta["name"]
+        if outcome["status"] == "succeeded":
+            manifest = (GoldenManifest.from_json(outcome["manifest"]) if self.keep_manifests
+                        else None)
+            result = GoldenResult(scan, name, "succeeded", manifest=manifest,
+                                  location=outcome["location"])
+            if manifest is not None and self.hooks.on_pick:
+                for frame in manifest.golden_frames:
+                    self.hooks.on_pick(scan, frame)
+            done = VideoOutcome(result, meta["seq"], outcome["frames"], outcome["worker_s"])
+        else:
+            result = GoldenResult(scan, name, "failed", error=outcome["error"],
+                                  error_code=outcome["error_code"] or "video_error")
+            done = VideoOutcome(result, meta["seq"])
+        if self.hooks.on_result:
+            self.hooks.on_result(result)
+        self.ready.append(done)
+
+    def drain(self) -> Iterator[VideoOutcome]:
+        while self.ready:
+            yield self.ready.popleft()
+
+
+class _Finisher:
+    """Runs the finish step of chunked videos: in process (sequential reference)."""
+
+    def __init__(self, config: StageConfig) -> None:
+        self.config = config
+
+    def submit(self, collector: Collector, meta: str, url: str, parts: list[dict[str, Any]]) -> None:
+        collector.emit(json.loads(meta), finish_scored(meta, url, parts, self.config))
+
+    def harvest(self, collector: Collector, block: bool = False) -> None:
+        pass
+
+    def pending(self) -> int:
+        return 0
+
+
+class _RayFinisher(_Finisher):
+    """Runs the finish step of chunked videos as Ray tasks, at most ``limit`` at once."""
+
+    def __init__(self, config: StageConfig, limit: int) -> None:
+        import ray
+
+        super().__init__(config)
+        self.ray = ray
+        self.limit = max(1, limit)
+        self.config_ref = ray.put(config)
+        self.task = ray.remote(num_cpus=FINISH_CPUS, max_retries=3)(_finish_task)
+        self.running: dict[Any, str] = {}  # ObjectRef -> meta JSON
+
+    def submit(self, collector: Collector, meta: str, url: str, parts: list[dict[str, Any]]) -> None:
+        while len(self.running) >= self.limit:
+            self.harvest(collector, block=True)
+        self.running[self.task.remote(self.config_ref, meta, url, parts)] = meta
+
+    def harvest(self, collector: Collector, block: bool = False) -> None:
+        if not self.running:
+            return
+        ready, _ = self.ray.wait(list(self.running), num_returns=1 if block else len(self.running),
+                                 timeout=None if block else 0)
+        for ref in ready:
+            meta = self.running.pop(ref)
+            try:
+                outcome = self.ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - the task died for good (retries spent)
+                outcome = {"status": "failed", "error_code": "finish_failed",
+                           "error": f"the finish step failed: {type(exc).__name__}: "
+                                    f"{str(exc).splitlines()[0] if str(exc) else ''}"}
+            collector.emit(json.loads(meta), outcome)
+
+    def pending(self) -> int:
+        return len(self.running)
+
+
+def _check_unique(jobs: Sequence[VideoJob]) -> None:
+    seen: set[str] = set()
+    for job in jobs:
+        if job.scan_id in seen:
+            raise ValueError(f"scan id {job.scan_id!r} appears twice in one run")
+        seen.add(job.scan_id)
+
+
+def _input_rows(jobs: Sequence[VideoJob], sources: SourceOptions,
+                ) -> tuple[list[dict[str, Any]], list[tuple[int, VideoJob, Exception]]]:
+    """One row per readable input (Supabase objects signed now); the others fail at once."""
+    rows: list[dict[str, Any]] = []
+    failed: list[tuple[int, VideoJob, Exception]] = []
+    valid: list[tuple[int, VideoJob]] = []
+    for seq, job in enumerate(jobs):
+        try:
+            check_input(job.path)
+        except InvalidSourceError as exc:
+            failed.append((seq, job, exc))
+            continue
+        valid.append((seq, job))
+    signed: dict[str, Any] = {}
+    supabase = [job.path for _, job in valid if scheme_of(job.path) == "supabase"]
+    if supabase:
+        from jobs.sources.supabase import sign_inputs
+
+        signed = sign_inputs(supabase, sources.signed_url_expiry_s)
+    for seq, job in valid:
+        url = signed.get(job.path, job.path)
+        if isinstance(url, Exception):
+            failed.append((seq, job, url))
+            continue
+        rows.append({"scan_id": job.scan_id, "url": url, "name": display_name(job.path),
+                     "item_type": job.item_type, "seq": seq})
+    return rows, failed
+
+
+def stream_golden(jobs: Sequence[VideoJob], params: GoldenParams, store: Store, *,
+                  distributed: bool = True, address: str | None = None,
+                  num_cpus: int | None = None, plan_cpus: int | None = None,
+                  hooks: Hooks | None = None, sources: SourceOptions | None = None,
+                  max_finishing: int | None = None,
+                  keep_manifests: bool = True) -> Iterator[VideoOutcome]:
+    """Run the golden-frame job over ``jobs``; yield each video's outcome as it finishes.
+
+    ``plan_cpus``: plan for that many CPUs instead of the cluster's now (an autoscaling
+    cluster: what it may scale to). ``keep_manifests=False`` drops each manifest once its
+    result is yielded (a large batch: the store has them). ``max_finishing``: most chunked
+    videos finishing at once (default 2 x the CPUs planned for).
+    """
+    hooks = hooks or Hooks()
+    sources = sources or SourceOptions()
+    _check_unique(jobs)
+    if not jobs:
+        return
+    cpus = 1
+    if distributed:
+        from jobs.runtime import ensure_ray
+
+        cluster_cpus = ensure_ray(address, num_cpus)
+        cpus = plan_cpus or cluster_cpus
+    batch = plan_batch(len(jobs), cpus, workers=params.workers)
+    if hooks.on_batch:
+        hooks.on_batch(batch)
+    rows, failed = _input_rows(jobs, sources)
+    config = StageConfig(params, sources, batch, store)
+    finisher = (_RayFinisher(config, max_finishing or 2 * cpus) if distributed
+                else _Finisher(config))
+    collector = Collector(config, hooks, keep_manifests=keep_manifests, finisher=finisher)
+    for seq, job, exc in failed:
+        collector.emit({"scan_id": job.scan_id, "name": display_name(job.path), "seq": seq},
+                       {"status": "failed", "error": _error_text(exc),
+                        "error_code": _error_code(exc)})
+    yield from collector.drain()
+    if not rows:
+        return
+    if distributed:
+        yield from _run_distributed(rows, config, collector, finisher, cpus)
+    else:
+        yield from _run_in_process(rows, config, collector)
+
+
+def _run_in_process(rows: list[dict[str, Any]], config: StageConfig,
+                    collector: Collector) -> Iterator[VideoOutcome]:
+    scorer = ChunkScorer(config.params.scorer)
+    scorer.setup()
+    for row in rows:
+        for chunk_row in probe_rows(row, config):
+            collector.take(score_row(chunk_row, config, scorer))
+            yield from collector.drain()
+
+
+def _run_distributed(rows: list[dict[str, Any]], config: StageConfig, collector: Collector,
+                     finisher: _Finisher, cpus: int) -> Iterator[VideoOutcome]:
+    import ray.data
+
+    from jobs.units import map_unit
+
+    ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+    ds = map_unit(ds, ProbeStage, config, actors=False, concurrency=min(cpus, len(rows)),
+                  num_cpus=PROBE_CPUS, batch_format="pyarrow")
+    ds = ds.repartition(target_num_rows_per_block=1)
+    ds = map_unit(ds, ScoreStage, config, actors=config.params.actors, concurrency=cpus,
+                  num_cpus=config.params.scorer.cpus, batch_format="pyarrow")
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1):
+        for row in batch.to_pylist():
+            collector.take(row)
+        finisher.harvest(collector)
+        yield from collector.drain()
+    while finisher.pending():
+        finisher.harvest(collector, block=True)
+        yield from collector.drain()
+    yield from collector.drain()
+
+
+def run_golden(jobs: Sequence[VideoJob], params: GoldenParams, store: Store, *,
+               distributed: bool = True, address: str | None = None,
+               num_cpus: int | None = None, hooks: Hooks | None = None,
+               plan_cpus: int | None = None, sources: SourceOptions | None = None,
+               ) -> list[GoldenResult]:
+    """``stream_golden`` collected: every video's result, in the order of ``jobs``."""
+    results: dict[int, GoldenResult] = {}
+    for outcome in stream_golden(jobs, params, store, distributed=distributed, address=address,
+                                 num_cpus=num_cpus, plan_cpus=plan_cpus, hooks=hooks,
+                                 sources=sources):
+        results[outcome.seq] = outcome.result
+    return [results[i] for i in range(len(jobs))]
+
+
+__all__ = ["Collector", "ProbeStage", "ScoreStage", "StageConfig", "VideoOutcome",
+           "finish_scored", "probe_rows", "run_golden", "score_row", "stream_golden"]

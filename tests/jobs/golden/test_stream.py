@@ -1,0 +1,210 @@
+"""The streaming pipeline (jobs/golden/stream.py): the batch plan, the driver's collector, and
+batches read from loopback HTTP with every kind of bad input, against the sequential run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+
+from actors.video import probe
+from jobs.golden.finish import Hooks, VideoJob
+from jobs.golden.params import GoldenParams
+from jobs.golden.planner import LONG_VIDEO_WORK_S, CostModel, plan_batch
+from jobs.golden.stream import Collector, StageConfig, run_golden, stream_golden
+from jobs.sources import SourceOptions, open_source
+from jobs.stores.local import LocalStore
+from source_servers import RangeServer
+
+# ------------------------------------------------------------------------------ batch plan
+
+
+def test_videos_outnumbering_cpus_become_whole_video_units():
+    batch = plan_batch(48, 2)
+    assert batch.mode == "whole" and "48 videos for 2 CPUs" in batch.reason
+    plan = batch.plan_video(120, 854, 480)
+    assert len(plan.chunks) == 1 and plan.reason.startswith("one chunk: 48 videos")
+    frames = int(LONG_VIDEO_WORK_S / CostModel().frame_s(1920, 1080)) + 100
+    long = batch.plan_video(frames, 1920, 1080)  # a long one is still split: no tail
+    assert len(long.chunks) > 1 and "this one has about" in long.reason
+
+
+def test_few_videos_are_split_for_their_share_of_the_cpus():
+    one = plan_batch(1, 8)
+    assert one.mode == "chunks" and one.cpus_per_video == 8
+    assert len(one.plan_video(600, 1920, 1080).chunks) > 1
+    two = plan_batch(2, 8)
+    assert two.cpus_per_video == 4 and "chunks within each video" in two.reason
+    plan = two.plan_video(600, 1920, 1080)
+    assert 1 < len(plan.chunks) <= 8 and plan.cpus == 4 and plan.reason.startswith("2 videos")
+    forced = plan_batch(48, 2, workers=3)
+    assert forced.mode == "chunks" and len(forced.plan_video(120, 854, 480).chunks) == 3
+
+
+# ------------------------------------------------------------------------------ collector
+
+class _Finisher:
+    def __init__(self) -> None:
+        self.submitted: list[tuple[str, list]] = []
+
+    def submit(self, collector, meta, url, parts) -> None:
+        self.submitted.append((json.loads(meta)["scan_id"], parts))
+        collector.emit(json.loads(meta), {"status": "succeeded", "location": "x", "frames": 6,
+                                          "worker_s": 1.0, "manifest": "{}"})
+
+
+def _meta(scan: str, n_chunks: int, seq: int = 0) -> str:
+    info = {"path": scan, "frame_count": 6, "avg_fps": 30.0, "variable_fps": False,
+            "width": 64, "height": 64, "duration_s": 0.2, "codec": "h264", "rotation": 0}
+    plan = {"frame_count": 6, "chunks": [[2 * i, 2 * i + 2] for i in range(n_chunks)],
+            "parallel_workers": n_chunks, "est_work_s": 0.1, "est_wall_s": 0.1,
+            "lookback_frames": 0, "baseline_workers": 2, "reason": "test", "cpus": 2}
+    return json.dumps({"scan_id": scan, "name": scan, "item_type": None, "seq": seq,
+                       "info": info, "plan": plan})
+
+
+def _row(kind: str, scan: str, chunk: int, n: int, **extra) -> dict:
+    frames = list(range(2 * chunk, 2 * chunk + 2)) if kind == "scores" else []
+    return {"kind": kind, "video_id": scan, "url": scan, "chunk": chunk, "n_chunks": n,
+            "frame_index": frames, "pts": frames, "time_s": [0.0] * len(frames),
+            "sharpness": [1.0] * len(frames), "motion": [0.0] * len(frames), "t_start": 0.0,
+            "t_end": 1.0, "seconds": 1.0, "meta": _meta(scan, n), "result": "", "error": "",
+            "error_code": "", **extra}
+
+
+def _collector(events: list) -> tuple[Collector, _Finisher]:
+    finisher = _Finisher()
+    hooks = Hooks(on_planned=lambda s, info, plan: events.append(("planned", s)),
+                  on_frames=lambda s, n: events.append(("frames", s, n)),
+                  on_result=lambda r: events.append(("result", r.scan_id, r.status)))
+    config = StageConfig(GoldenParams(), SourceOptions(), plan_batch(2, 2), LocalStore("/nonexistent"))
+    return Collector(config, hooks, keep_manifests=False, finisher=finisher), finisher
+
+
+def test_chunks_in_any_order_finish_a_video_once_and_leave_no_state():
+    events: list = []
+    collector, finisher = _collector(events)
+    for row in (_row("scores", "a", 2, 3), _row("planned", "a", 0, 3), _row("scores", "a", 0, 3),
+                _row("scores", "a", 1, 3)):
+        collector.take(row)
+    assert [s for s, _ in finisher.submitted] == ["a"]
+    assert [p["frame_index"][0] for p in finisher.submitted[0][1]] == [0, 2, 4]  # chunk order
+    assert events[0] == ("planned", "a") and events.count(("planned", "a")) == 1
+    assert [e for e in events if e[0] == "frames"] == [("frames", "a", 2)] * 3
+    assert events[-1] == ("result", "a", "succeeded")
+    assert collector.partial == {}
+    [outcome] = list(collector.drain())
+    assert outcome.result.ok and outcome.result.manifest is None and outcome.frames == 6
+
+
+def test_a_failed_chunk_fails_its_video_once_and_the_late_chunks_are_dropped():
+    events: list = []
+    collector, finisher = _collector(events)
+    collector.take(_row("scores", "b", 0, 3))
+    collector.take(_row("error", "b", 1, 3, error="b: HTTP 404", error_code="source_gone"))
+    collector.take(_row("scores", "b", 2, 3))
+    collector.take(_row("planned", "b", 0, 3))
+    collector.take(_row("error", "c", 0, 0, error="c: not a video", error_code="not_a_video"))
+    assert finisher.submitted == []
+    results = [e for e in events if e[0] == "result"]
+    assert results == [("result", "b", "failed"), ("result", "c", "failed")]
+    assert collector.partial == {}
+    codes = [o.result.error_code for o in collector.drain()]
+    assert codes == ["source_gone", "not_a_video"]
+
+
+# ------------------------------------------------------------------------------ batches
+
+@pytest.fixture(scope="module")
+def served(videos, tmp_path_factory):
+    root = tmp_path_factory.mktemp("served")
+    a, _ = videos.get(seconds=4, size=(480, 270), seed=41)
+    b, _ = videos.get(seconds=4, size=(480, 270), seed=42, bframes=3, gop=40)
+    shutil.copy(a, root / "a.mp4")
+    shutil.copy(b, root / "b.mp4")
+    data = a.read_bytes()
+    (root / "cut.mp4").write_bytes(data[: len(data) // 2])
+    (root / "notes.mp4").write_text("plain text, not a video")
+    server = RangeServer(root).start()
+    yield root, server
+    server.stop()
+
+
+def _same_results(store_a: LocalStore, store_b: LocalStore, scan_a: str, scan_b: str) -> None:
+    a, b = store_a.manifest(scan_a), store_b.manifest(scan_b)
+    assert [(g.frame_index, g.sharpness, g.motion, g.glint) for g in a.golden_frames] == \
+        [(g.frame_index, g.sharpness, g.motion, g.glint) for g in b.golden_frames]
+    assert pq.read_table(store_a.root / a.scores_key).equals(pq.read_table(store_b.root / b.scores_key))
+
+
+def test_a_batch_of_urls_with_bad_inputs_each_failing_alone(ray_cluster, served, tmp_path):
+    root, http = served
+    options = SourceOptions(allowlist="127.0.0.1", request_timeout_s=5, deadline_s=60)
+    http.reset()
+    probe(open_source(http.url("r", "a.mp4"), "a", options))
+    http.after = http.stats("r", "a.mp4").requests  # honest through the probe, not after it
+    jobs = [
+        VideoJob(str(root / "a.mp4"), "local-a"),
+        VideoJob(http.url("r", "b.mp4") + "?sig=secret", "url-b", "ring"),
+        VideoJob(http.url("n", "a.mp4"), "no-ranges-a"),
+        VideoJob(http.url("r", "missing.mp4"), "http-404"),
+        VideoJob(http.url("r", "notes.mp4"), "non-video"),
+        VideoJob(http.url("r", "cut.mp4"), "truncated"),
+        VideoJob(http.url("shift", "a.mp4"), "range-lies"),
+        VideoJob(http.url("vanish", "a.mp4"), "vanishes-mid-run"),
+        VideoJob("http://10.255.255.1/v.mp4", "private"),
+        VideoJob("s3://Not_A_Bucket/v.mp4", "bad-object-url"),
+    ]
+    store = LocalStore(tmp_path / "dist")
+    order: list[str] = []
+    http.reset()
+    results = run_golden(jobs, GoldenParams(top_k=3), store, sources=options,
+                         hooks=Hooks(on_result=lambda r: order.append(r.scan_id)))
+    assert [r.scan_id for r in results] == [j.scan_id for j in jobs]
+    codes = {r.scan_id: r.error_code for r in results if not r.ok}
+    assert codes == {"http-404": "source_gone", "non-video": "not_a_video",
+                     "truncated": "corrupt_video", "range-lies": "range_protocol_violation",
+                     "vanishes-mid-run": "source_gone", "private": "url_blocked",
+                     "bad-object-url": "invalid_source"}, [r.error for r in results]
+    assert sorted(order) == sorted(j.scan_id for j in jobs)
+    errors = json.dumps([r.error for r in results])
+    assert "secret" not in errors and "sig=" not in errors
+    assert store.manifest("url-b").video.path == http.url("r", "b.mp4") + "?***"
+    for scan in codes:
+        assert not (tmp_path / "dist" / scan).exists()  # a failure stores nothing
+    # the same videos as local files, sequentially: identical results, bit for bit
+    ref = LocalStore(tmp_path / "seq")
+    run_golden([VideoJob(str(root / "a.mp4"), "a"), VideoJob(str(root / "b.mp4"), "b")],
+               GoldenParams(top_k=3), ref, distributed=False)
+    _same_results(ref, store, "a", "local-a")
+    _same_results(ref, store, "a", "no-ranges-a")
+    _same_results(ref, store, "b", "url-b")
+
+
+def test_a_chunked_url_video_is_finished_by_a_task_and_equals_sequential(ray_cluster, served,
+                                                                           tmp_path):
+    root, http = served
+    http.after = 10**6
+    options = SourceOptions(allowlist="127.0.0.1")
+    events: list = []
+    hooks = Hooks(on_batch=lambda b: events.append(("batch", b.mode)),
+                  on_planned=lambda s, i, p: events.append(("planned", len(p.chunks))),
+                  on_frames=lambda s, n: events.append(("frames", n)),
+                  on_pick=lambda s, g: events.append(("pick", g.frame_index)),
+                  on_result=lambda r: events.append(("result", r.status)))
+    outcomes = list(stream_golden([VideoJob(http.url("r", "b.mp4"), "b3")],
+                                  GoldenParams(top_k=3, workers=3), LocalStore(tmp_path / "d"),
+                                  sources=options, hooks=hooks))
+    assert len(outcomes) == 1 and outcomes[0].result.ok and outcomes[0].frames == 120
+    kinds = [e[0] for e in events]
+    assert kinds[:2] == ["batch", "planned"] and events[1] == ("planned", 3)
+    assert kinds.count("frames") == 3 and sum(e[1] for e in events if e[0] == "frames") == 120
+    assert kinds[-4:] == ["pick", "pick", "pick", "result"]
+    manifest = outcomes[0].result.manifest
+    assert len(manifest.plan.chunks) == 3 and manifest.timings_s["score_cpu_s"] > 0
+    ref = LocalStore(tmp_path / "seq")
+    run_golden([VideoJob(str(root / "b.mp4"), "b")], GoldenParams(top_k=3, workers=3), ref,
+               distributed=False)
+    _same_results(ref, LocalStore(tmp_path / "d"), "b", "b3")
