@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import cv2
 import numpy as np
@@ -97,11 +97,13 @@ class ChunkScorer:
         keep_large_allocations_on_heap()
         self._flow = FlowEstimator(self.config.flow, self.config.dis_preset)
 
-    def score(self, task: VideoChunk, source: Source | None = None) -> list[FrameScore]:
+    def score(self, task: VideoChunk, source: Source | None = None,
+              keep: Callable[[int, Any], None] | None = None) -> list[FrameScore]:
         """Decode ``[start-1, stop)`` and score ``[start, stop)`` (frame 0: see module doc).
 
         ``source`` reads the video when it is not a local file at ``task.path`` (a URL or an
-        object: ``actors.sources``)."""
+        object: ``actors.sources``). ``keep(i, frame)`` is given every decoded frame of the
+        range (``av.VideoFrame``), for a caller that wants some of them later."""
         if self._flow is None:
             self.setup()
         assert self._flow is not None
@@ -120,6 +122,8 @@ class ChunkScorer:
             if i >= task.frames.start:
                 scores.append(FrameScore(i, index.pts[i], index.time_s(i),
                                          laplacian_variance(gray), motion))
+                if keep is not None:
+                    keep(i, frame)
             prev = gray
         if scores and scores[0].frame_index == 0:
             first = scores[0]
@@ -139,9 +143,10 @@ class ChunkScorer:
         return scores_to_columns([self.score_or_error(t) for t in tasks])
 
     def score_or_error(self, task: VideoChunk, source: Source | None = None,
+                       keep: Callable[[int, Any], None] | None = None,
                        ) -> tuple[VideoChunk, list[FrameScore] | Exception]:
         try:
-            return task, self.score(task, source)
+            return task, self.score(task, source, keep)
         except VideoError as exc:  # a bad video becomes data, the other videos go on
             return task, exc
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import io
 import struct
-from typing import BinaryIO, Callable, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Callable, Iterator, Protocol, runtime_checkable
 
 from actors.errors import RangeProtocolError, SourceError, VideoError
 
@@ -28,7 +28,8 @@ Fetch = Callable[[int, int], bytes]  # (offset, length) -> exactly ``length`` by
 
 DEFAULT_BLOCK = 256 * 1024
 DEFAULT_MAX_BLOCK = 8 * 1024 * 1024
-KEEP_BLOCKS = 3  # blocks kept for re-reads: the head, an index at the tail, the current one
+KEEP_BLOCKS = 2  # recent blocks kept for re-reads (an index at the tail, the current one),
+# besides the file's first block, which stays: FFmpeg goes back to the head after the tail
 
 
 @runtime_checkable
@@ -56,7 +57,8 @@ class RangeFile(io.RawIOBase):
         self.block, self.max_block = block, max_block
         self._next = block
         head = prefetched[:size]  # bytes [0, len(prefetched)) when the opener read them
-        self._blocks: list[tuple[int, bytes]] = [(0, head)] if head else []  # newest last
+        self._head: tuple[int, bytes] | None = (0, head) if head else None
+        self._blocks: list[tuple[int, bytes]] = []  # the most recent others, newest last
         self._last_end = len(head) if head else -1
         self.pos = 0
         self.requests = 0
@@ -110,7 +112,7 @@ class RangeFile(io.RawIOBase):
         return bytes(out)
 
     def _cached(self, pos: int) -> tuple[int, bytes] | None:
-        for start, data in reversed(self._blocks):
+        for start, data in (*reversed(self._blocks), *([self._head] if self._head else [])):
             if start <= pos < start + len(data):
                 return start, data
         return None
@@ -126,12 +128,15 @@ class RangeFile(io.RawIOBase):
                                                 f"got {len(data)}")
         self.bytes_read += length
         self._last_end = start + length
-        self._blocks = [*self._blocks[-(KEEP_BLOCKS - 1):], (start, data)]
+        if start == 0:
+            self._head = (start, data)
+        else:
+            self._blocks = [*self._blocks[-(KEEP_BLOCKS - 1):], (start, data)]
         return start, data
 
     def close(self) -> None:
         if not self.closed:
-            self._blocks = []
+            self._blocks, self._head = [], None
             if self._on_close is not None:
                 self._on_close()
         super().close()
@@ -169,3 +174,97 @@ def mp4_lacks_index(fh: BinaryIO) -> bool:
         return offset > 0
     except (OSError, VideoError):
         return False
+
+
+# -- MP4 index without the media data --------------------------------------------------------
+
+_MOOV_CONTAINERS = frozenset({b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts"})
+MAX_MOOV_BYTES = 64 * 1024 * 1024
+
+
+def _boxes(data: bytes, offset: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """(type, payload start, box end) of the boxes in ``data[offset:end]``."""
+    while offset + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[offset:offset + 8])
+        header = 8
+        if size == 1:
+            if offset + 16 > end:
+                return
+            size, header = struct.unpack(">Q", data[offset + 8:offset + 16])[0], 16
+        elif size == 0:
+            size = end - offset
+        if size < header or offset + size > end:
+            return
+        yield kind, offset + header, offset + size
+        offset += size
+
+
+def mp4_moov(fh: BinaryIO) -> bytes | None:
+    """The ``moov`` box of an MP4/MOV file (found by walking the top-level box headers with
+    seeks, so the media data is not read), or None. The file's position is left where it was
+    (FFmpeg reads on from there)."""
+    position = fh.tell()
+    try:
+        return _find_moov(fh)
+    finally:
+        fh.seek(position)
+
+
+def _find_moov(fh: BinaryIO) -> bytes | None:
+    fh.seek(0, io.SEEK_END)
+    total = fh.tell()
+    offset = 0
+    while offset + 8 <= total:
+        fh.seek(offset)
+        head = fh.read(16)
+        if len(head) < 8:
+            return None
+        size, kind = struct.unpack(">I4s", head[:8])
+        if size == 1 and len(head) >= 16:
+            size = struct.unpack(">Q", head[8:16])[0]
+        elif size == 0:
+            size = total - offset
+        if size < 8:
+            return None
+        if kind == b"moov":
+            if size > MAX_MOOV_BYTES:
+                return None
+            fh.seek(offset)
+            data = fh.read(size)
+            return data if len(data) == size else None
+        offset += size
+    return None
+
+
+def video_composition_offsets(moov: bytes) -> list[int] | None:
+    """Per-sample composition offsets (``ctts``, decode order) of the first video track of a
+    ``moov`` box: ``[]`` when it has none (pts == dts), None when there is no video track or
+    the table is malformed."""
+    for kind, start, end in _boxes(moov, 8, len(moov)):
+        if kind != b"trak":
+            continue
+        found: dict[str, Any] = {}
+
+        def walk(a: int, b: int) -> None:
+            for k, x, y in _boxes(moov, a, b):
+                if k in _MOOV_CONTAINERS:
+                    walk(x, y)
+                elif k == b"hdlr" and y - x >= 12:
+                    found["video"] = moov[x + 8:x + 12] == b"vide"
+                elif k == b"ctts" and y - x >= 8:
+                    version = moov[x]
+                    count = struct.unpack(">I", moov[x + 4:x + 8])[0]
+                    if x + 8 + 8 * count > y:
+                        found["bad"] = True
+                        return
+                    fmt = ">Ii" if version else ">II"
+                    offsets: list[int] = []
+                    for i in range(count):
+                        n, off = struct.unpack(fmt, moov[x + 8 + 8 * i:x + 16 + 8 * i])
+                        offsets.extend([off] * n)
+                    found["ctts"] = offsets
+
+        walk(start, end)
+        if found.get("video"):
+            return None if found.get("bad") else found.get("ctts", [])
+    return None

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Any, Iterator, Union
 
 import av
 import av.error
@@ -30,7 +30,7 @@ from actors.errors import (
     VideoNotFoundError,
 )
 from actors.records import FrameIndex, FrameRange, VideoInfo
-from actors.sources import MediaSource, mp4_lacks_index
+from actors.sources import MediaSource, mp4_lacks_index, mp4_moov, video_composition_offsets
 
 # A video: a local path, or a source read through a file object (``actors.sources``).
 Source = Union[str, "os.PathLike[str]", MediaSource]
@@ -89,6 +89,23 @@ def _open(source: Source):
 
 @contextlib.contextmanager
 def _open_source(source: MediaSource) -> Iterator[av.container.InputContainer]:
+    with _open_source_file(source) as (container, _):
+        yield container
+
+
+@contextlib.contextmanager
+def _open_with_file(source: Source) -> Iterator[tuple[av.container.InputContainer, Any]]:
+    """The container, and the file object under it for a ``MediaSource`` (None for a path)."""
+    if _is_path(source):
+        with _open(source) as container:
+            yield container, None
+    else:
+        with _open_source_file(source) as opened:  # type: ignore[arg-type]
+            yield opened
+
+
+@contextlib.contextmanager
+def _open_source_file(source: MediaSource) -> Iterator[tuple[av.container.InputContainer, Any]]:
     """``av.open`` on the source's file object. When the source failed (gone, timed out, lied
     about a range), that error is what the caller sees, not the truncated stream FFmpeg read
     after it."""
@@ -106,7 +123,7 @@ def _open_source(source: MediaSource) -> Iterator[av.container.InputContainer]:
         except av.error.FFmpegError as exc:
             raise NotAVideoError(name, str(exc)) from exc
         with container:
-            yield container
+            yield container, fh
     except VideoError as exc:
         failure = getattr(fh, "failure", None)
         if isinstance(failure, VideoError) and failure is not exc:
@@ -175,16 +192,63 @@ def _demux_index(container: av.container.InputContainer, stream: av.video.stream
     return pts_keys, first_frame
 
 
+def _moov_index(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                fh: Any, path: str) -> tuple[list[tuple[int, bool]], av.VideoFrame | None] | None:
+    """The frame index of an MP4/MOV from its ``moov`` box alone, without reading the media
+    data (what ``_demux_index`` would read: the whole file, costly for a remote source).
+
+    FFmpeg builds the per-sample index (decode timestamps, keyframe flags) from the moov when it
+    opens the file; presentation timestamps add the ``ctts`` offsets parsed here. Used only when
+    the two agree on the sample count and FFmpeg dropped no sample (edit lists); otherwise None
+    and the caller demuxes. The first frame is still decoded (rotation, and proof it decodes).
+    """
+    if not {"mov", "mp4"} & set((container.format.name or "").split(",")):
+        return None
+    entries = stream.index_entries
+    n = len(entries)
+    if n == 0 or n != stream.frames or any(e.is_discard for e in entries):
+        return None
+    moov = mp4_moov(fh)
+    offsets = video_composition_offsets(moov) if moov is not None else None
+    if offsets is None:
+        return None
+    if not offsets:
+        offsets = [0] * n
+    if len(offsets) != n:
+        return None
+    pts_keys = [(e.timestamp + off, bool(e.is_keyframe)) for e, off in zip(entries, offsets)]
+    first_frame: av.VideoFrame | None = None
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            for frame in packet.decode():
+                first_frame = frame
+                break
+            if first_frame is not None:
+                break
+        else:
+            for frame in stream.codec_context.decode(None):
+                first_frame = frame
+                break
+    except av.error.DecoderNotFoundError as exc:
+        raise UnsupportedCodecError(path, stream.codec_context.name) from exc
+    except av.error.FFmpegError as exc:
+        raise CorruptVideoError(path, str(exc)) from exc
+    return pts_keys, first_frame
+
+
 def probe(source: Source, limits: DimensionLimits = DimensionLimits()) -> VideoInfo:
     """Describe a video and index its frames. Raises a ``VideoError`` subclass on bad input."""
     path = source_name(source)
-    with _open(source) as container:
+    with _open_with_file(source) as (container, fh):
         stream = _video_stream(container, path)
         ctx = stream.codec_context
         limits.check(path, ctx.width, ctx.height)
         codec_name = ctx.name
         time_base = stream.time_base or Fraction(1, 90000)
-        pts_keys, first_frame = _demux_index(container, stream, path)
+        indexed = _moov_index(container, stream, fh, path) if fh is not None else None
+        pts_keys, first_frame = indexed or _demux_index(container, stream, path)
     if not pts_keys:
         raise EmptyVideoError(path)
     if first_frame is None:

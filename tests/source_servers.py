@@ -26,6 +26,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -181,6 +182,9 @@ class MotoS3:
     def __init__(self) -> None:
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
+        # moto logs every request: to a file, never to an unread pipe (a full pipe blocks the
+        # server, and every client after it waits for its timeouts)
+        self.log = tempfile.NamedTemporaryFile(prefix="moto-", suffix=".log", delete=False)
 
     @property
     def endpoint(self) -> str:
@@ -190,7 +194,7 @@ class MotoS3:
         moto = Path(sys.executable).parent / "moto_server"
         cmd = [str(moto)] if moto.exists() else [sys.executable, "-m", "moto.server"]
         self.proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(self.port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, stderr=self.log,
                                      env={**os.environ, **self.KEYS})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -199,7 +203,7 @@ class MotoS3:
                 return self
             except httpx.HTTPError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(self.proc.stderr.read().decode()[-2000:])
+                    raise RuntimeError(Path(self.log.name).read_text()[-2000:])
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError("moto server did not start in 60 s")
@@ -218,3 +222,5 @@ class MotoS3:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)

@@ -12,14 +12,14 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pyarrow as pa
 
 from actors.cropper import encode_image
 from actors.glint import glint_metrics
 from actors.records import FrameScore, GoldenFrame, VideoInfo, VideoSummary
-from actors.video import Source, read_frames
+from actors.video import Source, read_frames, to_display_bgr
 from jobs.golden.manifest import GoldenManifest, GoldenResult, SelectionSummary
 from jobs.golden.params import GoldenParams
 from jobs.golden.planner import BatchPlan, ChunkPlan
@@ -87,17 +87,24 @@ WALL_TIMINGS = ("probe_s", "score_s", "select_s", "extract_s", "store_s")
 
 def finish_video(job: VideoJob, info: VideoInfo, plan: ChunkPlan, scores: Sequence[FrameScore],
                  params: GoldenParams, store: Store, timings: dict[str, float],
-                 hooks: Hooks | None = None, source: Source | None = None) -> GoldenResult:
+                 hooks: Hooks | None = None, source: Source | None = None,
+                 decoded: Mapping[int, Any] | None = None) -> GoldenResult:
     """Select, extract only the picks, analyse glint, store; manifest written last.
 
-    ``source`` reads the video for the extraction when it is not the local file ``info.path``.
+    ``source`` reads the video for the extraction when it is not the local file ``info.path``;
+    ``decoded`` holds frames the scorer already decoded (``av.VideoFrame`` by index): picks
+    found there are not decoded a second time.
     """
     t0 = time.perf_counter()
     selection = select_golden(scores, top_k=params.top_k, min_gap_s=params.min_gap_s,
                               motion_max=params.motion_max)
     t1 = time.perf_counter()
-    pixels = read_frames(source or info.path, [p.score.frame_index for p in selection.picks],
-                         info.index, info.rotation)
+    wanted = [p.score.frame_index for p in selection.picks]
+    decoded = decoded or {}
+    pixels = {i: to_display_bgr(decoded[i], info.rotation) for i in wanted if i in decoded}
+    missing = [i for i in wanted if i not in pixels]
+    if missing:
+        pixels.update(read_frames(source or info.path, missing, info.index, info.rotation))
     t2 = time.perf_counter()
     ext, ctype = _IMAGE_TYPES[params.image_format]
     golden: list[GoldenFrame] = []

@@ -3,10 +3,13 @@
 On Ray Data (``preserve_order`` off, so a finished unit is delivered at once)::
 
   from_items: one row per video (scan id, what to read, what to call it)       driver
-    -> ProbeStage   open the source, probe, plan with the BatchPlan -> one row per chunk
-    -> repartition  one row per block, so that a video's chunks spread over the workers
-    -> ScoreStage   score one chunk; a one-chunk video is finished right there (select,
-                    extract the picks through the same source, glint, store, manifest last)
+    -> VideoStage   open the source, probe, plan with the BatchPlan; a video planned as one
+                    chunk is scored and finished right there (select, extract the picks from
+                    the frames it kept, glint, store, manifest last): one task per video; a
+                    longer one leaves as one row per chunk
+    -> repartition  one row per block (fused into the task above), so that a video's chunks
+                    spread over the workers
+    -> ChunkStage   score one chunk (finished videos pass through)
     -> iter_batches progress and results; a chunked video's scores wait here until its last
                     chunk is in, then ``finish_video`` runs as a Ray task (at most
                     ``max_finishing`` at once, harvested with ``ray.wait(timeout=0)``)
@@ -29,7 +32,7 @@ import json
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Iterator, Sequence
 
@@ -49,36 +52,47 @@ from jobs.stores.base import Store
 
 log = logging.getLogger(__name__)
 
-# Ray resources of the stages. Probing reads a video's index (for MP4: the whole file's
-# packets, no decoding) and costs little CPU next to scoring.
-PROBE_CPUS = 0.5
+# Ray resources of the finish tasks of chunked videos (a one-chunk video is finished in the
+# task that scored it).
 FINISH_CPUS = 1.0
+# A whole-video unit keeps its decoded frames (YUV 4:2:0, 1.5 bytes per pixel) when they fit in
+# this much memory, so its picks are not decoded a second time: on short videos that second
+# decode (from each pick's keyframe) cost about a fifth of the scoring.
+PICK_CACHE_BYTES = 256 * 1024 * 1024
 
 _STR, _INT, _FLOAT = pa.string(), pa.int64(), pa.float64()
-PROBE_SCHEMA = pa.schema([
+# Every row between the stages: a chunk to score (``VideoChunk`` columns), its scores
+# (``frame_*`` columns), a finished video (``result``), a failure (``error``), or the notice
+# that a chunked video was planned. One schema for all, so any mix fits in one block.
+ROW_SCHEMA = pa.schema([
     ("kind", _STR), ("video_id", _STR), ("path", _STR), ("url", _STR), ("start", _INT),
     ("stop", _INT), ("width", _INT), ("height", _INT), ("rotation", _INT), ("stride", _INT),
     ("pts", pa.list_(_INT)), ("keyframes", pa.list_(_INT)), ("tb_num", _INT), ("tb_den", _INT),
-    ("chunk", _INT), ("n_chunks", _INT), ("meta", _STR), ("error", _STR), ("error_code", _STR),
+    ("chunk", _INT), ("n_chunks", _INT),
+    ("frame_index", pa.list_(_INT)), ("frame_pts", pa.list_(_INT)),
+    ("frame_time_s", pa.list_(_FLOAT)), ("frame_sharpness", pa.list_(_FLOAT)),
+    ("frame_motion", pa.list_(_FLOAT)), ("t_start", _FLOAT), ("t_end", _FLOAT),
+    ("seconds", _FLOAT), ("meta", _STR), ("result", _STR), ("error", _STR), ("error_code", _STR),
 ])
-SCORE_SCHEMA = pa.schema([
-    ("kind", _STR), ("video_id", _STR), ("url", _STR), ("chunk", _INT), ("n_chunks", _INT),
-    ("frame_index", pa.list_(_INT)), ("pts", pa.list_(_INT)), ("time_s", pa.list_(_FLOAT)),
-    ("sharpness", pa.list_(_FLOAT)), ("motion", pa.list_(_FLOAT)), ("t_start", _FLOAT),
-    ("t_end", _FLOAT), ("seconds", _FLOAT), ("meta", _STR), ("result", _STR), ("error", _STR),
-    ("error_code", _STR),
-])
-_SCORE_FIELDS = ("frame_index", "pts", "time_s", "sharpness", "motion")
+_SCORE_FIELDS = ("frame_index", "frame_pts", "frame_time_s", "frame_sharpness", "frame_motion")
+_EMPTY_ROW: dict[str, Any] = {
+    "kind": "", "video_id": "", "path": "", "url": "", "start": 0, "stop": 0, "width": 0,
+    "height": 0, "rotation": 0, "stride": 1, "pts": [], "keyframes": [], "tb_num": 1,
+    "tb_den": 1, "chunk": 0, "n_chunks": 0, **{f: [] for f in _SCORE_FIELDS}, "t_start": 0.0,
+    "t_end": 0.0, "seconds": 0.0, "meta": "", "result": "", "error": "", "error_code": ""}
 
 
 @dataclass(frozen=True)
 class StageConfig:
-    """What every stage needs on a worker (shipped once per operator)."""
+    """What every stage needs on a worker (shipped once per operator). ``outbox``: where the
+    video stage sends rows that need no more work in the pipeline (finished and failed videos,
+    plan notices), so they reach the driver at once instead of queueing for a chunk slot."""
 
     params: GoldenParams
     sources: SourceOptions
     batch: BatchPlan
     store: Store
+    outbox: Any = None
 
 
 @dataclass
@@ -102,15 +116,14 @@ def _error_text(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, FramesiftError) else f"{type(exc).__name__}: {exc}"
 
 
-def probe_rows(row: dict[str, Any], config: StageConfig) -> list[dict[str, Any]]:
-    """Probe and plan one video: one row per chunk (plus a ``planned`` row ahead of them when
-    there are several), or a single ``error`` row."""
+def video_rows(row: dict[str, Any], config: StageConfig,
+               scorer: ChunkScorer) -> list[dict[str, Any]]:
+    """Probe and plan one video. Planned as one chunk: scored and finished here (one ``done``
+    or ``error`` row). Planned as several: a ``planned`` row, then one row per chunk."""
     t0 = time.perf_counter()
     meta: dict[str, Any] = {"scan_id": row["scan_id"], "item_type": row["item_type"],
                             "seq": row["seq"], "name": row["name"]}
-    empty = {"path": row["name"], "url": row["url"], "start": 0, "stop": 0, "width": 0,
-             "height": 0, "rotation": 0, "stride": 1, "pts": [], "keyframes": [], "tb_num": 1,
-             "tb_den": 1, "chunk": 0, "n_chunks": 0, "error": "", "error_code": ""}
+    base = {**_EMPTY_ROW, "video_id": row["scan_id"], "path": row["name"], "url": row["url"]}
     try:
         source = open_source(row["url"], row["name"], config.sources)
         info = probe(source)
@@ -122,23 +135,20 @@ def probe_rows(row: dict[str, Any], config: StageConfig) -> list[dict[str, Any]]
     except Exception as exc:  # noqa: BLE001 - a bad video is data, never the batch's crash
         if not isinstance(exc, FramesiftError):
             log.exception("probing %s failed", row["name"])
-        return [{**empty, "kind": "error", "video_id": row["scan_id"], "meta": json.dumps(meta),
-                 "error": _error_text(exc), "error_code": _error_code(exc)}]
+        return [{**base, "kind": "error", "meta": json.dumps(meta), "error": _error_text(exc),
+                 "error_code": _error_code(exc)}]
     meta.update(info=info.summary(), identity=source_identity(source),
                 keyframes=list(info.index.keyframes),
                 tb=[info.index.time_base.numerator, info.index.time_base.denominator],
                 plan=plan.to_dict(), probe_s=time.perf_counter() - t0)
     meta_json = json.dumps(meta)
     n = len(plan.chunks)
-    out: list[dict[str, Any]] = []
-    if n > 1:
-        out.append({**empty, "kind": "planned", "video_id": row["scan_id"], "n_chunks": n,
-                    "meta": meta_json})
-    for i, frames in enumerate(plan.chunks):
-        chunk = VideoChunk.of(row["scan_id"], info, frames)
-        out.append({**empty, **chunk.to_row(), "kind": "chunk", "url": row["url"], "chunk": i,
-                    "n_chunks": n, "meta": meta_json})
-    return out
+    chunks = [{**base, **VideoChunk.of(row["scan_id"], info, frames).to_row(), "kind": "chunk",
+               "chunk": i, "n_chunks": n, "meta": meta_json}
+              for i, frames in enumerate(plan.chunks)]
+    if n == 1:
+        return [score_row(chunks[0], config, scorer, source)]
+    return [{**base, "kind": "planned", "n_chunks": n, "meta": meta_json}, *chunks]
 
 
 def _identity(meta: str | dict[str, Any]) -> tuple[int, str | None] | None:
@@ -148,9 +158,11 @@ def _identity(meta: str | dict[str, Any]) -> tuple[int, str | None] | None:
 
 
 def _score_columns(scores: Sequence[FrameScore]) -> dict[str, list[Any]]:
-    return {"frame_index": [s.frame_index for s in scores], "pts": [s.pts for s in scores],
-            "time_s": [s.time_s for s in scores], "sharpness": [s.sharpness for s in scores],
-            "motion": [s.motion for s in scores]}
+    return {"frame_index": [s.frame_index for s in scores],
+            "frame_pts": [s.pts for s in scores],
+            "frame_time_s": [s.time_s for s in scores],
+            "frame_sharpness": [s.sharpness for s in scores],
+            "frame_motion": [s.motion for s in scores]}
 
 
 def _frame_scores(parts: Sequence[dict[str, Any]]) -> list[FrameScore]:
@@ -163,20 +175,22 @@ def _frame_scores(parts: Sequence[dict[str, Any]]) -> list[FrameScore]:
     return scores
 
 
-def score_row(row: dict[str, Any], config: StageConfig, scorer: ChunkScorer) -> dict[str, Any]:
-    """Score one chunk row (other rows pass through); finish a one-chunk video here."""
-    out: dict[str, Any] = {"kind": row["kind"], "video_id": row["video_id"], "url": row["url"],
-                           "chunk": row["chunk"], "n_chunks": row["n_chunks"],
-                           **{f: [] for f in _SCORE_FIELDS}, "t_start": 0.0, "t_end": 0.0,
-                           "seconds": 0.0, "meta": row["meta"], "result": "",
-                           "error": row["error"], "error_code": row["error_code"]}
+def score_row(row: dict[str, Any], config: StageConfig, scorer: ChunkScorer,
+              source: Any = None) -> dict[str, Any]:
+    """Score one chunk row (other rows pass through); finish a one-chunk video here, from the
+    frames the scorer kept when they fit in ``PICK_CACHE_BYTES``."""
     if row["kind"] != "chunk":
-        return out
+        return row
+    out = {**row, "pts": [], "keyframes": []}
     t_start, p0 = time.time(), time.perf_counter()
-    source: Any = None
+    decoded: dict[int, Any] = {}
+    whole = row["n_chunks"] == 1
+    keep = (decoded.__setitem__ if whole and (row["stop"] - row["start"]) * row["width"]
+            * row["height"] * 1.5 <= PICK_CACHE_BYTES else None)
     try:
-        source = open_source(row["url"], row["path"], config.sources, _identity(row["meta"]))
-        _, outcome = scorer.score_or_error(VideoChunk.from_row(row), source)
+        if source is None:
+            source = open_source(row["url"], row["path"], config.sources, _identity(row["meta"]))
+        _, outcome = scorer.score_or_error(VideoChunk.from_row(row), source, keep)
     except Exception as exc:  # noqa: BLE001
         outcome = exc
     out.update(t_start=t_start, t_end=time.time(), seconds=time.perf_counter() - p0)
@@ -186,16 +200,19 @@ def score_row(row: dict[str, Any], config: StageConfig, scorer: ChunkScorer) -> 
         out.update(kind="error", error=_error_text(outcome), error_code=_error_code(outcome))
         return out
     out.update(kind="scores", **_score_columns(outcome))
-    if row["n_chunks"] == 1:  # a whole-video unit: finished by the task that scored it
-        result = finish_scored(row["meta"], row["url"], [out], config, source)
+    if whole:  # a whole-video unit: finished by the task that scored it
+        result = finish_scored(row["meta"], row["url"], [out], config, source, decoded)
+        decoded.clear()
         out.update({f: [] for f in _SCORE_FIELDS})
         out.update(kind="done", result=json.dumps(result))
     return out
 
 
 def finish_scored(meta_json: str, url: str, parts: Sequence[dict[str, Any]],
-                  config: StageConfig, source: Any = None) -> dict[str, Any]:
-    """``finish_video`` on the scores of all of a video's chunks; the outcome as plain data."""
+                  config: StageConfig, source: Any = None,
+                  decoded: dict[int, Any] | None = None) -> dict[str, Any]:
+    """``finish_video`` on the scores of all of a video's chunks (``decoded``: frames the
+    scorer kept); the outcome as plain data."""
     meta = json.loads(meta_json)
     scores = _frame_scores(parts)
     summary = meta["info"]
@@ -215,7 +232,8 @@ def finish_scored(meta_json: str, url: str, parts: Sequence[dict[str, Any]],
         if source is None:
             source = open_source(url, meta["name"], config.sources, _identity(meta))
         result = finish_video(job, info, ChunkPlan.from_dict(meta["plan"]), scores,
-                              config.params, config.store, timings, source=source)
+                              config.params, config.store, timings, source=source,
+                              decoded=decoded)
     except Exception as exc:  # noqa: BLE001
         if not isinstance(exc, FramesiftError):
             log.exception("finishing %s failed", meta["name"])
@@ -227,23 +245,7 @@ def finish_scored(meta_json: str, url: str, parts: Sequence[dict[str, Any]],
             "worker_s": worker_s, "manifest": result.manifest.to_json()}
 
 
-class ProbeStage:
-    """Ray Data unit: probe and plan the videos of a batch of input rows."""
-
-    def __init__(self, config: StageConfig) -> None:
-        self.config = config
-
-    def setup(self) -> None:
-        pass
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = [r for row in batch.to_pylist() for r in probe_rows(row, self.config)]
-        return pa.Table.from_pylist(rows, schema=PROBE_SCHEMA)
-
-
-class ScoreStage:
-    """Ray Data unit: score chunk rows (and finish one-chunk videos)."""
-
+class _ScoringStage:
     def __init__(self, config: StageConfig) -> None:
         self.config = config
         self.scorer: ChunkScorer | None = None
@@ -252,12 +254,64 @@ class ScoreStage:
         self.scorer = ChunkScorer(self.config.params.scorer)
         self.scorer.setup()
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    def _scorer(self) -> ChunkScorer:
         if self.scorer is None:
             self.setup()
         assert self.scorer is not None
-        rows = [score_row(row, self.config, self.scorer) for row in batch.to_pylist()]
-        return pa.Table.from_pylist(rows, schema=SCORE_SCHEMA)
+        return self.scorer
+
+
+class VideoStage(_ScoringStage):
+    """Ray Data unit: probe and plan each input video; score and finish the one-chunk ones."""
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        scorer = self._scorer()
+        rows = [r for row in batch.to_pylist() for r in video_rows(row, self.config, scorer)]
+        outbox = self.config.outbox
+        if outbox is not None:
+            done = [r for r in rows if r["kind"] != "chunk"]
+            if done:
+                import ray
+
+                ray.get(outbox.put.remote(done))  # delivered before this task reports done
+            rows = [r for r in rows if r["kind"] == "chunk"]
+        return pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
+
+
+class Outbox:
+    """Ray actor (no CPU): rows from the video stage's tasks to the driver, which takes them
+    all at once, waiting up to ``wait_s`` for the first."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.rows: list[dict[str, Any]] = []
+        self.ready = asyncio.Event()
+
+    async def put(self, rows: list[dict[str, Any]]) -> None:
+        self.rows.extend(rows)
+        self.ready.set()
+
+    async def take(self, wait_s: float) -> list[dict[str, Any]]:
+        import asyncio
+
+        if not self.rows and wait_s > 0:
+            try:
+                await asyncio.wait_for(self.ready.wait(), wait_s)
+            except asyncio.TimeoutError:
+                pass
+        rows, self.rows = self.rows, []
+        self.ready.clear()
+        return rows
+
+
+class ChunkStage(_ScoringStage):
+    """Ray Data unit: score chunk rows; other rows pass through."""
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        scorer = self._scorer()
+        rows = [score_row(row, self.config, scorer) for row in batch.to_pylist()]
+        return pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
 
 
 def _finish_task(config: StageConfig, meta_json: str, url: str,
@@ -288,7 +342,8 @@ class _Partial:
 
 class Collector:
     """Turns the stream's rows into progress, finish steps and results (driver state: the
-    chunked videos in flight and the finish steps running)."""
+    chunked videos in flight, the finish steps running, and the positions of the finished
+    videos, so a row repeated by a retried task is not counted twice)."""
 
     def __init__(self, config: StageConfig, hooks: Hooks, *, keep_manifests: bool,
                  finisher: "_Finisher") -> None:
@@ -297,10 +352,13 @@ class Collector:
         self.keep_manifests = keep_manifests or hooks.on_pick is not None
         self.finisher = finisher
         self.partial: dict[str, _Partial] = {}
+        self.finished: set[int] = set()
         self.ready: deque[VideoOutcome] = deque()
 
     def take(self, row: dict[str, Any]) -> None:
         kind, scan = row["kind"], row["video_id"]
+        if scan not in self.partial and json.loads(row["meta"])["seq"] in self.finished:
+            return  # a finished video's row, again (a retried task)
         if kind == "planned":
             partial = self._partial(row)
             partial.seen.add(-1)
@@ -360,8 +418,11 @@ class Collector:
                                   ChunkPlan.from_dict(meta["plan"]))
 
     def emit(self, meta: dict[str, Any], outcome: dict[str, Any]) -> None:
-        """A video's result: to the hooks now, to the stream's consumer next."""
+        """A video's result: to the hooks now, to the stream's consumer next (once)."""
         scan, name = meta["scan_id"], meta["name"]
+        if meta["seq"] in self.finished:
+            return
+        self.finished.add(meta["seq"])
         if outcome["status"] == "succeeded":
             manifest = (GoldenManifest.from_json(outcome["manifest"]) if self.keep_manifests
                         else None)
@@ -524,32 +585,90 @@ def _run_in_process(rows: list[dict[str, Any]], config: StageConfig,
     scorer = ChunkScorer(config.params.scorer)
     scorer.setup()
     for row in rows:
-        for chunk_row in probe_rows(row, config):
-            collector.take(score_row(chunk_row, config, scorer))
+        for out in video_rows(row, config, scorer):
+            collector.take(score_row(out, config, scorer))
             yield from collector.drain()
 
 
 def _run_distributed(rows: list[dict[str, Any]], config: StageConfig, collector: Collector,
                      finisher: _Finisher, cpus: int) -> Iterator[VideoOutcome]:
+    import queue
+    import threading
+
+    import ray
     import ray.data
 
-    from jobs.units import map_unit
+    from jobs.units import map_unit, run_unit_once
 
+    outbox = ray.remote(num_cpus=0)(Outbox).remote()
+    config = replace(config, outbox=outbox)
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-    ds = map_unit(ds, ProbeStage, config, actors=False, concurrency=min(cpus, len(rows)),
-                  num_cpus=PROBE_CPUS, batch_format="pyarrow")
+    # The video stage runs with Ray Data's default task resources (one CPU: it scores the
+    # one-chunk videos) and no concurrency cap of its own: that is what lets the
+    # one-row-per-block repartition fuse into its tasks, so each chunk leaves as its own block
+    # without a task per video for the repartition. Every task does a video's work, so it
+    # never runs far ahead of the scoring (probes of many videos first would delay every
+    # result). Only chunks go on down the pipeline; the rest comes through the outbox.
+    ds = ds.map_batches(run_unit_once, fn_kwargs={"unit_cls": VideoStage, "config": config},
+                        batch_size=1, batch_format="pyarrow", zero_copy_batch=True)
     ds = ds.repartition(target_num_rows_per_block=1)
-    ds = map_unit(ds, ScoreStage, config, actors=config.params.actors, concurrency=cpus,
+    ds = map_unit(ds, ChunkStage, config, actors=config.params.actors, concurrency=cpus,
                   num_cpus=config.params.scorer.cpus, batch_format="pyarrow")
-    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1):
-        for row in batch.to_pylist():
-            collector.take(row)
-        finisher.harvest(collector)
-        yield from collector.drain()
-    while finisher.pending():
-        finisher.harvest(collector, block=True)
-        yield from collector.drain()
-    yield from collector.drain()
+
+    # Ray Data's iterator blocks, so a thread pumps its batches to this loop, which also
+    # takes the outbox's rows and harvests finish tasks as they come.
+    batches: queue.Queue[Any] = queue.Queue(maxsize=4)
+    stop = threading.Event()
+    end = object()
+
+    def pump() -> None:
+        try:
+            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow",
+                                         prefetch_batches=1):
+                while not stop.is_set():
+                    try:
+                        batches.put(batch, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            batches.put(end)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the driver loop
+            batches.put(exc)
+
+    thread = threading.Thread(target=pump, name="golden-stream", daemon=True)
+    thread.start()
+    try:
+        finished = False
+        while True:
+            for row in ray.get(outbox.take.remote(0 if finished else 0.2)):
+                collector.take(row)
+            while True:
+                try:
+                    item = batches.get_nowait()
+                except queue.Empty:
+                    break
+                if item is end:
+                    finished = True
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                for row in item.to_pylist():
+                    collector.take(row)
+            finisher.harvest(collector)
+            yield from collector.drain()
+            if finished:
+                for row in ray.get(outbox.take.remote(0)):  # put before their tasks ended
+                    collector.take(row)
+                yield from collector.drain()
+                break
+        while finisher.pending():
+            finisher.harvest(collector, block=True)
+            yield from collector.drain()
+    finally:
+        stop.set()
+        ray.kill(outbox)
 
 
 def run_golden(jobs: Sequence[VideoJob], params: GoldenParams, store: Store, *,
@@ -566,5 +685,5 @@ def run_golden(jobs: Sequence[VideoJob], params: GoldenParams, store: Store, *,
     return [results[i] for i in range(len(jobs))]
 
 
-__all__ = ["Collector", "ProbeStage", "ScoreStage", "StageConfig", "VideoOutcome",
-           "finish_scored", "probe_rows", "run_golden", "score_row", "stream_golden"]
+__all__ = ["ChunkStage", "Collector", "StageConfig", "VideoOutcome", "VideoStage",
+           "finish_scored", "run_golden", "score_row", "stream_golden", "video_rows"]

@@ -272,7 +272,7 @@ def test_oversized_upload_is_413(api):
 def test_url_problems_found_while_fetching_fail_the_analysis_clearly(api, media):
     c = api["client"]
     for path, code in (("/redirect-private", "url_blocked"), ("/page.html", "not_video_content"),
-                       ("/missing.mp4", "download_failed")):
+                       ("/missing.mp4", "source_gone")):
         aid = c.post("/v1/analyses", json={"video_url": media["url"] + path,
                                            "scan_id": f"bad{path.strip('/').split('.')[0]}"}).json()["id"]
         done = _wait(c, aid)

@@ -149,10 +149,11 @@ class Driver:
     def __init__(self, manifest: Path, out: Path, address: str, env: dict[str, str]) -> None:
         self.lines: list[str] = []
         self.done = threading.Event()
+        self.stderr = tempfile.TemporaryFile("w+")  # a file: an unread pipe could block it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jobs.golden", "--manifest", str(manifest), "--address",
              address, "--out", str(out), "--top-k", "3", "--no-progress"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -165,13 +166,17 @@ class Driver:
         deadline = time.monotonic() + timeout
         while sum(ln.startswith("done ") for ln in self.lines) < n:
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"no {n} results: {self.lines}\n{self.proc.stderr.read()[-3000:]}")
+                raise AssertionError(f"no {n} results: {self.lines}\n{self.errors()[-3000:]}")
             time.sleep(0.05)
+
+    def errors(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read()
 
     def finish(self, timeout: float = 600) -> tuple[int, dict, str]:
         code = self.proc.wait(timeout)
         self.done.wait(30)
-        stderr = self.proc.stderr.read()
+        stderr = self.errors()
         line = next((ln for ln in self.lines if ln.startswith('{"summary"')), None)
         assert line is not None, (self.lines, stderr[-3000:])
         return code, json.loads(line)["summary"], stderr

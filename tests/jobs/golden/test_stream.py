@@ -13,7 +13,7 @@ from actors.video import probe
 from jobs.golden.finish import Hooks, VideoJob
 from jobs.golden.params import GoldenParams
 from jobs.golden.planner import LONG_VIDEO_WORK_S, CostModel, plan_batch
-from jobs.golden.stream import Collector, StageConfig, run_golden, stream_golden
+from jobs.golden.stream import _EMPTY_ROW, Collector, StageConfig, run_golden, stream_golden
 from jobs.sources import SourceOptions, open_source
 from jobs.stores.local import LocalStore
 from source_servers import RangeServer
@@ -67,11 +67,11 @@ def _meta(scan: str, n_chunks: int, seq: int = 0) -> str:
 
 def _row(kind: str, scan: str, chunk: int, n: int, **extra) -> dict:
     frames = list(range(2 * chunk, 2 * chunk + 2)) if kind == "scores" else []
-    return {"kind": kind, "video_id": scan, "url": scan, "chunk": chunk, "n_chunks": n,
-            "frame_index": frames, "pts": frames, "time_s": [0.0] * len(frames),
-            "sharpness": [1.0] * len(frames), "motion": [0.0] * len(frames), "t_start": 0.0,
-            "t_end": 1.0, "seconds": 1.0, "meta": _meta(scan, n), "result": "", "error": "",
-            "error_code": "", **extra}
+    return {**_EMPTY_ROW, "kind": kind, "video_id": scan, "url": scan, "chunk": chunk,
+            "n_chunks": n, "frame_index": frames, "frame_pts": frames,
+            "frame_time_s": [0.0] * len(frames), "frame_sharpness": [1.0] * len(frames),
+            "frame_motion": [0.0] * len(frames), "t_start": 0.0, "t_end": 1.0, "seconds": 1.0,
+            "meta": _meta(scan, n, seq=ord(scan[0])), **extra}
 
 
 def _collector(events: list) -> tuple[Collector, _Finisher]:
@@ -113,6 +113,19 @@ def test_a_failed_chunk_fails_its_video_once_and_the_late_chunks_are_dropped():
     assert collector.partial == {}
     codes = [o.result.error_code for o in collector.drain()]
     assert codes == ["source_gone", "not_a_video"]
+
+
+def test_rows_repeated_by_a_retried_task_count_once():
+    events: list = []
+    collector, _ = _collector(events)
+    result = json.dumps({"status": "succeeded", "location": "x", "frames": 6, "worker_s": 1.0,
+                         "manifest": "{}"})
+    done = _row("done", "d", 0, 1, result=result)
+    collector.take(done)
+    collector.take(done)  # the video stage task ran again after its node died
+    collector.take(_row("planned", "d", 0, 1))
+    assert [e for e in events if e[0] == "result"] == [("result", "d", "succeeded")]
+    assert len(list(collector.drain())) == 1 and collector.partial == {}
 
 
 # ------------------------------------------------------------------------------ batches
