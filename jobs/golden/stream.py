@@ -182,7 +182,7 @@ def score_row(row: dict[str, Any], config: StageConfig, scorer: ChunkScorer,
     if row["kind"] != "chunk":
         return row
     out = {**row, "pts": [], "keyframes": []}
-    t_start, p0 = time.time(), time.perf_counter()
+    t_start, p0 = time.time(), time.process_time()
     decoded: dict[int, Any] = {}
     whole = row["n_chunks"] == 1
     keep = (decoded.__setitem__ if whole and (row["stop"] - row["start"]) * row["width"]
@@ -193,7 +193,7 @@ def score_row(row: dict[str, Any], config: StageConfig, scorer: ChunkScorer,
         _, outcome = scorer.score_or_error(VideoChunk.from_row(row), source, keep)
     except Exception as exc:  # noqa: BLE001
         outcome = exc
-    out.update(t_start=t_start, t_end=time.time(), seconds=time.perf_counter() - p0)
+    out.update(t_start=t_start, t_end=time.time(), seconds=time.process_time() - p0)
     if isinstance(outcome, BaseException):
         if not isinstance(outcome, FramesiftError):
             log.error("scoring %s failed: %s", row["path"], _error_text(outcome))
@@ -600,7 +600,11 @@ def _run_distributed(rows: list[dict[str, Any]], config: StageConfig, collector:
 
     from jobs.units import map_unit, run_unit_once
 
-    outbox = ray.remote(num_cpus=0)(Outbox).remote()
+    # Whole-video units (many videos) send their results through an outbox actor; with few
+    # videos (chunks) they pass through the chunk stage, which costs less than the actor's
+    # worker process (about a second of CPU to start).
+    outbox = (ray.remote(num_cpus=0)(Outbox).remote() if config.batch.mode == "whole"
+              else None)
     config = replace(config, outbox=outbox)
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))
     # The video stage runs with Ray Data's default task resources (one CPU: it scores the
@@ -642,25 +646,32 @@ def _run_distributed(rows: list[dict[str, Any]], config: StageConfig, collector:
     try:
         finished = False
         while True:
-            for row in ray.get(outbox.take.remote(0 if finished else 0.2)):
-                collector.take(row)
-            while True:
-                try:
-                    item = batches.get_nowait()
-                except queue.Empty:
-                    break
+            wait_s = 0.0 if finished else 0.2  # the outbox or the batches: one of them waits
+            if outbox is not None:
+                for row in ray.get(outbox.take.remote(wait_s)):
+                    collector.take(row)
+                wait_s = 0.0
+            items = []
+            try:
+                items.append(batches.get(timeout=wait_s) if wait_s else batches.get_nowait())
+                while True:
+                    items.append(batches.get_nowait())
+            except queue.Empty:
+                pass
+            for item in items:
                 if item is end:
                     finished = True
-                    break
-                if isinstance(item, BaseException):
+                elif isinstance(item, BaseException):
                     raise item
-                for row in item.to_pylist():
-                    collector.take(row)
+                else:
+                    for row in item.to_pylist():
+                        collector.take(row)
             finisher.harvest(collector)
             yield from collector.drain()
             if finished:
-                for row in ray.get(outbox.take.remote(0)):  # put before their tasks ended
-                    collector.take(row)
+                if outbox is not None:  # rows put before their tasks ended
+                    for row in ray.get(outbox.take.remote(0)):
+                        collector.take(row)
                 yield from collector.drain()
                 break
         while finisher.pending():
@@ -668,7 +679,8 @@ def _run_distributed(rows: list[dict[str, Any]], config: StageConfig, collector:
             yield from collector.drain()
     finally:
         stop.set()
-        ray.kill(outbox)
+        if outbox is not None:
+            ray.kill(outbox)
 
 
 def run_golden(jobs: Sequence[VideoJob], params: GoldenParams, store: Store, *,
