@@ -203,3 +203,10 @@ def test_sample_video_cli_writes_video_and_truth(tmp_path):
     assert probe(tmp_path / "s.mp4").frame_count == 60
     bad = _cli("sample-video", str(tmp_path / "t.mp4"), "--size", "33x10", cwd=tmp_path)
     assert bad.returncode == 2 and "size must be even" in bad.stderr
+    scan = _cli("sample-video", str(tmp_path / "h.mp4"), "--holds", "2", "--size", "320x180",
+                cwd=tmp_path)
+    assert scan.returncode == 0, scan.stderr
+    assert "2 steady holds" in scan.stdout
+    truth = json.loads((tmp_path / "h.mp4.truth.json").read_text())
+    assert truth["scenario"] == "holds" and len(truth["holds"]) == 2
+    assert len(truth["frames"]) == truth["frame_count"] == probe(tmp_path / "h.mp4").frame_count
