@@ -149,6 +149,7 @@ class GoldenFrame:
     glint: GlintMetrics
     key: str
     uri: str
+    hold: int = -1  # the steady hold it was picked from (``selection.holds``), -1 = none
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -34,6 +34,11 @@ class GoldenParams:
     top_k: int = 5
     min_gap_s: float = 0.5
     motion_max: float = 1.0
+    still_window_s: float = 0.2
+    min_hold_s: float = 0.5
+    edge_margin_s: float = 0.1
+    hold_sharpness_ratio: float = 0.3
+    dup_max_diff: float = 2.0
     image_format: str = "jpeg"
     jpeg_quality: int = 95
     workers: int | None = None  # None = let the planner decide
@@ -46,7 +51,9 @@ class GoldenParams:
     @classmethod
     def from_settings(cls, s: Settings) -> "GoldenParams":
         return cls(top_k=s.top_k, min_gap_s=s.min_gap_s, motion_max=s.motion_max,
-                   image_format=s.image_format, jpeg_quality=s.jpeg_quality,
+                   still_window_s=s.still_window_s, min_hold_s=s.min_hold_s,
+                   edge_margin_s=s.edge_margin_s, hold_sharpness_ratio=s.hold_sharpness_ratio,
+                   dup_max_diff=s.dup_max_diff, image_format=s.image_format, jpeg_quality=s.jpeg_quality,
                    workers=None if s.workers == "auto" else int(s.workers),
                    max_workers=s.max_workers, min_frames_per_chunk=s.min_frames_per_chunk,
                    actors=s.executor == "actors",
@@ -107,15 +114,19 @@ def _encode(bgr: Any, params: GoldenParams) -> tuple[bytes, str, str]:
     return buf.tobytes(), ext, ctype
 
 
-def scores_table(scores: Sequence[FrameScore], selection: Selection, motion_max: float) -> pa.Table:
+def scores_table(scores: Sequence[FrameScore], selection: Selection) -> pa.Table:
+    """Per-frame metrics with the selection's view of each frame: ``still`` (windowed, see
+    jobs/reducer.py), ``hold`` (hold id, -1 = none) and ``picked``."""
     picked = {p.score.frame_index for p in selection.picks}
+    hold_of = {i: h.id for h in selection.holds for i in range(h.start, h.stop)}
     return pa.table({
         "frame_index": [s.frame_index for s in scores],
         "pts": [s.pts for s in scores],
         "time_s": [s.time_s for s in scores],
         "sharpness": [s.sharpness for s in scores],
         "motion": [s.motion for s in scores],
-        "still": [s.motion <= motion_max for s in scores],
+        "still": [s.frame_index in selection.still_indices for s in scores],
+        "hold": pa.array([hold_of.get(s.frame_index, -1) for s in scores], pa.int32()),
         "picked": [s.frame_index in picked for s in scores],
     })
 
@@ -126,7 +137,10 @@ def finish_video(job: VideoJob, info: VideoInfo, plan: ChunkPlan, scores: Sequen
     """Select, extract only the picks, analyse glint, store; manifest written last."""
     t0 = time.perf_counter()
     selection = select_golden(scores, top_k=params.top_k, min_gap_s=params.min_gap_s,
-                              motion_max=params.motion_max)
+                              motion_max=params.motion_max, still_window_s=params.still_window_s,
+                              min_hold_s=params.min_hold_s, edge_margin_s=params.edge_margin_s,
+                              hold_sharpness_ratio=params.hold_sharpness_ratio,
+                              dup_max_diff=params.dup_max_diff)
     t1 = time.perf_counter()
     pixels = read_frames(info.path, [p.score.frame_index for p in selection.picks], info.index,
                          info.rotation)
@@ -141,11 +155,12 @@ def finish_video(job: VideoJob, info: VideoInfo, plan: ChunkPlan, scores: Sequen
             frame = GoldenFrame(rank=rank, frame_index=s.frame_index, time_s=s.time_s,
                                 sharpness=s.sharpness, motion=s.motion, still=pick.still,
                                 width=bgr.shape[1], height=bgr.shape[0],
-                                glint=glint_metrics(bgr, params.glint), key=key, uri=uri)
+                                glint=glint_metrics(bgr, params.glint), key=key, uri=uri,
+                                hold=pick.hold)
             golden.append(frame)
             if hooks and hooks.on_pick:
                 hooks.on_pick(job.scan_id, frame)
-        scores_key = session.put_scores(scores_table(scores, selection, params.motion_max))
+        scores_key = session.put_scores(scores_table(scores, selection))
         t3 = time.perf_counter()
         timings = {**timings, "select_s": t1 - t0, "extract_s": t2 - t1, "store_s": t3 - t2}
         timings["total_s"] = sum(timings.values())
@@ -160,7 +175,8 @@ def finish_video(job: VideoJob, info: VideoInfo, plan: ChunkPlan, scores: Sequen
             "plan": plan.to_dict(),
             "selection": {"still_frames": selection.still_frames, "relaxed": selection.relaxed,
                           "motion_max_used": selection.motion_max_used,
-                          "picked": len(golden), "notes": list(selection.notes)},
+                          "picked": len(golden), "notes": list(selection.notes),
+                          "holds": [h.to_dict() for h in selection.holds]},
             "timings_s": {k: round(v, 4) for k, v in timings.items()},
             "golden_frames": [g.to_dict() for g in golden],
             "scores_key": scores_key,
