@@ -358,7 +358,8 @@ def make_hold_video(path: str | Path, *, holds: int = 5, soft_holds: int = 0,
     more above 480 px wide, dipping below 0.5 px for one or two frames), then the hold
     (``hold_s`` seconds);
     a final move ends the video. About ``focus_pull_share`` of the sharp holds have a focus pull
-    (blur ramps out -> in at the start, or in -> out at the end, over 0.25-0.45 s).
+    (blur ramps out -> in at the start, or in -> out at the end, over 0.25-0.45 s; every ramp
+    frame is visibly blurred, 0.5 px or more, so ``blur == 0`` in the truth means in focus).
     """
     width, height = size
     if width % 2 or height % 2 or width < 64 or height < 64:
@@ -432,10 +433,10 @@ def make_hold_video(path: str | Path, *, holds: int = 5, soft_holds: int = 0,
         for j in range(count):
             if focus == "soft":
                 blur = soft_blur
-            elif focus == "pull_in" and j < ramp:
-                blur = top_blur * (1 - j / ramp)
-            elif focus == "pull_out" and j >= count - ramp:
-                blur = top_blur * (j - (count - ramp) + 1) / ramp
+            elif focus == "pull_in" and j < ramp:  # from top_blur down to a visible 0.5 px
+                blur = 0.5 + (top_blur - 0.5) * (ramp - 1 - j) / (ramp - 1)
+            elif focus == "pull_out" and j >= count - ramp:  # from 0.5 px up to top_blur
+                blur = 0.5 + (top_blur - 0.5) * (j - (count - ramp)) / (ramp - 1)
             else:
                 blur = 0.0
             poses.append(_Pose(h, dx, dy, blur))
