@@ -87,8 +87,8 @@ def analysis_row(analysis_id: str, scan_id: str, status: str,
         "still_frames": None, "golden_count": 0, "error": error, "framesift_version": None,
     }
     if manifest is not None:
-        m = manifest.model_dump(mode="json", include={"parameters", "video"})
-        row.update(item_type=manifest.item_type, parameters=m["parameters"],
+        m = manifest.model_dump(mode="json", include={"video"})
+        row.update(item_type=manifest.item_type, parameters=manifest.parameters,
                    timings=dict(manifest.timings_s), video=m["video"],
                    frame_count=manifest.video.frame_count,
                    still_frames=manifest.selection.still_frames,

@@ -53,7 +53,7 @@ def write_result(store: SupabaseStore, scan_id: str = "scan-1",
             frames.append(replace(golden_frame(index, rank, scan_id), key=key, uri=uri))
         session.put_scores(pa.table({"frame_index": list(images)}))
         base = sample_manifest(scan_id, frames, item_type="shoe", store=store.name,
-                               parameters=GoldenParams(top_k=len(images)))
+                               parameters=GoldenParams(top_k=len(images)).recorded())
         manifest = base.model_copy(update={"selection": base.selection.model_copy(
             update={"still_frames": 50})})
         session.commit(manifest)

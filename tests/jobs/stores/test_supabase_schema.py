@@ -151,7 +151,7 @@ def columns(conn, table: str) -> dict[str, tuple[str, bool]]:
 def sample_rows(analysis_id: str, scan_id: str = "scan-1", n: int = 2, sharp: float = 120.5):
     frames = [replace(golden_frame(10 * (i + 1), i + 1, scan_id), sharpness=sharp, time_s=0.3 * (i + 1))
               for i in range(n)]
-    base = sample_manifest(scan_id, frames, item_type="shoe", parameters=GoldenParams(top_k=n))
+    base = sample_manifest(scan_id, frames, item_type="shoe", parameters=GoldenParams(top_k=n).recorded())
     manifest = base.model_copy(update={"selection": base.selection.model_copy(
         update={"still_frames": 40})})
     analysis = analysis_row(analysis_id, scan_id, "running", manifest)
