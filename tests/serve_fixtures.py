@@ -37,7 +37,7 @@ def api(ray_cluster, tmp_path_factory):
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     settings = {"state_dir": str(state / "main"), "out_dir": str(state / "out"),
-                "url_allowlist": "127.0.0.1", "max_image_bytes": 3_000_000,
+                "url_allowlist": "127.0.0.1:*", "max_image_bytes": 3_000_000,
                 "max_images_per_request": 12, "max_upload_bytes": 30_000_000,
                 "max_image_pixels": 40_000_000}
     serve.run(build_app({"settings": settings}), name="framesift", route_prefix="/")
