@@ -9,9 +9,9 @@ import av
 import numpy as np
 import pytest
 
-from actors.errors import (AbsurdDimensionsError, CorruptVideoError, EmptyVideoError,
-                           NotAVideoError, NoVideoStreamError, UnsupportedCodecError,
-                           VideoNotFoundError)
+from actors.errors import (AbsurdDimensionsError, ContainerNotAllowedError, CorruptVideoError,
+                           EmptyVideoError, NotAVideoError, NoVideoStreamError,
+                           UnsupportedCodecError, VideoNotFoundError)
 from actors.records import FrameRange
 from actors.video import DimensionLimits, iter_frames, probe, read_frames
 
@@ -187,3 +187,51 @@ def test_absurd_dimensions(tmp_path):
     with pytest.raises(AbsurdDimensionsError, match="outside the supported range"):
         DimensionLimits().check("x", 40000, 20000)
     DimensionLimits().check("x", 3840, 2160)
+
+
+# ---- inputs that would make FFmpeg read other files -----------------------------------------
+
+def mpegts_copy(src: Path, dst: Path) -> Path:
+    """``src``'s video remuxed into MPEG-TS (an allowed container, and an HLS segment)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(src)) as i, av.open(str(dst), "w", format="mpegts") as o:
+        out = o.add_stream_from_template(i.streams.video[0])
+        for pkt in i.demux(i.streams.video[0]):
+            if pkt.dts is not None:
+                pkt.stream = out
+                o.mux(pkt)
+    return dst
+
+
+def hls_playlist(segment: str) -> str:
+    return ("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:10\n#EXT-X-MEDIA-SEQUENCE:0\n"
+            f"#EXTINF:10.0,\n{segment}\n#EXT-X-ENDLIST\n")
+
+
+def test_a_playlist_naming_a_private_file_is_refused(videos, tmp_path):
+    """An uploaded HLS playlist listing file:///... would be analysed as that file: the
+    container allow-list refuses the playlist before FFmpeg reads what it names."""
+    src, _ = videos.get(seconds=1, size=(320, 180), seed=5)
+    secret = mpegts_copy(src, tmp_path / "private" / "secret.ts")
+    info = probe(secret)  # the private file itself is a readable video (MPEG-TS is allowed)
+    playlist = tmp_path / "upload.m3u8"
+    playlist.write_text(hls_playlist(f"file://{secret}"))
+    with pytest.raises(ContainerNotAllowedError, match="container format not allowed") as err:
+        probe(playlist)
+    assert err.value.code == "container_not_allowed" and isinstance(err.value, NotAVideoError)
+    with pytest.raises(ContainerNotAllowedError):
+        list(iter_frames(str(playlist), FrameRange(0, 1), info.index))
+    listed = tmp_path / "private" / "list.ffconcat"  # a concat list next to its target
+    listed.write_text("ffconcat version 1.0\nfile secret.ts\n")
+    with pytest.raises(ContainerNotAllowedError):
+        probe(listed)
+
+
+def test_a_file_name_that_looks_like_a_protocol_is_that_file(videos, tmp_path, monkeypatch):
+    src, _ = videos.get(seconds=1, size=(320, 180), seed=5)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.mp4").write_bytes(src.read_bytes())
+    (tmp_path / "concat:a.mp4").write_text("not a video\n" * 50)  # FFmpeg's concat protocol
+    assert probe("a.mp4").frame_count == 30
+    with pytest.raises(NotAVideoError):
+        probe("concat:a.mp4")
