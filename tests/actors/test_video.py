@@ -14,6 +14,7 @@ from actors.errors import (AbsurdDimensionsError, ContainerNotAllowedError, Corr
                            UnsupportedCodecError, VideoNotFoundError)
 from actors.records import FrameRange
 from actors.video import DimensionLimits, iter_frames, probe, read_frames
+from media_fixtures import hls_playlist, mpegts_copy
 
 
 def _sequential(path: Path, info) -> dict[int, np.ndarray]:
@@ -190,23 +191,6 @@ def test_absurd_dimensions(tmp_path):
 
 
 # ---- inputs that would make FFmpeg read other files -----------------------------------------
-
-def mpegts_copy(src: Path, dst: Path) -> Path:
-    """``src``'s video remuxed into MPEG-TS (an allowed container, and an HLS segment)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(src)) as i, av.open(str(dst), "w", format="mpegts") as o:
-        out = o.add_stream_from_template(i.streams.video[0])
-        for pkt in i.demux(i.streams.video[0]):
-            if pkt.dts is not None:
-                pkt.stream = out
-                o.mux(pkt)
-    return dst
-
-
-def hls_playlist(segment: str) -> str:
-    return ("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:10\n#EXT-X-MEDIA-SEQUENCE:0\n"
-            f"#EXTINF:10.0,\n{segment}\n#EXT-X-ENDLIST\n")
-
 
 def test_a_playlist_naming_a_private_file_is_refused(videos, tmp_path):
     """An uploaded HLS playlist listing file:///... would be analysed as that file: the
