@@ -54,7 +54,8 @@ class Settings(BaseSettings):
     download_timeout_s: float = Field(600.0, gt=0, description="time limit per video download (s)")
     url_allowlist: str | None = Field(
         None, description="comma-separated hosts and CIDRs exempt from the private-address "
-                          "refusal of URL downloads")
+                          "refusal of URL downloads, each for ports 80 and 443 unless it names "
+                          "a port (`host:8080`, `10.0.0.0/8:*` for any port)")
     # output
     out_dir: str = Field("output", description="root folder of the local store")
     store: Literal["local", "supabase"] = Field(

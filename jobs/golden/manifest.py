@@ -68,6 +68,7 @@ class UploadSection(_Record):
     retry: str | None = None
     signed_urls: dict[str, str] | None = None
     signed_urls_expire_at: str | None = None
+    signed_url_errors: dict[str, str] | None = None  # keys Storage would not sign, and why
 
     @property
     def complete(self) -> bool:
@@ -112,7 +113,7 @@ class GoldenManifest(_Record):
         if self.supabase is None:
             del data["supabase"]
         else:
-            for key in ("retry", "signed_urls", "signed_urls_expire_at"):
+            for key in ("retry", "signed_urls", "signed_urls_expire_at", "signed_url_errors"):
                 if data["supabase"][key] is None:
                     del data["supabase"][key]
         return json.dumps(data, indent=2)

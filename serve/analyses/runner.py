@@ -9,6 +9,7 @@ the second or so a new worker process costs.
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import time
@@ -35,14 +36,53 @@ def new_runner_name() -> str:
 
 
 def result_summary(manifest: GoldenManifest, location: str | None) -> dict[str, Any]:
-    """What the API returns for a finished analysis (no server paths in it)."""
+    """What the API returns for a finished analysis (no server paths in it: the location is
+    the manifest's key in the store, ``<scan_id>/manifest.json``)."""
     data = manifest.model_dump(mode="json", include={"golden_frames", "selection", "plan",
                                                       "timings_s", "scores_key", "store"})
-    return {**data, "video": manifest.video.public(), "location": location}
+    public = f"{manifest.scan_id}/{Path(location).name}" if location else None
+    return {**data, "video": manifest.video.public(), "location": public}
 
 
 class RunnerBusyError(RuntimeError):
     """``start`` was called while an analysis still runs."""
+
+
+class AnalysisTooLargeError(FramesiftError):
+    """The video is more work than one analysis may take (frames, pixels x frames)."""
+
+    code = "analysis_too_large"
+
+
+def check_work(info: VideoInfo, name: str, settings: dict[str, Any]) -> None:
+    """Refuse a video whose scoring would hold an analysis slot too long (before scoring)."""
+    max_frames = int(settings.get("max_analysis_frames") or 0)
+    max_pixel_frames = int(settings.get("max_analysis_pixel_frames") or 0)
+    pixel_frames = info.width * info.height * info.frame_count
+    if max_frames and info.frame_count > max_frames:
+        raise AnalysisTooLargeError(
+            f"{name} has {info.frame_count} frames; one analysis takes at most {max_frames} "
+            "(FRAMESIFT_MAX_ANALYSIS_FRAMES). Send a shorter video or a cut of it.")
+    if max_pixel_frames and pixel_frames > max_pixel_frames:
+        raise AnalysisTooLargeError(
+            f"{name} is {info.width}x{info.height} with {info.frame_count} frames "
+            f"({pixel_frames:.3g} pixels to decode); one analysis takes at most "
+            f"{max_pixel_frames:.3g} (FRAMESIFT_MAX_ANALYSIS_PIXEL_FRAMES). Send it at a lower "
+            "resolution or shorter.")
+
+
+def public_message(text: str, video_path: str | None, name: str,
+                   server_dirs: tuple[str, ...] = ()) -> str:
+    """``text`` as the client may see it: the video's path on this server named as the client
+    knows it (the upload's file name, the redacted URL), any other server path hidden, and
+    secrets redacted."""
+    if video_path:
+        text = text.replace(str(video_path), name)
+    for folder in server_dirs:
+        if folder:
+            text = re.sub(re.escape(str(Path(folder).resolve())) + r"[^\s:'\"),;]*",
+                          "<server path>", text)
+    return redact_text(text)
 
 
 class AnalysisRunner:
@@ -53,6 +93,7 @@ class AnalysisRunner:
         self._events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._path: Path | None = None  # the video file on this node, once known
 
     def start(self, spec: dict[str, Any]) -> None:
         """Begin analysing ``spec`` (returns at once)."""
@@ -61,6 +102,7 @@ class AnalysisRunner:
                 raise RunnerBusyError(f"runner still busy with analysis {self.spec.get('id')}")
             self.spec = spec
             self._events = []
+            self._path = None
             self._thread = threading.Thread(target=self._run, name="analysis", daemon=True)
             self._thread.start()
 
@@ -83,14 +125,22 @@ class AnalysisRunner:
 
     def _video_path(self, settings: dict[str, Any]) -> Path:
         if self.spec["source_kind"] == "file":
-            return Path(self.spec["source"])
+            self._path = Path(self.spec["source"])
+            return self._path
         from jobs.fetch import fetch_to_file
 
         dest = Path(settings["state_dir"]) / "downloads" / self.spec["id"]
-        return fetch_to_file(self.spec["source"], dest,
-                             max_bytes=int(settings["download_max_bytes"]),
-                             timeout_s=float(settings["download_timeout_s"]),
-                             allowlist=settings["url_allowlist"])
+        self._path = fetch_to_file(self.spec["source"], dest,
+                                   max_bytes=int(settings["download_max_bytes"]),
+                                   timeout_s=float(settings["download_timeout_s"]),
+                                   allowlist=settings["url_allowlist"])
+        return self._path
+
+    def _public(self, text: str) -> str:
+        settings = self.spec["settings"]
+        dirs = tuple(settings.get(k) or "" for k in ("state_dir", "out_dir", "download_dir"))
+        return public_message(text, str(self._path) if self._path else None,
+                              self.spec.get("source_name") or "the video", dirs)
 
     def _params(self, settings: Settings) -> GoldenParams:
         overrides = {k: v for k, v in self.spec["params"].items() if v is not None}
@@ -102,6 +152,7 @@ class AnalysisRunner:
         t_first = time.time()
 
         def on_planned(_scan: str, info: VideoInfo, plan: ChunkPlan) -> None:
+            check_work(info, self.spec.get("source_name") or "the video", self.spec["settings"])
             totals["total"] = info.frame_count
             self._emit("planned", {"total": info.frame_count,
                                    "video": info.public(),
@@ -134,13 +185,13 @@ class AnalysisRunner:
                 self._emit("done", {"result": result_summary(result.manifest, result.location)})
             else:
                 self._emit("error", {"code": result.error_code or "analysis_failed",
-                                     "message": redact_text(result.error or "analysis failed")})
+                                     "message": self._public(result.error or "analysis failed")})
         except FramesiftError as exc:
             self._emit("error", {"code": getattr(exc, "code", "analysis_failed"),
-                                 "message": redact_text(str(exc))})
+                                 "message": self._public(str(exc))})
         except Exception as exc:  # noqa: BLE001 - reported to the client as data, not a crash
             self._emit("error", {"code": "internal_error",
-                                 "message": redact_text(f"{type(exc).__name__}: {exc}")})
+                                 "message": self._public(f"{type(exc).__name__}: {exc}")})
         finally:
             if self.spec["source_kind"] == "url":
                 shutil.rmtree(Path(settings["state_dir"]) / "downloads" / self.spec["id"],

@@ -116,7 +116,7 @@ def test_batch_results_errors_resume_and_summary(ray_cluster, videos, http_video
     store = LocalStore(tmp_path / "out")
     params = GoldenParams(top_k=3)
     dl = DownloadOptions(str(tmp_path / "downloads"), max_bytes=1 << 26, timeout_s=30,
-                         allowlist="127.0.0.1")
+                         allowlist="127.0.0.1:*")
     report = run_batch(entries, params, store, downloads=dl)
     by_id = {r.scan_id: r for r in report.results}
     assert [r.scan_id for r in report.results] == [e.scan_id for e in entries]
