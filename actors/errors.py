@@ -40,6 +40,20 @@ class NotAVideoError(VideoError):
                          + ". Expected a video file such as MP4, MOV, MKV or WebM.")
 
 
+class ContainerNotAllowedError(NotAVideoError):
+    """A container format that may make FFmpeg read other files (playlists, concat lists,
+    image sequences, ...) or that framesift does not open."""
+
+    code = "container_not_allowed"
+
+    def __init__(self, path: str, allowed: tuple[str, ...]) -> None:
+        VideoError.__init__(
+            self, path, f"container format not allowed: framesift opens {', '.join(allowed)} "
+                        "only; playlists (HLS, DASH), concat lists and image sequences are "
+                        "refused because they make FFmpeg read other files. Expected a video "
+                        "file such as MP4, MOV, MKV or WebM.")
+
+
 class NoVideoStreamError(VideoError):
     code = "no_video_stream"
 

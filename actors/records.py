@@ -169,13 +169,19 @@ class VideoChunk:
 
 @dataclass(frozen=True, slots=True)
 class FrameScore:
-    """Metrics of one frame. Motion is in source pixels per frame."""
+    """Metrics of one frame. Motion is in source pixels per frame.
+
+    ``thumb`` is a tiny grayscale signature of the frame (``actors.scoring.thumbnail``: 16x16
+    block means, 256 bytes) that lets the reducer tell near-duplicate picks apart without
+    pixels; empty when unknown.
+    """
 
     frame_index: int
     pts: int
     time_s: float
     sharpness: float
     motion: float
+    thumb: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +211,7 @@ class GoldenFrame:
     glint: GlintMetrics
     key: str
     uri: str
+    hold: int = -1  # the steady hold it was picked from (``selection.holds``), -1 = none
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -6,6 +6,8 @@
 * motion: mean optical-flow magnitude between a frame and its predecessor, computed at the
   analysis size and converted to source pixels. Frame 0 has no predecessor: it gets the motion
   of frame 1 (the flow between frames 0 and 1 describes both), or 0.0 in a one-frame video.
+* thumb: 16x16 block means of the analysis-size grayscale frame (256 bytes), the signature the
+  reducer compares to avoid near-duplicate picks. Integer arithmetic: exact in every process.
 """
 
 from __future__ import annotations
@@ -46,6 +48,23 @@ def flow_magnitude(flow: np.ndarray) -> float:
     """
     f = flow.astype(np.float64)
     return float(np.mean(np.sqrt(f[..., 0] * f[..., 0] + f[..., 1] * f[..., 1])))
+
+
+THUMB_SIDE = 16
+
+
+def thumbnail(gray: np.ndarray, side: int = THUMB_SIDE) -> bytes:
+    """Near-duplicate signature: ``side`` x ``side`` block means of a grayscale image, rounded
+    to uint8, row-major bytes. Exact integer sums, so every process gets the same bytes."""
+    if gray.shape[0] < side or gray.shape[1] < side:
+        gray = cv2.resize(gray, (max(side, gray.shape[1]), max(side, gray.shape[0])),
+                          interpolation=cv2.INTER_NEAREST)
+    h, w = gray.shape
+    ys = np.arange(side) * h // side
+    xs = np.arange(side) * w // side
+    sums = np.add.reduceat(np.add.reduceat(gray.astype(np.int64), ys, axis=0), xs, axis=1)
+    counts = np.outer(np.diff(np.append(ys, h)), np.diff(np.append(xs, w)))
+    return ((2 * sums + counts) // (2 * counts)).astype(np.uint8).tobytes()
 
 
 def analysis_size(width: int, height: int, long_side: int = 640) -> tuple[int, int]:
@@ -121,7 +140,7 @@ class ChunkScorer:
                 motion = float("nan")  # frame 0 (or the look-back frame): filled below
             if i >= task.frames.start:
                 scores.append(FrameScore(i, index.pts[i], index.time_s(i),
-                                         laplacian_variance(gray), motion))
+                                         laplacian_variance(gray), motion, thumbnail(gray)))
                 if keep is not None:
                     keep(i, frame)
             prev = gray
@@ -129,7 +148,7 @@ class ChunkScorer:
             first = scores[0]
             motion0 = scores[1].motion if len(scores) > 1 else (
                 self._motion_of_frame1(task, source) if len(index) > 1 else 0.0)
-            scores[0] = FrameScore(0, first.pts, first.time_s, first.sharpness, motion0)
+            scores[0] = replace(first, motion=motion0)
         return scores
 
     def _motion_of_frame1(self, task: VideoChunk, source: Source | None = None) -> float:
@@ -151,21 +170,21 @@ class ChunkScorer:
             return task, exc
 
 
-SCORE_COLUMNS = ("video_id", "frame_index", "pts", "time_s", "sharpness", "motion", "error",
-                 "error_code")
+SCORE_COLUMNS = ("video_id", "frame_index", "pts", "time_s", "sharpness", "motion", "thumb",
+                 "error", "error_code")
 
 
 def scores_to_columns(results: list[tuple[VideoChunk, list[FrameScore] | Exception]]) -> dict[str, np.ndarray]:
     rows: dict[str, list[Any]] = {c: [] for c in SCORE_COLUMNS}
     for task, outcome in results:
         if isinstance(outcome, Exception):
-            for c, v in zip(SCORE_COLUMNS, (task.video_id, -1, 0, 0.0, 0.0, 0.0, str(outcome),
+            for c, v in zip(SCORE_COLUMNS, (task.video_id, -1, 0, 0.0, 0.0, 0.0, b"", str(outcome),
                                             getattr(outcome, "code", "video_error"))):
                 rows[c].append(v)
             continue
         for s in outcome:
             for c, v in zip(SCORE_COLUMNS, (task.video_id, s.frame_index, s.pts, s.time_s,
-                                            s.sharpness, s.motion, "", "")):
+                                            s.sharpness, s.motion, s.thumb, "", "")):
                 rows[c].append(v)
     return {
         "video_id": np.asarray(rows["video_id"], dtype=object),
@@ -174,6 +193,7 @@ def scores_to_columns(results: list[tuple[VideoChunk, list[FrameScore] | Excepti
         "time_s": np.asarray(rows["time_s"], dtype=np.float64),
         "sharpness": np.asarray(rows["sharpness"], dtype=np.float64),
         "motion": np.asarray(rows["motion"], dtype=np.float64),
+        "thumb": np.asarray(rows["thumb"], dtype=object),
         "error": np.asarray(rows["error"], dtype=object),
         "error_code": np.asarray(rows["error_code"], dtype=object),
     }

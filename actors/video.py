@@ -21,6 +21,7 @@ import numpy as np
 
 from actors.errors import (
     AbsurdDimensionsError,
+    ContainerNotAllowedError,
     CorruptVideoError,
     EmptyVideoError,
     NotAVideoError,
@@ -65,6 +66,40 @@ def source_name(source: Source) -> str:
     return str(source) if _is_path(source) else source.name  # type: ignore[union-attr]
 
 
+# The only demuxers that may open an input. FFmpeg picks a demuxer from the file's content and
+# name, and some demuxers read *other* files or URLs named inside the input: an HLS playlist
+# (hls) or a DASH manifest (dash) lists segments, concat/ffconcat lists files, image2 opens a
+# numbered sequence, and so on. An uploaded playlist naming file:///some/private.ts would be
+# analysed as that private file. None of the demuxers below opens anything but the input (the
+# mov demuxer follows external data references only with ``enable_drefs``, off by default).
+ALLOWED_CONTAINERS = ("mov", "mp4", "matroska", "webm", "avi", "mpegts", "mpeg", "flv", "asf",
+                      "ogg")
+# FFmpeg options that enforce it: the demuxer must be on the list (checked before the demuxer
+# reads its header), and the input is read through the local file protocol only.
+CONTAINER_OPTIONS = {"format_whitelist": ",".join(ALLOWED_CONTAINERS),
+                     "protocol_whitelist": "file"}
+
+
+def ffmpeg_input_url(path: str | os.PathLike[str]) -> str:
+    """``path`` as an FFmpeg URL that can only mean that local file (a name such as
+    ``concat:a|b`` or ``subfile:...`` would otherwise select a protocol)."""
+    return "file:" + os.path.abspath(str(path))
+
+
+def open_container(path: str | os.PathLike[str]) -> av.container.InputContainer:
+    """Open a local media file with the container allow-list (no checks of its own beyond it;
+    ``_open`` adds the typed errors). Raises ``av.error.ArgumentError`` for a container that
+    is not allowed."""
+    return av.open(ffmpeg_input_url(path), mode="r", container_options=dict(CONTAINER_OPTIONS))
+
+
+def container_format(path: str | os.PathLike[str]) -> str:
+    """The demuxer's short name (``mov``, ``matroska``, ...) of an allowed local video, to
+    force the same demuxer elsewhere (the ffmpeg binary's ``-f``)."""
+    with _open(str(path)) as container:
+        return container.format.name.split(",")[0]
+
+
 def _open(source: Source):
     """Open a video for reading: a context manager giving the input container."""
     if not _is_path(source):
@@ -76,13 +111,15 @@ def _open(source: Source):
     if not p.is_file():
         raise NotAVideoError(path, "it is a directory" if p.is_dir() else "not a regular file")
     try:
-        return av.open(str(p), mode="r")
+        return open_container(p)
     except av.error.EOFError as exc:
         raise CorruptVideoError(path, "the file ends before its stream headers") from exc
     except av.error.InvalidDataError as exc:
         if b"moov" in _tail_hint(p):  # an MP4 whose index never got written: cut short
             raise CorruptVideoError(path, "MP4 index (moov atom) missing") from exc
         raise NotAVideoError(path, str(exc.strerror or exc)) from exc
+    except av.error.ArgumentError as exc:  # FFmpeg recognised a format not on the allow-list
+        raise ContainerNotAllowedError(path, ALLOWED_CONTAINERS) from exc
     except av.error.FFmpegError as exc:
         raise NotAVideoError(path, str(exc)) from exc
 
@@ -113,13 +150,17 @@ def _open_source_file(source: MediaSource) -> Iterator[tuple[av.container.InputC
     fh = source.open()
     try:
         try:
-            container = av.open(fh, mode="r")
+            # the same demuxer allow-list as for files; a file object has no protocol to pick
+            container = av.open(fh, mode="r", container_options={
+                "format_whitelist": CONTAINER_OPTIONS["format_whitelist"]})
         except av.error.EOFError as exc:
             raise CorruptVideoError(name, "the file ends before its stream headers") from exc
         except av.error.InvalidDataError as exc:
             if mp4_lacks_index(fh):
                 raise CorruptVideoError(name, "MP4 index (moov atom) missing") from exc
             raise NotAVideoError(name, str(exc.strerror or exc)) from exc
+        except av.error.ArgumentError as exc:
+            raise ContainerNotAllowedError(name, ALLOWED_CONTAINERS) from exc
         except av.error.FFmpegError as exc:
             raise NotAVideoError(name, str(exc)) from exc
         with container:

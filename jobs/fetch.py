@@ -98,16 +98,71 @@ def redact_url(url: str) -> str:
                        "***" if parts.fragment else ""))
 
 
+STANDARD_PORTS = frozenset({80, 443})
+
+
+@dataclass(frozen=True)
+class AllowEntry:
+    """One allow-list entry: a host name (``.example.com`` covers subdomains) or a network,
+    and the ports it opens (None = any port)."""
+
+    host: str | None = None
+    network: IPNetwork | None = None
+    ports: frozenset[int] | None = STANDARD_PORTS
+
+    def port_ok(self, port: int) -> bool:
+        return self.ports is None or port in self.ports
+
+
+def _parse_port(raw: str, entry: str) -> frozenset[int] | None:
+    if raw == "*":
+        return None
+    if raw.isdigit() and 1 <= int(raw) <= 65535:
+        return frozenset({int(raw)})
+    raise ValueError(f"allow-list entry {entry!r}: port {raw!r} is neither a number 1-65535 "
+                     "nor '*'")
+
+
+def _parse_entry(raw: str) -> AllowEntry | None:
+    item = raw.strip().lower()
+    if not item:
+        return None
+    ports: frozenset[int] | None = STANDARD_PORTS
+    if item.startswith("["):  # [v6], [v6]:port, [v6/len]:port
+        inside, sep, rest = item[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"allow-list entry {raw!r}: expected [address] or [address]:port")
+        target = inside
+        if rest:
+            ports = _parse_port(rest[1:], raw)
+    elif item.count(":") >= 2:  # a bare IPv6 address or network: no port
+        target = item
+    elif ":" in item:
+        target, _, port = item.rpartition(":")
+        ports = _parse_port(port, raw)
+    else:
+        target = item
+    try:
+        return AllowEntry(network=ipaddress.ip_network(target, strict=False), ports=ports)
+    except ValueError:
+        if not re.fullmatch(r"\.?[a-z0-9]([a-z0-9.-]*[a-z0-9])?", target):
+            raise ValueError(f"allow-list entry {raw!r} is neither a host name, an address nor "
+                             "a CIDR network (each optionally with :port or :*)") from None
+        return AllowEntry(host=target, ports=ports)
+
+
 @dataclass(frozen=True)
 class Allowlist:
-    """Hosts and networks exempt from the private-address refusal.
+    """Hosts and networks exempt from the private-address refusal, each for some ports.
 
     Entries: a host name (``media.internal``; ``.example.com`` also covers its subdomains), an
-    address (``10.1.2.3``) or a network in CIDR form (``10.0.0.0/8``, ``fd00::/8``).
+    address (``10.1.2.3``, ``[fd00::1]``) or a network in CIDR form (``10.0.0.0/8``,
+    ``fd00::/8``), optionally with a port (``media.internal:8080``, ``[fd00::1]:9000``) or
+    ``:*`` for any port. Without a port an entry opens the standard ports 80 and 443 only, so
+    allow-listing a host never opens its other services (an admin port, this API's own port).
     """
 
-    hosts: frozenset[str] = frozenset()
-    networks: tuple[IPNetwork, ...] = ()
+    entries: tuple[AllowEntry, ...] = ()
 
     @classmethod
     def parse(cls, spec: "str | Iterable[str] | Allowlist | None") -> "Allowlist":
@@ -116,30 +171,23 @@ class Allowlist:
         if isinstance(spec, Allowlist):
             return spec
         items = spec.split(",") if isinstance(spec, str) else list(spec)
-        hosts: set[str] = set()
-        nets: list[IPNetwork] = []
-        for raw in items:
-            item = raw.strip().lower()
-            if not item:
-                continue
-            try:
-                nets.append(ipaddress.ip_network(item.strip("[]"), strict=False))
-            except ValueError:
-                if not re.fullmatch(r"\.?[a-z0-9]([a-z0-9.-]*[a-z0-9])?", item):
-                    raise ValueError(f"allow-list entry {raw!r} is neither a host name, an "
-                                     "address nor a CIDR network") from None
-                hosts.add(item)
-        return cls(frozenset(hosts), tuple(nets))
+        return cls(tuple(e for e in (_parse_entry(raw) for raw in items) if e is not None))
 
-    def allows_host(self, host: str) -> bool:
+    def allows_host(self, host: str, port: int) -> bool:
         host = host.lower().rstrip(".")
-        return host in self.hosts or any(h.startswith(".") and (host.endswith(h) or host == h[1:])
-                                         for h in self.hosts)
+        for e in self.entries:
+            if e.host is None or not e.port_ok(port):
+                continue
+            if host == e.host or (e.host.startswith(".") and (host.endswith(e.host)
+                                                              or host == e.host[1:])):
+                return True
+        return False
 
-    def allows_address(self, addr: IPAddress) -> bool:
+    def allows_address(self, addr: IPAddress, port: int) -> bool:
+        nets = [e.network for e in self.entries if e.network is not None and e.port_ok(port)]
         if addr in METADATA_ADDRESSES:  # only as exactly this address
-            return any(n.num_addresses == 1 and n.network_address == addr for n in self.networks)
-        return any(addr in n for n in self.networks)
+            return any(n.num_addresses == 1 and n.network_address == addr for n in nets)
+        return any(addr in n for n in nets)
 
 
 def _unmapped(addr: IPAddress) -> IPAddress:
@@ -153,6 +201,11 @@ def address_refusal(addr: IPAddress) -> str | None:
     addr = _unmapped(addr)
     if addr in METADATA_ADDRESSES:
         return "a cloud metadata address"
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.sixtofour is not None:  # 2002::/16 reaches the IPv4 address it embeds
+            return f"a 6to4 address (embedding {addr.sixtofour})"
+        if addr.is_site_local:  # fec0::/10: deprecated, but routed inside some networks
+            return "a site-local address"
     for attr, why in (("is_loopback", "a loopback address"), ("is_link_local", "a link-local address"),
                       ("is_multicast", "a multicast address"), ("is_unspecified", "an unspecified address"),
                       ("is_reserved", "a reserved address"), ("is_private", "a private address")):
@@ -201,16 +254,17 @@ def check_url(url: str, allowlist: Allowlist) -> tuple[str, int, IPAddress]:
         raise DownloadFailedError(url, f"cannot resolve host {host!r} ({exc})") from None
     if not addresses:
         raise DownloadFailedError(url, f"host {host!r} resolves to no address")
-    if not allowlist.allows_host(host):
+    if not allowlist.allows_host(host, port):
         for addr in addresses:
             why = address_refusal(addr)
-            if why and not allowlist.allows_address(_unmapped(addr)):
+            if why and not allowlist.allows_address(_unmapped(addr), port):
                 raise UrlBlockedError(
                     url, f"host {host!r} resolves to {addr}, {why}; refused to prevent requests "
                          "to internal services. If this source is trusted, add the host or a "
-                         "network containing it to FRAMESIFT_URL_ALLOWLIST")
-    elif any(_unmapped(a) in METADATA_ADDRESSES and not allowlist.allows_address(_unmapped(a))
-             for a in addresses):
+                         "network containing it to FRAMESIFT_URL_ALLOWLIST, with the port "
+                         f"unless it is 80 or 443 (e.g. {host}:{port})")
+    elif any(_unmapped(a) in METADATA_ADDRESSES
+             and not allowlist.allows_address(_unmapped(a), port) for a in addresses):
         raise UrlBlockedError(url, f"host {host!r} resolves to a cloud metadata address; "
                                    "allow-list that exact address to fetch from it")
     return host, port, addresses[0]

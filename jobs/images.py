@@ -20,10 +20,14 @@ from actors.image_analysis import ImageError, ImageLimits, analyze_image
 
 @dataclass(frozen=True)
 class ImageItem:
+    """One image of a batch: its bytes, or ``load`` that reads them when the image's turn
+    comes (so a batch never has to be in memory at once), or an error found before."""
+
     index: int
     filename: str | None
-    data: bytes | None
+    data: bytes | None = None
     error: tuple[str, str] | None = None  # (code, message) found before analysis
+    load: Callable[[], Awaitable[bytes]] | None = None  # may raise ImageError
 
 
 def _analyze(data: bytes, limits: ImageLimits, analysis_long_side: int) -> dict[str, Any]:
@@ -105,12 +109,19 @@ async def analyze_stream(items: Sequence[ImageItem], *, concurrency: int, task_c
         while queue or running:
             while queue and len(running) < concurrency:
                 item = queue.pop(0)
-                if item.error is not None:  # refused before analysis (size, empty part)
-                    yield tally.outcome(item, {"error": {"code": item.error[0],
-                                                         "message": item.error[1]}})
+                data, error = item.data, item.error
+                if error is None and data is None and item.load is not None:
+                    try:
+                        data = await item.load()
+                    except ImageError as exc:
+                        error = (exc.code, str(exc))
+                if error is not None or data is None:  # refused before analysis (size, empty)
+                    code, message = error or ("empty_image", "no image data")
+                    yield tally.outcome(item, {"error": {"code": code, "message": message}})
                     yield "progress", tally.progress()
                     continue
-                running[asyncio.create_task(run(item.data))] = item
+                running[asyncio.create_task(run(data))] = item
+                del data  # the task holds it until the image is analysed
             if not running:
                 continue
             finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)

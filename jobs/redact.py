@@ -7,9 +7,12 @@ import re
 
 _URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s'\"]+@)?"
                   r"(?P<rest>[^\s?#'\"]*)(?P<query>\?[^\s#'\"]*)?")
-_BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",]+")
+# A placeholder such as ``Bearer <key>`` (in a message telling what to send) is not a secret:
+# masking it would garble the message.
+_PLACEHOLDER = r"(?!<[\w.-]*>)"
+_BEARER = re.compile(r"(?i)(bearer\s+)" + _PLACEHOLDER + r"[^\s'\",]+")
 _KEYVAL = re.compile(r"(?i)((?:api[_-]?key|apikey|token|secret|password|service_role_key)"
-                     r"\s*[=:]\s*)[^\s'\",&]+")
+                     r"\s*[=:]\s*)" + _PLACEHOLDER + r"[^\s'\",&]+")
 
 
 def redact_text(text: str) -> str:

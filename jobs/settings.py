@@ -17,6 +17,20 @@ class Settings(BaseSettings):
     top_k: int = Field(5, ge=1, le=100, description="golden frames to pick per video")
     min_gap_s: float = Field(0.5, ge=0, description="minimum seconds between picks")
     motion_max: float = Field(1.0, ge=0, description="stillness bar: mean flow in source px")
+    still_window_s: float = Field(0.2, ge=0, description="a frame is steady when every frame "
+                                  "within this many seconds of it is under the motion bar; a "
+                                  "hold needs a steady core")
+    min_hold_s: float = Field(0.5, ge=0, description="shortest steady hold (s, first to last "
+                              "still frame); shorter still runs are ignored")
+    edge_margin_s: float = Field(0.1, ge=0, description="picks keep this far (s) from both "
+                                 "ends of their hold's steady core (first picks) or of the "
+                                 "hold (extra picks)")
+    hold_sharpness_ratio: float = Field(0.3, ge=0, le=1, description="a hold competes for "
+                                        "first picks when its best sharpness is at least this "
+                                        "share of the sharpest hold's")
+    dup_max_diff: float = Field(2.0, ge=0, le=255, description="near-duplicate picks: mean "
+                                "abs difference of 16x16 grey thumbnails below this (grey "
+                                "levels); 0 = no guard")
     # scoring
     flow: Literal["dis", "farneback"] = Field("dis", description="optical-flow method")
     dis_preset: Literal["ultrafast", "fast", "medium"] = Field("ultrafast", description="DIS preset")
@@ -48,7 +62,8 @@ class Settings(BaseSettings):
                                         description="largest read-ahead of a remote reader")
     url_allowlist: str | None = Field(
         None, description="comma-separated hosts and CIDRs exempt from the private-address "
-                          "refusal of URL inputs")
+                          "refusal of URL downloads, each for ports 80 and 443 unless it names "
+                          "a port (`host:8080`, `10.0.0.0/8:*` for any port)")
     s3_endpoint: str | None = Field(None, description="S3 API endpoint for s3:// inputs "
                                     "(default: AWS); credentials from the AWS_* environment")
     s3_region: str | None = Field(None, description="region of the s3:// buckets")

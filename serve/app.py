@@ -13,9 +13,8 @@ import hashlib
 import json
 import logging
 import os
-import uuid
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
@@ -25,8 +24,8 @@ from ray.serve.handle import DeploymentHandle
 from sse_starlette.sse import EventSourceResponse
 from starlette.datastructures import UploadFile
 
-from actors.image_analysis import ImageLimits
-from jobs.fetch import Allowlist, check_url
+from actors.image_analysis import ImageError, ImageLimits
+from jobs.fetch import Allowlist, check_url, redact_url
 from jobs.images import ImageItem, analyze_stream
 from jobs.redact import install_redaction
 from serve.console import router as console_router
@@ -37,12 +36,13 @@ from serve.model_deployments import bind_models
 from serve.result_routes import router as result_router
 from serve.schemas import (AnalysisAccepted, AnalysisList, AnalysisRequest, AnalysisView,
                            ErrorResponse)
-from serve.security import BodyLimit, require_api_key
+from serve.analyses.uploads import LocalUploads
+from serve.security import BodyCap, BodyLimit, key_owner, require_api_key
 from serve.settings import ServiceSettings
 
 log = logging.getLogger("framesift.api")
 
-ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 413, 415, 422, 503)}
+ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 413, 415, 422, 429, 503)}
 
 app = FastAPI(
     title="framesift",
@@ -97,6 +97,46 @@ def _found(value: Any, analysis_id: str) -> Any:
     return value
 
 
+async def _json_body(request: Request) -> Any:
+    """The request's JSON; malformed or absurdly nested JSON is a 422, never a 500."""
+    try:
+        return json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise ApiError(422, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(422, "invalid_json", "request body is not valid JSON: nested too "
+                                            "deeply") from None
+
+
+def _refused(refusal: dict[str, Any] | None) -> None:
+    """Raise the coordinator's refusal (queue full, per-key limit) as its answer."""
+    if refusal:
+        headers = {"Retry-After": str(refusal["retry_after"])} if refusal.get("retry_after") \
+            else None
+        raise ApiError(refusal["status"], refusal["code"], refusal["message"], headers=headers)
+
+
+def _image_loader(upload: UploadFile, max_bytes: int) -> Callable[[], Awaitable[bytes]]:
+    """Reads one uploaded image (at most ``max_bytes``) and releases its spooled copy."""
+    async def load() -> bytes:
+        try:
+            data = await upload.read(max_bytes + 1)
+        finally:
+            await upload.close()
+        if len(data) > max_bytes:
+            raise ImageError("image_too_large", f"image is larger than {max_bytes} bytes")
+        if not data:
+            raise ImageError("empty_image", "the part is empty")
+        return data
+    return load
+
+
+def _upload_name(filename: str | None) -> str:
+    """How error messages name an upload: the client's file name (made safe), never our path."""
+    name = "".join(c for c in os.path.basename(filename or "") if c.isprintable())[:128]
+    return f"upload {name!r}" if name else "the uploaded video"
+
+
 def _sse(event: str, data: Any, event_id: int | None = None) -> dict[str, Any]:
     out = {"event": event, "data": json.dumps(data)}
     if event_id is not None:
@@ -120,14 +160,16 @@ class Ingress:
         app.state.api_keys = self.settings.api_key_list()
         app.state.models = models or {}  # model deployment handles by name (routers use them)
         app.state.coordinator, app.state.settings = coordinator, self.settings  # result routes
-        self.uploads = Path(self.settings.state_dir).resolve() / "uploads"
-        self.uploads.mkdir(parents=True, exist_ok=True)
+        self.uploads = LocalUploads(Path(self.settings.state_dir) / "uploads")
         s = self.settings
-        app.state.body_limits = {
-            "/v1/analyses": s.max_upload_bytes + 2**20,
-            "/v1/images/analyze": s.max_images_per_request * (s.max_image_bytes + 4096) + 2**20,
-            **model_body_limits(s.max_image_bytes),
+        multipart = ("multipart/form-data",)
+        app.state.body_limits = {  # only uploads may be large; JSON bodies get the small cap
+            "/v1/analyses": BodyCap(s.max_upload_bytes + 2**20, multipart),
+            "/v1/images/analyze": BodyCap(s.max_images_per_request * (s.max_image_bytes + 4096)
+                                          + 2**20, multipart),
+            **{path: BodyCap(cap) for path, cap in model_body_limits(s.max_image_bytes).items()},
         }
+        app.state.small_body_limit = s.max_json_bytes
         app.state.model_limits = {"max_image_bytes": s.max_image_bytes,
                                   "max_image_pixels": s.max_image_pixels}
 
@@ -157,19 +199,22 @@ class Ingress:
                           "parameters while it runs returns the running analysis.")
     async def create_analysis(self, request: Request) -> JSONResponse:
         ctype = _content_type(request)
+        if ctype not in ("application/json", "multipart/form-data"):
+            raise ApiError(415, "unsupported_media_type",
+                           f"send application/json or multipart/form-data, not '{ctype or 'none'}'")
+        owner = key_owner(request)
         if ctype == "application/json":
-            try:
-                body = await request.json()
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise ApiError(422, "invalid_json", f"request body is not valid JSON: {exc}") from exc
-            req = self._parse(body)
+            req = self._parse(await _json_body(request))
             if not req.video_url:
                 raise ApiError(422, "invalid_request", "video_url is required with a JSON body "
                                                        "(or upload the file as multipart)")
             await asyncio.to_thread(self._check_url, req.video_url)
+            _refused(await self.coordinator.admission.remote(owner))
             submit = {"source_kind": "url", "source": req.video_url,
-                      "source_id": req.video_url}
-        elif ctype == "multipart/form-data":
+                      "source_id": req.video_url, "source_name": redact_url(req.video_url)}
+            answer = await self.coordinator.submit.remote(self._submission(req, submit, owner))
+        else:
+            _refused(await self.coordinator.admission.remote(owner))  # before receiving it
             form = await request.form(max_files=1, max_fields=10)
             upload = form.get("video")
             if not isinstance(upload, UploadFile):
@@ -177,19 +222,29 @@ class Ingress:
             fields = {k: v for k, v in form.items() if isinstance(v, str)}
             req = self._parse(fields)
             path, digest = await self._save_upload(upload)
-            submit = {"source_kind": "file", "source": str(path), "source_id": digest}
-        else:
-            raise ApiError(415, "unsupported_media_type",
-                           f"send application/json or multipart/form-data, not '{ctype or 'none'}'")
-        view, created = await self.coordinator.submit.remote({
-            **submit, "scan_id": req.scan_id, "item_type": req.item_type, "top_k": req.top_k,
-            "min_gap_s": req.min_gap_s, "motion_max": req.motion_max})
-        base = str(request.base_url).rstrip("/")
+            submit = {"source_kind": "file", "source": str(path), "source_id": digest,
+                      "source_name": _upload_name(upload.filename)}
+            try:
+                answer = await self.coordinator.submit.remote(
+                    self._submission(req, submit, owner))
+            finally:
+                # the coordinator claims (renames) the file when it records the analysis; if
+                # this request ends any other way (refused, failed, client gone) it is deleted
+                self.uploads.remove(path)
+        _refused(answer.get("refused"))
+        view = answer["view"]
+        base = (self.settings.public_url or request.scope.get("root_path", "")).rstrip("/")
         accepted = AnalysisAccepted(id=view["id"], scan_id=view["scan_id"], status=view["status"],
-                                    created=created,
+                                    created=answer["created"],
                                     status_url=f"{base}/v1/analyses/{view['id']}",
                                     events_url=f"{base}/v1/analyses/{view['id']}/events")
         return JSONResponse(accepted.model_dump(), status_code=202)
+
+    @staticmethod
+    def _submission(req: AnalysisRequest, source: dict[str, Any],
+                    owner: str | None) -> dict[str, Any]:
+        return {**source, "owner": owner, "scan_id": req.scan_id, "item_type": req.item_type,
+                "top_k": req.top_k, "min_gap_s": req.min_gap_s, "motion_max": req.motion_max}
 
     @staticmethod
     def _parse(data: Any) -> AnalysisRequest:
@@ -205,10 +260,8 @@ class Ingress:
         check_url(url, Allowlist.parse(self.settings.url_allowlist))
 
     async def _save_upload(self, upload: UploadFile) -> tuple[Path, str]:
-        suffix = Path(upload.filename or "video").suffix.lower()[:8] or ".mp4"
-        if not suffix[1:].isalnum():
-            suffix = ".mp4"
-        path = self.uploads / f"{uuid.uuid4().hex}{suffix}"
+        """Write the upload to an incoming file (no name or suffix of the client's)."""
+        path = self.uploads.incoming()
         digest = hashlib.sha256()
         size = 0
         try:
@@ -223,6 +276,8 @@ class Ingress:
         except BaseException:
             path.unlink(missing_ok=True)
             raise
+        finally:
+            await upload.close()
         if size == 0:
             path.unlink(missing_ok=True)
             raise ApiError(422, "empty_upload", "the uploaded video is empty")
@@ -292,16 +347,10 @@ class Ingress:
         if len(uploads) > s.max_images_per_request:
             raise ApiError(413, "too_many_images", f"{len(uploads)} images; at most "
                            f"{s.max_images_per_request} per request")
-        items = []
-        for i, up in enumerate(uploads):
-            data = await up.read(s.max_image_bytes + 1)
-            if len(data) > s.max_image_bytes:
-                items.append(ImageItem(i, up.filename, None, ("image_too_large", "image is larger "
-                                       f"than {s.max_image_bytes} bytes")))
-            elif not data:
-                items.append(ImageItem(i, up.filename, None, ("empty_image", "the part is empty")))
-            else:
-                items.append(ImageItem(i, up.filename, data))
+        # read each image only when its turn comes (and let it go once analysed): the ingress
+        # holds about `window` images at a time, not the whole batch
+        items = [ImageItem(i, up.filename, load=_image_loader(up, s.max_image_bytes))
+                 for i, up in enumerate(uploads)]
         window = min(concurrency or s.analysis_concurrency, s.max_analysis_concurrency)
         limits = ImageLimits(max_pixels=s.max_image_pixels)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -9,6 +11,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actors.errors import FramesiftError
 from jobs.redact import redact_text
+
+
+log = logging.getLogger("framesift.api")
 
 
 class ApiError(Exception):
@@ -52,3 +57,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FramesiftError)
     async def _framesift(_: Request, exc: FramesiftError) -> JSONResponse:
         return error_response(422, getattr(exc, "code", "invalid_request"), str(exc))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # a bug, not the client's fault: JSON like every other answer, no detail (it may hold
+        # server paths); the traceback goes to the log
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method,
+                  request.url.path, exc_info=(type(exc), exc, exc.__traceback__))
+        return error_response(500, "internal_error", "the server failed to answer this request; "
+                              "it has been logged")

@@ -22,11 +22,17 @@ def serve_locally(*, host: str, port: int, settings: dict[str, str], address: st
 
     from jobs.runtime import cluster_cpus, ensure_ray
     from serve.app import build_app
+    from serve.http_guard import CALLBACK_ENV, enable_for_local_ray
     from serve.model_deployments import cpu_headroom_warning
     from serve.security import check_bind
 
     service = ServiceSettings(**settings)
     check_bind(host, service.api_key_list())
+    if address or service.ray_address:
+        warn(f"joining a running Ray: its HTTP proxy bounds header sizes and read times only if "
+             f"its nodes were started with {CALLBACK_ENV}=serve.http_guard.proxy_middlewares")
+    else:
+        enable_for_local_ray()  # the private Ray's proxy inherits it (serve/http_guard.py)
     ensure_ray(address, num_cpus)
     if not (address or service.ray_address):  # a cluster may scale: no warning there
         warning = cpu_headroom_warning(service, cluster_cpus())

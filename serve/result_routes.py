@@ -143,7 +143,7 @@ def signed_frame_url(client: Any, key: str, expiry_s: int) -> str:
     from jobs.stores.supabase_client import SupabaseError
 
     try:
-        url = client.signed_urls([key], min(int(expiry_s), SIGNED_REDIRECT_MAX_S)).get(key)
+        url = client.signed_urls([key], min(int(expiry_s), SIGNED_REDIRECT_MAX_S)).urls.get(key)
     except SupabaseError as exc:
         raise ApiError(503, "store_unavailable", f"could not sign a Supabase Storage URL for "
                        f"{key}: {exc}") from exc

@@ -1,14 +1,24 @@
-"""API keys, bind-address policy, and the request body cap."""
+"""API keys, bind-address policy, and the request body caps."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
+from dataclasses import dataclass
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.errors import ApiError
+
+# Declares the scheme in the OpenAPI document, so /docs has an "Authorize" button and sends the
+# key; the check itself is ``require_api_key`` (a no-op without configured keys).
+bearer_scheme = HTTPBearer(auto_error=False, scheme_name="apiKey",
+                           description="an API key from FRAMESIFT_API_KEYS, sent as "
+                                       "`Authorization: Bearer <key>` (needed only when the "
+                                       "server has keys)")
 
 
 class InsecureBindError(ValueError):
@@ -40,7 +50,9 @@ def key_matches(given: str, keys: list[str]) -> bool:
     return ok
 
 
-def require_api_key(request: Request) -> None:
+def require_api_key(request: Request,
+                    _credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
+                    ) -> None:
     """FastAPI dependency for /v1 routes; a no-op when no keys are configured."""
     keys: list[str] = request.app.state.api_keys
     if not keys:
@@ -52,13 +64,47 @@ def require_api_key(request: Request) -> None:
                        "'Authorization: Bearer <key>'", headers={"WWW-Authenticate": "Bearer"})
 
 
+def key_owner(request: Request) -> str | None:
+    """Who is asking, for per-key limits: a hash of the API key (never the key itself), or
+    None when the server has no keys (every caller shares one budget)."""
+    if not request.app.state.api_keys:
+        return None
+    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
 DEFAULT_BODY_LIMIT = 1 << 20
+DEFAULT_SMALL_BODY_LIMIT = 64 << 10
+
+
+@dataclass(frozen=True)
+class BodyCap:
+    """The body cap of one path. Only the content types in ``large_types`` (prefixes; None =
+    any type that is not JSON or text) may use ``max_bytes``; every other body, JSON above all,
+    gets the small cap: a JSON body is parsed in memory, several times its size."""
+
+    max_bytes: int
+    large_types: tuple[str, ...] | None = None
+
+    def for_type(self, content_type: str, small: int) -> int:
+        if self.large_types is None:
+            large = not (_is_text(content_type))
+        else:
+            large = content_type.startswith(self.large_types)
+        return self.max_bytes if large else min(self.max_bytes, small)
+
+
+def _is_text(content_type: str) -> bool:
+    return (content_type in ("application/json", "application/x-www-form-urlencoded")
+            or content_type.endswith("+json") or content_type.startswith("text/"))
 
 
 class BodyLimit:
-    """ASGI middleware: answer 413 once a request body exceeds the cap for its path.
+    """ASGI middleware: answer 413 once a request body exceeds the cap for its path and type.
 
-    Caps come from ``app.state.body_limits`` (path -> bytes); other paths get 1 MiB.
+    Caps come from ``app.state.body_limits`` (path -> ``BodyCap``) and
+    ``app.state.small_body_limit`` (JSON and text bodies, and other types where a path's cap
+    does not allow them); paths without a cap get 1 MiB.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -68,12 +114,16 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limits = getattr(scope["app"].state, "body_limits", {}) if "app" in scope else {}
+        state = scope["app"].state if "app" in scope else None
+        limits = getattr(state, "body_limits", {})
+        small = getattr(state, "small_body_limit", DEFAULT_SMALL_BODY_LIMIT)
         path, root = scope["path"], scope.get("root_path", "")
         if root and path.startswith(root):  # an application behind a route prefix
             path = path[len(root):]
-        cap = limits.get(path, DEFAULT_BODY_LIMIT)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        ctype = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+        cap = limits.get(path, BodyCap(DEFAULT_BODY_LIMIT)).for_type(ctype, small)
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
             await _too_large(send, cap)
             return

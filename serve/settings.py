@@ -24,6 +24,34 @@ class ServiceSettings(Settings):
     max_image_bytes: int = Field(25 * 2**20, ge=1024, description="bytes per uploaded image")
     max_image_pixels: int = Field(50_000_000, ge=1, description="pixels per image (bomb guard)")
     max_upload_bytes: int = Field(512 * 2**20, ge=1024, description="bytes of an uploaded video")
+    max_json_bytes: int = Field(64 * 2**10, ge=1024, description="bytes of a JSON (or any "
+                                "other non-upload) request body")
+    max_queued_analyses: int = Field(20, ge=1, description="analyses waiting to run; past it "
+                                     "new ones are answered 503 with Retry-After")
+    max_active_analyses_per_key: int = Field(5, ge=1, description="queued and running analyses "
+                                             "of one API key (all callers share one budget "
+                                             "without keys); past it 429 with Retry-After")
+    max_analysis_frames: int = Field(108_000, ge=1, description="frames of one analysed video "
+                                     "(an hour at 30 fps)")
+    max_analysis_pixel_frames: int = Field(60_000_000_000, ge=1, description="width x height x "
+                                           "frames of one analysed video (about 16 minutes of "
+                                           "1080p at 30 fps)")
+    max_analysis_s: float = Field(1800.0, gt=0, description="wall time of one analysis "
+                                  "(download included) before it is stopped and failed")
+    upload_orphan_grace_s: float = Field(300.0, gt=0, description="age after which an upload "
+                                         "no analysis refers to is deleted (swept at start-up "
+                                         "and periodically)")
+    max_header_bytes: int = Field(32 * 2**10, ge=1024, description="request line and headers "
+                                  "(the HTTP proxy answers 431 beyond; read from the proxy "
+                                  "node's environment)")
+    header_timeout_s: float = Field(10.0, gt=0, description="time to receive a request's "
+                                    "headers (proxy: 408 beyond; node environment)")
+    body_idle_timeout_s: float = Field(30.0, gt=0, description="longest pause while a request "
+                                       "body is received (proxy: 408 beyond; node environment)")
+    public_url: str | None = Field(None, description="absolute base URL of the service for the "
+                                   "status_url/events_url it returns (e.g. "
+                                   "https://api.example.com); none = relative URLs. The Host "
+                                   "header is never used")
     api_keys: SecretStr | None = Field(None, description="comma-separated API keys; none = no auth")
     api_keys_file: str | None = Field(None, description="file with API keys (one per line or "
                                                         "comma-separated), e.g. a mounted secret")

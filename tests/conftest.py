@@ -62,6 +62,12 @@ def ray_cluster():
 
     if ray.is_initialized():
         ray.shutdown()
+    # the Serve proxy bounds request headers and read times (serve/http_guard.py), as the Ray
+    # that `framesift serve` starts does; short read timeouts keep the tests of them short
+    os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH",
+                          "serve.http_guard.proxy_middlewares")
+    os.environ.setdefault("FRAMESIFT_HEADER_TIMEOUT_S", "3")
+    os.environ.setdefault("FRAMESIFT_BODY_IDLE_TIMEOUT_S", "4")
     temp_dir = tempfile.mkdtemp(prefix="fsray-", dir="/tmp")
     cpus = ensure_ray(num_cpus=2, temp_dir=temp_dir)
     yield cpus

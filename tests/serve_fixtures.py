@@ -18,6 +18,7 @@ import pytest
 from httpx_sse import connect_sse
 
 SECRET_KEY = "fs-test-key-9c1f7e"
+LIMIT_KEYS = ("fs-limits-key-a-31c7", "fs-limits-key-b-8e02")
 
 
 def free_port() -> int:
@@ -28,7 +29,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def api(ray_cluster, tmp_path_factory):
-    """The application at /, a keyed copy at /secure and a tiny-queue copy at /tiny."""
+    """The application at /, a keyed copy at /secure, a tiny-queue copy at /tiny and a keyed
+    copy with tight analysis limits at /limits."""
     from ray import serve
 
     from serve.app import AnalysisCoordinator, Ingress, build_app
@@ -37,7 +39,7 @@ def api(ray_cluster, tmp_path_factory):
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     settings = {"state_dir": str(state / "main"), "out_dir": str(state / "out"),
-                "url_allowlist": "127.0.0.1", "max_image_bytes": 3_000_000,
+                "url_allowlist": "127.0.0.1:*", "max_image_bytes": 3_000_000,
                 "max_images_per_request": 12, "max_upload_bytes": 30_000_000,
                 "max_image_pixels": 40_000_000}
     serve.run(build_app({"settings": settings}), name="framesift", route_prefix="/")
@@ -50,6 +52,13 @@ def api(ray_cluster, tmp_path_factory):
     small_queue = Ingress.options(max_ongoing_requests=1, max_queued_requests=1)
     serve.run(small_queue.bind(AnalysisCoordinator.bind(tiny), tiny), name="tiny",
               route_prefix="/tiny")
+    limit_keys = state / "limit-keys"
+    limit_keys.write_text("\n".join(LIMIT_KEYS) + "\n")
+    limits = {**settings, "state_dir": str(state / "limits"), "api_keys_file": str(limit_keys),
+              "max_queued_analyses": 2, "max_active_analyses_per_key": 2,
+              "max_analysis_frames": 300, "max_analysis_s": 8, "upload_orphan_grace_s": 2}
+    serve.run(Ingress.bind(AnalysisCoordinator.bind(limits), limits), name="limits",
+              route_prefix="/limits")
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
         yield {"client": client, "port": port, "out": state / "out", "state": state}
     serve.shutdown()

@@ -5,15 +5,21 @@ Only what framesift uses, but with the real routes, headers, status codes and er
 - gateway (Kong): ``apikey`` header required (401 ``{"message": "No API key found in request"}``
   / ``{"message": "Invalid API key", ...}``); ``Authorization: Bearer <key>`` selects the role.
 - Storage (storage-api): ``POST /storage/v1/object/<bucket>/<key>`` (multipart or raw body,
-  ``x-upsert``), ``PUT`` (update), ``GET`` (download), ``POST /storage/v1/object/sign/<bucket>``
-  (bulk signed URLs) and ``.../sign/<bucket>/<key>``. Errors are answered the way storage-api's
-  error handler does: HTTP 400 (500 for internal errors) with the error's own status in the
-  body, e.g. ``{"statusCode": "409", "code": "KeyAlreadyExists", "error": "Duplicate",
-  "message": "The resource already exists"}`` or ``"413"`` ``EntityTooLarge``.
+  ``x-upsert``), ``PUT`` (update), ``GET`` (download), ``DELETE /storage/v1/object/<bucket>``
+  (``{"prefixes": [...]}``), ``POST /storage/v1/object/sign/<bucket>`` (bulk signed URLs) and
+  ``.../sign/<bucket>/<key>``. Errors are answered the way storage-api's error handler does:
+  HTTP 400 (500 for internal errors) with the error's own status in the body, e.g.
+  ``{"statusCode": "409", "code": "KeyAlreadyExists", "error": "Duplicate", "message": "The
+  resource already exists"}`` or ``"413"`` ``EntityTooLarge``. As on the real server, a POST
+  with ``x-upsert: true`` always writes (200) and is never answered as a duplicate (only a
+  plain POST of an existing key is), and a bad or expired JWT is HTTP 400 with statusCode
+  ``"403"`` ``AccessDenied``.
 - PostgREST: ``POST /rest/v1/<table>?on_conflict=..&columns=..`` with ``Prefer:
   return=..,resolution=merge-duplicates`` (upsert), ``DELETE`` and ``GET`` with ``eq.``/``neq.``
   filters; PostgreSQL error codes (23502 not-null 400, 23503 foreign key 409, 23505 unique 409,
-  23514 check 400, 42501 row level security 401/403, 42P10, PGRST204/205 schema cache).
+  23514 check 400, 42501 row level security 401/403, 42P10, PGRST204/205 schema cache,
+  PGRST301/303 bad or expired JWT). Deletes cascade along the foreign keys the migration
+  declares ``on delete cascade`` (an ``analyses`` row takes its ``golden_frames`` rows).
 
 Faults for tests: ``fail_next(n, status)`` answers the next n matching requests with a gateway
 error, ``drop_next(n)`` closes the connection without an answer, ``outage`` answers everything
@@ -56,7 +62,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "defaults": {"glint": {}},
         "unique": [("id",), ("scan_id", "frame_index")],
         "checks": {},
-        "fks": {"analysis_id": ("analyses", "id", "golden_frames_analysis_id_fkey")},
+        # column -> (table, column, constraint, on delete); the migration says "cascade"
+        "fks": {"analysis_id": ("analyses", "id", "golden_frames_analysis_id_fkey", "cascade")},
     },
 }
 
@@ -105,15 +112,16 @@ class FakeSupabase:
     """Start with ``start()``; ``url`` is ``http://127.0.0.1:<port>``; ``stop()`` at the end."""
 
     def __init__(self, service_key: str, anon_key: str = "anon-key-not-secret",
-                 buckets: tuple[str, ...] = ("golden-frames",)) -> None:
+                 buckets: tuple[str, ...] = ("golden-frames",),
+                 expired_keys: tuple[str, ...] = ()) -> None:
         self.service_key = service_key
         self.anon_key = anon_key
+        self.expired_keys = expired_keys  # keys the gateway knows whose JWT has expired
         self.buckets = {b: Bucket(b) for b in buckets}
         self.objects: dict[tuple[str, str], StoredObject] = {}
         self.tables: dict[str, list[dict[str, Any]]] = {t: [] for t in SCHEMA}
         self.requests: list[Recorded] = []
         self.outage: int | None = None
-        self.duplicates_next = 0  # uploads answered as duplicates (another writer won the race)
         self._faults: list[tuple[str | None, str | None, int | None]] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -193,7 +201,7 @@ class FakeSupabase:
         apikey = rec.headers.get("apikey")
         if not apikey:
             raise _Answer(401, {"message": "No API key found in request"})
-        if apikey not in (self.service_key, self.anon_key):
+        if apikey not in (self.service_key, self.anon_key, *self.expired_keys):
             raise _Answer(401, {"message": "Invalid API key",
                                 "hint": "Double check your Supabase `anon` or `service_role` API key."})
         auth = rec.headers.get("authorization")
@@ -207,8 +215,12 @@ class FakeSupabase:
             return "service_role"
         if token == self.anon_key:
             return "anon"
+        expired = token in self.expired_keys
         if rec.path.startswith("/storage/v1/"):
-            raise _storage_error("403", "InvalidJWT", "Unauthorized", "invalid signature")
+            raise _storage_error("403", "AccessDenied", "Unauthorized",
+                                 "jwt expired" if expired else "invalid signature")
+        if expired:
+            raise _pg_error(401, "PGRST303", "JWT expired")
         raise _pg_error(401, "PGRST301", "JWSError JWSInvalidSignature")
 
     # storage ---------------------------------------------------------------------------------
@@ -246,10 +258,7 @@ class FakeSupabase:
                                  "The object exceeded the maximum allowed size")
         with self._lock:
             exists = (bucket_name, key) in self.objects
-            raced = rec.method == "POST" and exists and self.duplicates_next > 0
-            if raced:
-                self.duplicates_next -= 1
-            if raced or (rec.method == "POST" and exists and rec.headers.get("x-upsert") != "true"):
+            if rec.method == "POST" and exists and rec.headers.get("x-upsert") != "true":
                 raise _storage_error("409", "KeyAlreadyExists", "Duplicate",
                                      "The resource already exists")
             if rec.method == "PUT" and not exists:
@@ -327,8 +336,7 @@ class FakeSupabase:
             if role != "service_role":  # RLS: no row is visible to delete
                 return 204, None, {}
             with self._lock:
-                gone = self._match(table, filters)
-                self.tables[table] = [r for r in self.tables[table] if r not in gone]
+                gone = self._delete(table, self._match(table, filters))
             if prefer.get("return") == "representation":
                 return 200, gone, {"Content-Type": "application/json"}
             return 204, None, {}
@@ -367,6 +375,18 @@ class FakeSupabase:
             return 201, written, {"Content-Type": "application/json"}
         return 201, None, {}
 
+    def _delete(self, table: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Delete ``rows`` of ``table`` and, along ``on delete cascade`` foreign keys, the rows
+        that reference them (as PostgreSQL does). Caller holds the lock."""
+        self.tables[table] = [r for r in self.tables[table] if r not in rows]
+        for child, schema in SCHEMA.items():
+            for col, (ref_table, ref_col, _name, on_delete) in schema["fks"].items():
+                if ref_table != table or on_delete != "cascade":
+                    continue
+                keys = {str(r.get(ref_col)) for r in rows}
+                self._delete(child, [r for r in self.tables[child] if str(r.get(col)) in keys])
+        return rows
+
     def _match(self, table: str, filters: dict[str, str]) -> list[dict[str, Any]]:
         def ok(row: dict[str, Any]) -> bool:
             for col, expr in filters.items():
@@ -399,7 +419,7 @@ class FakeSupabase:
                     if full.get(col) not in allowed:
                         raise _pg_error(400, "23514", f'new row for relation "{table}" violates '
                                         f'check constraint "{name}"')
-                for col, (ref_table, ref_col, name) in schema["fks"].items():
+                for col, (ref_table, ref_col, name, _on_delete) in schema["fks"].items():
                     refs = self.tables[ref_table] if ref_table != table else current
                     if not any(str(r.get(ref_col)) == str(full[col]) for r in refs):
                         raise _pg_error(409, "23503", f'insert or update on table "{table}" '

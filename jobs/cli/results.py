@@ -52,6 +52,9 @@ def print_upload(scan_id: str, section: "UploadSection | None") -> None:
                   f"(analysis {section.analysis_id})", highlight=False, soft_wrap=True)
         for key, url in (section.signed_urls or {}).items():
             out.print(f"  signed url {key}: {url}", highlight=False, soft_wrap=True)
+        for key, why in (section.signed_url_errors or {}).items():
+            err.print(f"  [yellow]no signed url for {key}:[/] {why}", highlight=False,
+                      soft_wrap=True)
         return
     err.print(f"  [yellow]supabase: not uploaded yet:[/] {', '.join(section.not_uploaded)}"
               f" ({section.error or 'pending'}); the result is kept locally: run "

@@ -19,17 +19,27 @@ def sample_video(
     bframes: Annotated[int, typer.Option(help="H.264 B-frames")] = 2,
     gop: Annotated[int, typer.Option(help="maximum keyframe interval")] = 60,
     vfr: Annotated[bool, typer.Option(help="variable frame rate")] = False,
+    holds: Annotated[int, typer.Option(help="a hand-held scan with this many steady holds on "
+                                            "distinct views (shake, focus pulls); its length "
+                                            "follows from the holds, --seconds and --vfr are "
+                                            "not used; 0 = the window video")] = 0,
 ) -> None:
     """Write a synthetic scan video and its ground truth (<path>.truth.json)."""
-    from actors.synthetic import make_sample_video, truth_path
+    from actors.synthetic import make_hold_video, make_sample_video, truth_path
 
     try:
         w, h = (int(x) for x in size.lower().split("x"))
-        truth = make_sample_video(path, seconds=seconds, size=(w, h), fps=fps, seed=seed,
-                                  bframes=bframes, gop=gop, variable_fps=vfr)
+        if holds:
+            truth = make_hold_video(path, holds=holds, size=(w, h), fps=fps, seed=seed,
+                                    bframes=bframes, gop=gop)
+        else:
+            truth = make_sample_video(path, seconds=seconds, size=(w, h), fps=fps, seed=seed,
+                                      bframes=bframes, gop=gop, variable_fps=vfr)
     except ValueError as exc:
         fail(f"bad sample-video option: {exc}")
-    sharp = sum(1 for w_ in truth.windows if w_.kind == "sharp_still")
+    if holds:
+        what = f"{len(truth.holds)} steady holds"
+    else:
+        what = f"{sum(1 for w_ in truth.windows if w_.kind == 'sharp_still')} sharp+still windows"
     out.print(f"wrote {path} ({truth.frame_count} frames, {truth.width}x{truth.height}, "
-              f"{sharp} sharp+still windows) and {truth_path(path)}", highlight=False,
-              soft_wrap=True)
+              f"{what}) and {truth_path(path)}", highlight=False, soft_wrap=True)

@@ -138,7 +138,7 @@ def is_complete(store: Store, scan_id: str, params: GoldenParams) -> bool:
     """True when ``store`` holds a committed, successful result of ``scan_id`` computed with
     the same parameters (a rerun with other parameters recomputes it)."""
     manifest = store.manifest(scan_id)
-    return bool(manifest and manifest.status == "succeeded" and manifest.parameters == params)
+    return bool(manifest and manifest.status == "succeeded" and manifest.decided_by(params))
 
 
 @dataclass

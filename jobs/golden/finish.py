@@ -67,16 +67,19 @@ def _version() -> str:
 _IMAGE_TYPES = {"png": ("png", "image/png"), "jpeg": ("jpg", "image/jpeg")}
 
 
-def scores_table(scores: Sequence[FrameScore], selection: Selection, motion_max: float) -> pa.Table:
-    """``scores.parquet``: every frame's metrics, whether it is still and whether it was picked."""
+def scores_table(scores: Sequence[FrameScore], selection: Selection) -> pa.Table:
+    """``scores.parquet``: every frame's metrics with the selection's view of it: ``still``
+    (windowed, see jobs/golden/reducer.py), ``hold`` (hold id, -1 = none) and ``picked``."""
     picked = {p.score.frame_index for p in selection.picks}
+    hold_of = {i: h.id for h in selection.holds for i in range(h.start, h.stop)}
     return pa.table({
         "frame_index": [s.frame_index for s in scores],
         "pts": [s.pts for s in scores],
         "time_s": [s.time_s for s in scores],
         "sharpness": [s.sharpness for s in scores],
         "motion": [s.motion for s in scores],
-        "still": [s.motion <= motion_max for s in scores],
+        "still": [s.frame_index in selection.still_indices for s in scores],
+        "hold": pa.array([hold_of.get(s.frame_index, -1) for s in scores], pa.int32()),
         "picked": [s.frame_index in picked for s in scores],
     })
 
@@ -97,7 +100,10 @@ def finish_video(job: VideoJob, info: VideoInfo, plan: ChunkPlan, scores: Sequen
     """
     t0 = time.perf_counter()
     selection = select_golden(scores, top_k=params.top_k, min_gap_s=params.min_gap_s,
-                              motion_max=params.motion_max)
+                              motion_max=params.motion_max, still_window_s=params.still_window_s,
+                              min_hold_s=params.min_hold_s, edge_margin_s=params.edge_margin_s,
+                              hold_sharpness_ratio=params.hold_sharpness_ratio,
+                              dup_max_diff=params.dup_max_diff)
     t1 = time.perf_counter()
     wanted = [p.score.frame_index for p in selection.picks]
     decoded = decoded or {}
@@ -117,22 +123,24 @@ def finish_video(job: VideoJob, info: VideoInfo, plan: ChunkPlan, scores: Sequen
             frame = GoldenFrame(rank=rank, frame_index=s.frame_index, time_s=s.time_s,
                                 sharpness=s.sharpness, motion=s.motion, still=pick.still,
                                 width=bgr.shape[1], height=bgr.shape[0],
-                                glint=glint_metrics(bgr, params.glint), key=key, uri=uri)
+                                glint=glint_metrics(bgr, params.glint), key=key, uri=uri,
+                                hold=pick.hold)
             golden.append(frame)
             if hooks and hooks.on_pick:
                 hooks.on_pick(job.scan_id, frame)
-        scores_key = session.put_scores(scores_table(scores, selection, params.motion_max))
+        scores_key = session.put_scores(scores_table(scores, selection))
         timings = {**timings, "select_s": t1 - t0, "extract_s": t2 - t1,
                    "store_s": time.perf_counter() - t2}
         timings["total_s"] = sum(v for k, v in timings.items() if k in WALL_TIMINGS)
         manifest = GoldenManifest(
             framesift_version=_version(), scan_id=job.scan_id, item_type=job.item_type,
             created_at=datetime.now(timezone.utc).isoformat(), video=info.without_index(),
-            parameters=params, plan=plan,
+            parameters=params.recorded(), plan=plan,
             selection=SelectionSummary(still_frames=selection.still_frames,
                                        relaxed=selection.relaxed,
                                        motion_max_used=selection.motion_max_used,
-                                       picked=len(golden), notes=list(selection.notes)),
+                                       picked=len(golden), notes=list(selection.notes),
+                                       holds=list(selection.holds)),
             timings_s={k: round(v, 4) for k, v in timings.items()},
             golden_frames=golden, scores_key=scores_key, store=store.name)
         location = session.commit(manifest)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 from actors.records import GoldenFrame, VideoSummary
 from jobs.golden.params import GoldenParams
 from jobs.golden.planner import ChunkPlan
+from jobs.golden.reducer import Hold
 
 MANIFEST_NAME = "manifest.json"
 SCORES_NAME = "scores.parquet"
@@ -31,6 +32,17 @@ PlanField = Annotated[ChunkPlan, BeforeValidator(_plan_from_json),
                       PlainSerializer(lambda plan: plan.to_dict(), return_type=dict)]
 
 
+def _hold_from_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return Hold(**{k: v for k, v in value.items() if k != "picked"})
+    return value
+
+
+# A hold is written as Hold.to_dict() (with its derived "picked") and read back.
+HoldField = Annotated[Hold, BeforeValidator(_hold_from_json),
+                      PlainSerializer(lambda hold: hold.to_dict(), return_type=dict)]
+
+
 class _Record(BaseModel):
     # Infinity stays Infinity (the relaxed motion bar can be unbounded), as json.dumps wrote it.
     model_config = ConfigDict(ser_json_inf_nan="constants")
@@ -42,6 +54,7 @@ class SelectionSummary(_Record):
     motion_max_used: float
     picked: int
     notes: list[str] = Field(default_factory=list)
+    holds: list[HoldField] | None = None  # None: a manifest written before holds existed
 
 
 class UploadSection(_Record):
@@ -55,6 +68,7 @@ class UploadSection(_Record):
     retry: str | None = None
     signed_urls: dict[str, str] | None = None
     signed_urls_expire_at: str | None = None
+    signed_url_errors: dict[str, str] | None = None  # keys Storage would not sign, and why
 
     @property
     def complete(self) -> bool:
@@ -70,7 +84,9 @@ class GoldenManifest(_Record):
     status: str = "succeeded"
     created_at: str
     video: VideoSummary
-    parameters: GoldenParams
+    # As recorded by the version that computed the result: a manifest written before a
+    # parameter existed lacks it, and a resume recomputes it (see ``decided_by``).
+    parameters: dict[str, Any]
     plan: PlanField
     selection: SelectionSummary
     timings_s: dict[str, float]
@@ -79,14 +95,25 @@ class GoldenManifest(_Record):
     store: str
     supabase: UploadSection | None = None
 
+    @property
+    def params(self) -> GoldenParams:
+        """The parameters, typed (fields the manifest predates take today's defaults)."""
+        return GoldenParams.from_recorded(self.parameters)
+
+    def decided_by(self, params: GoldenParams) -> bool:
+        """True when exactly ``params`` computed this result (every parameter recorded)."""
+        return self.parameters == params.recorded()
+
     def to_json(self) -> str:
         """The ``manifest.json`` text: no ``supabase`` key unless a store added one, and in it
         ``retry`` and the signed URLs only when they are set (as manifests always had it)."""
         data = self.model_dump(mode="json")
+        if self.selection.holds is None:
+            del data["selection"]["holds"]
         if self.supabase is None:
             del data["supabase"]
         else:
-            for key in ("retry", "signed_urls", "signed_urls_expire_at"):
+            for key in ("retry", "signed_urls", "signed_urls_expire_at", "signed_url_errors"):
                 if data["supabase"][key] is None:
                     del data["supabase"][key]
         return json.dumps(data, indent=2)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+import json
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from actors.glint import GlintConfig
 from actors.scoring import ScorerConfig
@@ -19,6 +20,11 @@ class GoldenParams:
     top_k: int = 5
     min_gap_s: float = 0.5
     motion_max: float = 1.0
+    still_window_s: float = 0.2
+    min_hold_s: float = 0.5
+    edge_margin_s: float = 0.1
+    hold_sharpness_ratio: float = 0.3
+    dup_max_diff: float = 2.0
     image_format: str = "jpeg"
     jpeg_quality: int = 95
     workers: int | None = None  # None = let the planner decide
@@ -31,9 +37,23 @@ class GoldenParams:
     @classmethod
     def from_settings(cls, s: "Settings") -> "GoldenParams":
         return cls(top_k=s.top_k, min_gap_s=s.min_gap_s, motion_max=s.motion_max,
-                   image_format=s.image_format, jpeg_quality=s.jpeg_quality,
+                   still_window_s=s.still_window_s, min_hold_s=s.min_hold_s,
+                   edge_margin_s=s.edge_margin_s, hold_sharpness_ratio=s.hold_sharpness_ratio,
+                   dup_max_diff=s.dup_max_diff, image_format=s.image_format,
+                   jpeg_quality=s.jpeg_quality,
                    workers=None if s.workers == "auto" else int(s.workers),
                    max_workers=s.max_workers, min_frames_per_chunk=s.min_frames_per_chunk,
                    actors=s.executor == "actors",
                    scorer=ScorerConfig(analysis_long_side=s.analysis_long_side, flow=s.flow,
                                        dis_preset=s.dis_preset))
+
+    def recorded(self) -> dict[str, Any]:
+        """The parameters as a manifest records them (plain JSON data)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_recorded(cls, data: dict[str, Any]) -> "GoldenParams":
+        """Parameters read back from a manifest; fields it predates take today's defaults."""
+        from pydantic import TypeAdapter
+
+        return TypeAdapter(cls).validate_python(data)

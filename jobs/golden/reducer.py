@@ -1,27 +1,84 @@
-"""Pick the golden frames from per-frame scores.
+"""Pick the golden frames from per-frame scores: one per steady hold first.
 
-Still frames (motion <= ``motion_max``) are ranked by sharpness (ties: lower motion, then
-lower frame index) and picked greedily with at least ``min_gap_s`` seconds between picks.
-When fewer than ``top_k`` still frames can be picked, the motion bar is relaxed step by step
-(x2, x4, x8, then any motion) to fill the remaining places; every relaxed pick is marked
-``still=False`` and the selection says why. Fewer than ``top_k`` picks only happen when the
-video is too short for ``top_k`` frames ``min_gap_s`` apart, and the selection says so.
+A scan is a series of steady *holds* on different views, joined by moves and hand-held shake.
+
+* **Steady** (windowed stillness): every frame within ``still_window_s`` seconds of a frame
+  (itself included) has motion <= ``motion_max``. A one- or two-frame slow-down inside a
+  shake is not steady; ``still_window_s=0`` gives the old per-frame rule.
+* **Holds**: a hold is a maximal run of frames each still against its predecessor (motion <=
+  ``motion_max``) that lasts at least ``min_hold_s`` seconds (first to last frame) and holds
+  a steady *core*. Runs without a core (a slow-down inside a shake) or shorter runs are not
+  holds. Hold ids count from 0 in time order. A frame is *still* (``Pick.still``, the
+  ``still`` column of the scores) when it is steady or in a hold.
+* **Candidates**: first picks come from a hold's core, at least ``edge_margin_s`` from both
+  of its ends (its middle frame when the core is too short); extra picks from the core first,
+  then from anywhere in the hold at least ``edge_margin_s`` from its ends. A hold is *sharp*
+  when its best core candidate has at least ``hold_sharpness_ratio`` times the sharpness of
+  the sharpest hold's; the others (focus missed) are *soft*.
+* **Near-duplicates**: two frames whose thumbnails (``FrameScore.thumb``) differ by less than
+  ``dup_max_diff`` grey levels on average. Frames without a thumbnail are never duplicates.
+
+Picking (every pick at least ``min_gap_s`` from every other; candidates ranked by sharpness,
+ties: lower motion, then lower frame index), until ``top_k`` picks:
+
+1. one pick per sharp hold, holds in order of their best sharpness, refusing a frame that is
+   a near-duplicate of an earlier pick (a return to a view already picked waits);
+2. only when that leaves places: extra picks from sharp holds, always to the hold with the
+   fewest picks (ties: the longest), still refusing near-duplicates;
+3. the same again allowing near-duplicates (a sharp still duplicate beats a blurred or moving
+   frame); they are marked ``near_duplicate`` and the notes name them;
+4. steps 1-3 over the soft holds;
+5. relaxation: the motion bar is raised x2, x4, x8, then to any motion, and the sharpest frames
+   steady at that bar fill the remaining places (non-duplicates first). Picks that are not
+   still are marked ``still=False`` and the notes say so.
+
+Fewer than ``top_k`` picks only happen when no frame is left ``min_gap_s`` from every pick,
+and the notes say so. Every pick carries the hold it lies in (-1 = none). The result depends
+only on the scores, not on their order.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
 
 from actors.records import FrameScore
 
 RELAX_FACTORS = (2.0, 4.0, 8.0, float("inf"))
+_EPS = 1e-9
 
 
 @dataclass(frozen=True)
 class Pick:
     score: FrameScore
     still: bool
+    hold: int = -1  # id of the hold the frame lies in, -1 = none
+    near_duplicate: bool = False  # a near-duplicate of another pick (taken for lack of others)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A steady hold: frames ``[start, stop)`` (frame indices), each still against its
+    predecessor, around a steady core ``[core_start, core_stop)`` (see module doc)."""
+
+    id: int
+    start: int
+    stop: int
+    core_start: int
+    core_stop: int
+    start_s: float
+    end_s: float  # time of the last frame
+    duration_s: float  # end_s - start_s
+    best_frame: int  # sharpest core candidate (away from the edges)
+    best_sharpness: float
+    sharp: bool  # competes for first picks (see module doc)
+    picks: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "picked": self.picks > 0}
 
 
 @dataclass(frozen=True)
@@ -31,57 +88,212 @@ class Selection:
     relaxed: bool
     motion_max_used: float
     notes: tuple[str, ...] = field(default=())
+    holds: tuple[Hold, ...] = field(default=())
+    still_indices: frozenset[int] = field(default=frozenset(), repr=False)  # still frames
 
 
 def _rank_key(s: FrameScore) -> tuple[float, float, int]:
     return (-s.sharpness, s.motion, s.frame_index)
 
 
-def _fill(picks: list[FrameScore], candidates: Iterable[FrameScore], k: int, gap: float) -> None:
-    taken = {p.frame_index for p in picks}
-    for c in sorted(candidates, key=_rank_key):
-        if len(picks) >= k:
-            return
-        if c.frame_index in taken:
+def windowed_motion(scores: Sequence[FrameScore], window_s: float) -> list[float]:
+    """For each frame of ``scores`` (sorted by frame index), the largest motion of the frames
+    within ``window_s`` seconds of it. NaN motion counts as infinite."""
+    times = [s.time_s for s in scores]
+    motion = [s.motion if s.motion == s.motion else float("inf") for s in scores]
+    out: list[float] = []
+    window: deque[int] = deque()  # indices with decreasing motion
+    hi = 0
+    for i, t in enumerate(times):
+        while hi < len(times) and times[hi] <= t + window_s + _EPS:
+            while window and motion[window[-1]] <= motion[hi]:
+                window.pop()
+            window.append(hi)
+            hi += 1
+        while times[window[0]] < t - window_s - _EPS:
+            window.popleft()
+        out.append(motion[window[0]])
+    return out
+
+
+def _inside(run: Sequence[FrameScore], margin_s: float) -> list[FrameScore]:
+    """Frames of ``run`` at least ``margin_s`` from both of its ends."""
+    first, last = run[0].time_s, run[-1].time_s
+    return [s for s in run if s.time_s - first >= margin_s - _EPS
+            and last - s.time_s >= margin_s - _EPS]
+
+
+def find_holds(scores: Sequence[FrameScore], peak: Sequence[float], *, motion_max: float,
+               min_hold_s: float, edge_margin_s: float, hold_sharpness_ratio: float
+               ) -> tuple[list[Hold], dict[int, tuple[list[FrameScore], list[FrameScore]]]]:
+    """Holds of ``scores`` (sorted by frame index; ``peak`` from ``windowed_motion``) and, per
+    hold, its ranked core candidates (first picks) and ranked rim candidates (extra picks)."""
+    runs: list[tuple[int, int]] = []
+    a = None
+    for i, s in enumerate([*scores, None]):
+        ok = s is not None and s.motion <= motion_max
+        if ok and a is None:
+            a = i
+        elif not ok and a is not None:
+            runs.append((a, i))
+            a = None
+    raw = []
+    for a, b in runs:
+        run = scores[a:b]
+        if run[-1].time_s - run[0].time_s < min_hold_s - _EPS:
             continue
-        if all(abs(c.time_s - p.time_s) >= gap - 1e-9 for p in picks):
-            picks.append(c)
-            taken.add(c.frame_index)
+        core = [s for s, m in zip(run, peak[a:b]) if m <= motion_max]
+        if not core:
+            continue
+        core_cands = sorted(_inside(core, edge_margin_s) or [core[(len(core) - 1) // 2]],
+                            key=_rank_key)
+        taken = {s.frame_index for s in core_cands}
+        rim_cands = sorted((s for s in _inside(run, edge_margin_s) if s.frame_index not in taken),
+                           key=_rank_key)
+        raw.append((run, core, core_cands, rim_cands))
+    top = max((cands[0].sharpness for _, _, cands, _ in raw), default=0.0)
+    holds, candidates = [], {}
+    for hid, (run, core, core_cands, rim_cands) in enumerate(raw):
+        best = core_cands[0]
+        holds.append(Hold(hid, run[0].frame_index, run[-1].frame_index + 1, core[0].frame_index,
+                          core[-1].frame_index + 1, run[0].time_s, run[-1].time_s,
+                          run[-1].time_s - run[0].time_s, best.frame_index, best.sharpness,
+                          best.sharpness >= hold_sharpness_ratio * top - _EPS))
+        candidates[hid] = (core_cands, rim_cands)
+    return holds, candidates
+
+
+def thumb_diff(a: bytes, b: bytes) -> float:
+    """Mean absolute difference of two thumbnails in grey levels (inf when not comparable)."""
+    if not a or len(a) != len(b):
+        return float("inf")
+    x = np.frombuffer(a, np.uint8).astype(np.int16)
+    y = np.frombuffer(b, np.uint8).astype(np.int16)
+    return float(np.abs(x - y).mean())
+
+
+class _Picker:
+    """Picks under the gap rule and the near-duplicate guard."""
+
+    def __init__(self, top_k: int, min_gap_s: float, dup_max_diff: float) -> None:
+        self.k, self.gap, self.dup = top_k, min_gap_s, dup_max_diff
+        self.picks: list[FrameScore] = []
+        self.duplicates: set[int] = set()
+        self.per_hold: dict[int, int] = {}
+
+    @property
+    def full(self) -> bool:
+        return len(self.picks) >= self.k
+
+    def is_duplicate(self, c: FrameScore) -> bool:
+        return any(thumb_diff(c.thumb, p.thumb) < self.dup for p in self.picks)
+
+    def eligible(self, c: FrameScore, guard: bool) -> bool:
+        if any(abs(c.time_s - p.time_s) < self.gap - _EPS or c.frame_index == p.frame_index
+               for p in self.picks):
+            return False
+        return not (guard and self.is_duplicate(c))
+
+    def first_eligible(self, ranked: Iterable[FrameScore], guard: bool) -> FrameScore | None:
+        return next((c for c in ranked if self.eligible(c, guard)), None)
+
+    def add(self, c: FrameScore, hold: int | None) -> None:
+        if self.is_duplicate(c):
+            self.duplicates.add(c.frame_index)
+        self.picks.append(c)
+        if hold is not None:
+            self.per_hold[hold] = self.per_hold.get(hold, 0) + 1
+
+    def from_holds(self, holds: Sequence[Hold],
+                   candidates: dict[int, tuple[list[FrameScore], list[FrameScore]]]) -> None:
+        for h in sorted(holds, key=lambda h: (-h.best_sharpness, h.id)):  # one per hold
+            if self.full:
+                return
+            c = self.first_eligible(candidates[h.id][0], guard=True)
+            if c is not None:
+                self.add(c, h.id)
+        for guard in (True, False):  # extra picks: the hold with the fewest picks, longest first
+            open_holds = list(holds)
+            while open_holds and not self.full:
+                open_holds.sort(key=lambda h: (self.per_hold.get(h.id, 0), -h.duration_s,
+                                               -h.best_sharpness, h.id))
+                h = open_holds[0]
+                core, rim = candidates[h.id]
+                c = self.first_eligible(core, guard) or self.first_eligible(rim, guard)
+                if c is None:
+                    open_holds.pop(0)
+                else:
+                    self.add(c, h.id)
+
+    def from_frames(self, ranked: Sequence[FrameScore]) -> None:
+        for guard in (True, False):
+            for c in ranked:
+                if self.full:
+                    return
+                if self.eligible(c, guard):
+                    self.add(c, None)
 
 
 def select_golden(scores: Sequence[FrameScore], *, top_k: int = 5, min_gap_s: float = 0.5,
-                  motion_max: float = 1.0) -> Selection:
-    """Choose up to ``top_k`` frames; deterministic for the same scores in any order."""
+                  motion_max: float = 1.0, still_window_s: float = 0.2, min_hold_s: float = 0.5,
+                  edge_margin_s: float = 0.1, hold_sharpness_ratio: float = 0.3,
+                  dup_max_diff: float = 2.0) -> Selection:
+    """Choose up to ``top_k`` frames, one per steady hold first (see the module doc).
+
+    Deterministic for the same scores in any order.
+    """
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
-    if min_gap_s < 0 or motion_max < 0:
-        raise ValueError("min_gap_s and motion_max must be >= 0")
-    still = [s for s in scores if s.motion <= motion_max]
-    picks: list[FrameScore] = []
-    _fill(picks, still, top_k, min_gap_s)
+    if min(min_gap_s, motion_max, still_window_s, min_hold_s, edge_margin_s,
+           hold_sharpness_ratio, dup_max_diff) < 0:
+        raise ValueError("min_gap_s, motion_max, still_window_s, min_hold_s, edge_margin_s, "
+                         "hold_sharpness_ratio and dup_max_diff must be >= 0")
+    ordered = sorted(scores, key=lambda s: s.frame_index)
+    peak = windowed_motion(ordered, still_window_s)
+    holds, candidates = find_holds(ordered, peak, motion_max=motion_max, min_hold_s=min_hold_s,
+                                   edge_margin_s=edge_margin_s,
+                                   hold_sharpness_ratio=hold_sharpness_ratio)
+    picker = _Picker(top_k, min_gap_s, dup_max_diff)
+    picker.from_holds([h for h in holds if h.sharp], candidates)
+    picker.from_holds([h for h in holds if not h.sharp], candidates)
     notes: list[str] = []
     used = motion_max
-    if len(picks) < top_k:
-        strict = len(picks)
+    if not picker.full:
+        strict = len(picker.picks)
         for factor in RELAX_FACTORS:
-            used = motion_max * factor
-            _fill(picks, (s for s in scores if s.motion <= used), top_k, min_gap_s)
-            if len(picks) >= top_k:
+            before = len(picker.picks)
+            bar = motion_max * factor
+            picker.from_frames(sorted((s for s, m in zip(ordered, peak) if m <= bar),
+                                      key=_rank_key))
+            if len(picker.picks) > before:
+                used = bar
+            if picker.full:
                 break
-        if len(picks) > strict:
-            bar = "any motion" if used == float("inf") else f"motion <= {used:g} px"
-            notes.append(f"only {strict} still frame(s) (motion <= {motion_max:g} px) at least "
-                         f"{min_gap_s:g} s apart; {len(picks) - strict} pick(s) relaxed to {bar}")
-        else:
-            used = motion_max
-    if len(picks) < top_k:
-        notes.append(f"only {len(picks)} frame(s) exist at least {min_gap_s:g} s apart; "
+        if len(picker.picks) > strict:
+            bar_text = "any motion" if used == float("inf") else f"motion <= {used:g} px"
+            notes.append(f"only {strict} still frame(s) (motion <= {motion_max:g} px within "
+                         f"{still_window_s:g} s) in holds of at least {min_hold_s:g} s could be "
+                         f"picked at least {min_gap_s:g} s apart; {len(picker.picks) - strict} "
+                         f"pick(s) relaxed to {bar_text}")
+    if not picker.full:
+        notes.append(f"only {len(picker.picks)} frame(s) exist at least {min_gap_s:g} s apart; "
                      f"asked for {top_k}")
-    ranked = sorted(picks, key=_rank_key)
-    return Selection(
-        picks=tuple(Pick(p, p.motion <= motion_max) for p in ranked),
-        still_frames=len(still),
-        relaxed=any(p.motion > motion_max for p in ranked),
-        motion_max_used=used,
-        notes=tuple(notes),
-    )
+    if picker.duplicates:
+        notes.append(f"{len(picker.duplicates)} pick(s) near-duplicate an earlier pick (frames "
+                     f"{', '.join(str(i) for i in sorted(picker.duplicates))}): no other frame "
+                     f"was left to pick")
+    still_set = frozenset({s.frame_index for s, m in zip(ordered, peak) if m <= motion_max}
+                          | {i for h in holds for i in range(h.start, h.stop)})
+    def hold_of(i: int) -> int:
+        return next((h.id for h in holds if h.start <= i < h.stop), -1)
+
+    picks = tuple(Pick(p, p.frame_index in still_set, hold_of(p.frame_index),
+                       p.frame_index in picker.duplicates)
+                  for p in sorted(picker.picks, key=_rank_key))
+    counts = {h.id: sum(1 for p in picks if p.hold == h.id) for h in holds}
+    return Selection(picks=picks, still_frames=len(still_set),
+                     relaxed=any(not p.still for p in picks), motion_max_used=used,
+                     notes=tuple(notes),
+                     holds=tuple(Hold(**{**asdict(h), "picks": counts[h.id]}) for h in holds),
+                     still_indices=still_set)
+

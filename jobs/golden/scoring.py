@@ -34,15 +34,17 @@ def chunk_tasks(video_id: str, info: VideoInfo, chunks: Sequence[FrameRange]) ->
 def _collect(batch: dict[str, np.ndarray], out: dict[str, VideoScores],
              on_progress: ProgressFn | None) -> None:
     counts: dict[str, int] = defaultdict(int)
-    for vid, i, pts, t, sharp, motion, err, code in zip(
+    for vid, i, pts, t, sharp, motion, thumb, err, code in zip(
             batch["video_id"], batch["frame_index"], batch["pts"], batch["time_s"],
-            batch["sharpness"], batch["motion"], batch["error"], batch["error_code"]):
+            batch["sharpness"], batch["motion"], batch["thumb"], batch["error"],
+            batch["error_code"]):
         entry = out.setdefault(str(vid), VideoScores(str(vid)))
         if err:
             if not entry.error:
                 entry.error, entry.error_code = str(err), str(code)
             continue
-        entry.scores.append(FrameScore(int(i), int(pts), float(t), float(sharp), float(motion)))
+        entry.scores.append(FrameScore(int(i), int(pts), float(t), float(sharp), float(motion),
+                                       bytes(thumb)))
         counts[str(vid)] += 1
     if on_progress:
         for vid, n in counts.items():

@@ -43,6 +43,7 @@ from actors.records import FrameIndex, FrameScore, VideoChunk, VideoInfo, VideoS
 from actors.scoring import ChunkScorer
 from actors.video import probe
 from jobs.golden.finish import WALL_TIMINGS, Hooks, VideoJob, finish_video
+from jobs.golden.limits import WorkLimits
 from jobs.golden.manifest import GoldenManifest, GoldenResult
 from jobs.golden.params import GoldenParams
 from jobs.golden.planner import BatchPlan, ChunkPlan, plan_batch
@@ -71,10 +72,12 @@ ROW_SCHEMA = pa.schema([
     ("chunk", _INT), ("n_chunks", _INT),
     ("frame_index", pa.list_(_INT)), ("frame_pts", pa.list_(_INT)),
     ("frame_time_s", pa.list_(_FLOAT)), ("frame_sharpness", pa.list_(_FLOAT)),
-    ("frame_motion", pa.list_(_FLOAT)), ("t_start", _FLOAT), ("t_end", _FLOAT),
+    ("frame_motion", pa.list_(_FLOAT)), ("frame_thumb", pa.list_(pa.binary())),
+    ("t_start", _FLOAT), ("t_end", _FLOAT),
     ("seconds", _FLOAT), ("meta", _STR), ("result", _STR), ("error", _STR), ("error_code", _STR),
 ])
-_SCORE_FIELDS = ("frame_index", "frame_pts", "frame_time_s", "frame_sharpness", "frame_motion")
+_SCORE_FIELDS = ("frame_index", "frame_pts", "frame_time_s", "frame_sharpness", "frame_motion",
+                 "frame_thumb")
 _EMPTY_ROW: dict[str, Any] = {
     "kind": "", "video_id": "", "path": "", "url": "", "start": 0, "stop": 0, "width": 0,
     "height": 0, "rotation": 0, "stride": 1, "pts": [], "keyframes": [], "tb_num": 1,
@@ -93,6 +96,7 @@ class StageConfig:
     batch: BatchPlan
     store: Store
     outbox: Any = None
+    limits: WorkLimits = WorkLimits()
 
 
 @dataclass
@@ -127,6 +131,7 @@ def video_rows(row: dict[str, Any], config: StageConfig,
     try:
         source = open_source(row["url"], row["name"], config.sources)
         info = probe(source)
+        config.limits.check(row["name"], info.width, info.height, info.frame_count)
         params = config.params
         plan = config.batch.plan_video(info.frame_count, info.width, info.height,
                                        index=info.index,
@@ -162,15 +167,16 @@ def _score_columns(scores: Sequence[FrameScore]) -> dict[str, list[Any]]:
             "frame_pts": [s.pts for s in scores],
             "frame_time_s": [s.time_s for s in scores],
             "frame_sharpness": [s.sharpness for s in scores],
-            "frame_motion": [s.motion for s in scores]}
+            "frame_motion": [s.motion for s in scores],
+            "frame_thumb": [s.thumb for s in scores]}
 
 
 def _frame_scores(parts: Sequence[dict[str, Any]]) -> list[FrameScore]:
     """The FrameScores of a video's scored chunks, in frame order (the inverse of
     ``_score_columns``)."""
-    scores = [FrameScore(int(i), int(p), float(t), float(s), float(m))
+    scores = [FrameScore(int(i), int(p), float(t), float(s), float(m), bytes(th))
               for part in parts
-              for i, p, t, s, m in zip(*(part[f] for f in _SCORE_FIELDS))]
+              for i, p, t, s, m, th in zip(*(part[f] for f in _SCORE_FIELDS))]
     scores.sort(key=lambda s: s.frame_index)
     return scores
 
@@ -539,8 +545,8 @@ def stream_golden(jobs: Sequence[VideoJob], params: GoldenParams, store: Store, 
                   distributed: bool = True, address: str | None = None,
                   num_cpus: int | None = None, plan_cpus: int | None = None,
                   hooks: Hooks | None = None, sources: SourceOptions | None = None,
-                  max_finishing: int | None = None,
-                  keep_manifests: bool = True) -> Iterator[VideoOutcome]:
+                  max_finishing: int | None = None, keep_manifests: bool = True,
+                  limits: WorkLimits | None = None) -> Iterator[VideoOutcome]:
     """Run the golden-frame job over ``jobs``; yield each video's outcome as it finishes.
 
     ``plan_cpus``: plan for that many CPUs instead of the cluster's now (an autoscaling
@@ -563,7 +569,7 @@ def stream_golden(jobs: Sequence[VideoJob], params: GoldenParams, store: Store, 
     if hooks.on_batch:
         hooks.on_batch(batch)
     rows, failed = _input_rows(jobs, sources)
-    config = StageConfig(params, sources, batch, store)
+    config = StageConfig(params, sources, batch, store, limits=limits or WorkLimits())
     finisher = (_RayFinisher(config, max_finishing or 2 * cpus) if distributed
                 else _Finisher(config))
     collector = Collector(config, hooks, keep_manifests=keep_manifests, finisher=finisher)
@@ -687,12 +693,12 @@ def run_golden(jobs: Sequence[VideoJob], params: GoldenParams, store: Store, *,
                distributed: bool = True, address: str | None = None,
                num_cpus: int | None = None, hooks: Hooks | None = None,
                plan_cpus: int | None = None, sources: SourceOptions | None = None,
-               ) -> list[GoldenResult]:
+               limits: WorkLimits | None = None) -> list[GoldenResult]:
     """``stream_golden`` collected: every video's result, in the order of ``jobs``."""
     results: dict[int, GoldenResult] = {}
     for outcome in stream_golden(jobs, params, store, distributed=distributed, address=address,
                                  num_cpus=num_cpus, plan_cpus=plan_cpus, hooks=hooks,
-                                 sources=sources):
+                                 sources=sources, limits=limits):
         results[outcome.seq] = outcome.result
     return [results[i] for i in range(len(jobs))]
 

@@ -6,7 +6,9 @@ uploads it:
 1. an ``analyses`` row with status ``running`` (``id`` = the analysis id, chosen at ``open``),
 2. every image to the bucket under ``<scan_id>/<frame_index>.<ext>`` (upsert),
 3. one ``golden_frames`` row per image, upserted on ``(scan_id, frame_index)``; rows of an
-   earlier analysis of the same scan that are no longer golden are deleted,
+   earlier analysis of the same scan that are no longer golden are deleted, and so are the
+   objects those rows (or an abandoned upload to another bucket) named that this result does
+   not use: a re-run with fewer picks leaves no image in the bucket without a row,
 4. the ``analyses`` row again, now ``succeeded``: only once everything above is in.
 
 What is not uploaded yet is written to ``pending_upload.json`` next to the manifest *before*
@@ -16,7 +18,10 @@ idempotent upsert: running it twice is safe). The manifest gets a ``supabase`` s
 what was uploaded and what was not.
 
 Requests go through ``jobs.stores.supabase_client.SupabaseClient`` (retries on network errors, 5xx
-and 429; duplicates with our bytes accepted). Credentials come from the environment only; the
+and 429; uploads are upserts). When ``framesift sync`` runs with another bucket than the one a
+pending upload started with, everything is uploaded again to the new bucket and the rows are
+rewritten to name it; what had reached the old bucket is deleted there once the new one is
+complete. Credentials come from the environment only; the
 key never appears in logs, messages, manifests or reprs.
 """
 
@@ -87,8 +92,8 @@ def analysis_row(analysis_id: str, scan_id: str, status: str,
         "still_frames": None, "golden_count": 0, "error": error, "framesift_version": None,
     }
     if manifest is not None:
-        m = manifest.model_dump(mode="json", include={"parameters", "video"})
-        row.update(item_type=manifest.item_type, parameters=m["parameters"],
+        m = manifest.model_dump(mode="json", include={"video"})
+        row.update(item_type=manifest.item_type, parameters=manifest.parameters,
                    timings=dict(manifest.timings_s), video=m["video"],
                    frame_count=manifest.video.frame_count,
                    still_frames=manifest.selection.still_frames,
@@ -111,6 +116,7 @@ class UploadReport:
     error: str | None = None
     signed_urls: dict[str, str] = field(default_factory=dict)
     signed_urls_expire_at: str | None = None
+    signed_url_errors: dict[str, str] = field(default_factory=dict)  # key -> why not signed
 
     @property
     def complete(self) -> bool:
@@ -124,7 +130,8 @@ class UploadReport:
             not_uploaded=list(self.not_uploaded), error=self.error,
             retry=None if self.complete else f"framesift sync --scan-id {self.scan_id}",
             signed_urls=dict(self.signed_urls) if self.signed_urls else None,
-            signed_urls_expire_at=self.signed_urls_expire_at if self.signed_urls else None)
+            signed_urls_expire_at=self.signed_urls_expire_at if self.signed_urls else None,
+            signed_url_errors=dict(self.signed_url_errors) if self.signed_url_errors else None)
 
 
 def _now() -> str:
@@ -141,6 +148,19 @@ def _pending_items(state: dict[str, Any]) -> list[str]:
     return items
 
 
+def _grouped(failures: list[tuple[str, SupabaseRequestError]], bucket: str) -> list[str]:
+    """One message per distinct reason, with how many objects it refused and which."""
+    by_reason: dict[str, list[str]] = {}
+    for key, exc in failures:
+        by_reason.setdefault(exc.reason, []).append(key)
+    out = []
+    for reason, keys in by_reason.items():
+        shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+        what = "1 image" if len(keys) == 1 else f"{len(keys)} images"
+        out.append(f"Supabase refused the upload of {what} to bucket {bucket} ({shown}): {reason}")
+    return out
+
+
 class _PendingUpload:
     """One upload attempt of a ``pending_upload.json`` state, kept current on disk."""
 
@@ -148,11 +168,16 @@ class _PendingUpload:
         self.client, self.folder, self.state = client, folder, state
         self.path = folder / PENDING_NAME
         self.errors: list[str] = []
+        self.refused: list[tuple[str, SupabaseRequestError]] = []  # (key, why), per object
         self.report = UploadReport(state["scan_id"], state["analysis_id"], state["bucket"])
+
+    def messages(self) -> list[str]:
+        return _grouped(self.refused, self.state["bucket"]) + self.errors
 
     def save(self) -> None:
         self.state["updated_at"] = _now()
-        self.state["last_error"] = self.errors[-1] if self.errors else None
+        messages = self.messages()
+        self.state["last_error"] = "; ".join(messages) if messages else None
         write_atomic(self.path, json.dumps(self.state, indent=2).encode())
 
     def failed(self, exc: SupabaseRequestError) -> None:
@@ -174,22 +199,47 @@ class _PendingUpload:
             try:
                 self.client.upload_object(obj["key"], data, obj["content_type"])
             except SupabaseRequestError as exc:
-                self.failed(exc)
                 if exc.transient:
+                    self.failed(exc)
                     return False
+                self.refused.append((obj["key"], exc))  # said once per reason, at the end
                 continue
             self.state.setdefault("uploaded", []).append(obj["key"])
             self.report.uploaded.append(obj["key"])
             self.save()
+        for message in _grouped(self.refused, self.state["bucket"]):
+            log.warning("supabase upload of %s incomplete: %s", self.state["scan_id"], message)
         return True
 
+    def _stale_objects(self) -> dict[str, list[str]]:
+        """Objects to delete, by bucket: those earlier analyses' rows name (read before our rows
+        replace them) and those an abandoned upload left in another bucket, minus ours."""
+        state = self.state
+        if "previous_objects" not in state:  # once, before our rows overwrite theirs
+            rows = self.client.other_frames(state["scan_id"], state["analysis_id"])
+            state["previous_objects"] = [{"bucket": r["storage_bucket"], "key": r["storage_key"]}
+                                         for r in rows]
+            self.save()
+        ours = {(state["bucket"], o["key"]) for o in state["objects"]}
+        stale: dict[str, list[str]] = {}
+        for obj in state["previous_objects"] + state.get("abandoned", []):
+            if (obj["bucket"], obj["key"]) not in ours and obj["key"] not in \
+                    stale.setdefault(obj["bucket"], []):
+                stale[obj["bucket"]].append(obj["key"])
+        return {b: keys for b, keys in stale.items() if keys}
+
     def upsert_rows(self) -> None:
-        """Golden frame rows (stale ones deleted), then the analysis marked succeeded."""
+        """Golden frame rows, then stale objects and rows deleted, then the analysis marked
+        succeeded."""
         state = self.state
         if not state.get("rows_done"):
+            stale = self._stale_objects()
             self.client.upsert_rows(GOLDEN_TABLE, state["golden_frames"], GOLDEN_CONFLICT)
+            for bucket, keys in stale.items():
+                self.client.remove_objects(bucket, keys)
             self.client.delete_stale_frames(state["scan_id"], state["analysis_id"])
             state["rows_done"] = True
+            state.pop("abandoned", None)
             self.save()
         if not state.get("analysis_done"):
             self.client.upsert_rows(ANALYSES_TABLE, [{**state["analysis"], "status": "succeeded"}],
@@ -210,7 +260,8 @@ class _PendingUpload:
         except SupabaseRequestError as exc:
             self.failed(exc)
         self.report.not_uploaded = _pending_items(state)
-        self.report.error = "; ".join(self.errors) if self.errors else None
+        messages = self.messages()
+        self.report.error = "; ".join(messages) if messages else None
         if self.report.complete:
             self.path.unlink(missing_ok=True)
         else:
@@ -218,11 +269,28 @@ class _PendingUpload:
         return self.report
 
 
+def switch_bucket(state: dict[str, Any], bucket: str) -> None:
+    """Point a pending upload at another bucket: every image goes up again (what reached the
+    old bucket is not in the new one), the rows are rewritten to name it, and the objects left
+    in the old bucket are deleted once the new upload is complete."""
+    old = state.get("bucket")
+    log.warning("%s was pending for bucket %r; uploading everything again to %r as configured "
+                "now", state["scan_id"], old, bucket)
+    state.setdefault("abandoned", []).extend({"bucket": old, "key": key}
+                                             for key in state.get("uploaded", []))
+    state["bucket"] = bucket
+    state["uploaded"] = []
+    state["rows_done"] = False
+    state["analysis_done"] = False
+    for row in state["golden_frames"]:
+        row["storage_bucket"] = bucket
+
+
 def upload_pending(client: SupabaseClient, folder: Path, state: dict[str, Any]) -> UploadReport:
     """Upload what ``state`` (a ``pending_upload.json``) lists as pending; keep the file current.
 
-    Order: analysis row (running), objects, golden_frames rows (+ stale rows deleted), analysis
-    row (succeeded). A permanent refusal of one object does not stop the other objects; an
+    Order: analysis row (running), objects, golden_frames rows (+ stale objects and rows
+    deleted), analysis row (succeeded). A permanent refusal of one object does not stop the other objects; an
     unreachable Supabase stops at once. The file is removed when nothing is pending.
     """
     return _PendingUpload(client, folder, state).run()
@@ -240,7 +308,8 @@ def _rewrite_manifest_section(local: LocalStore, scan_id: str, analysis_id: str,
     if manifest is None or _uploading_analysis(manifest) != analysis_id:
         return  # a newer result replaced this one meanwhile
     manifest.supabase = section.model_copy(update={"signed_urls": None,
-                                                   "signed_urls_expire_at": None})
+                                                   "signed_urls_expire_at": None,
+                                                   "signed_url_errors": None})
     local.write_manifest(manifest)
 
 
@@ -362,11 +431,17 @@ class SupabaseStore:
         manifest = self.local.manifest(report.scan_id)
         keys = [g.key for g in manifest.golden_frames] if manifest else []
         try:
-            report.signed_urls = self.client.signed_urls(keys, expiry)
-            report.signed_urls_expire_at = (datetime.now(timezone.utc)
-                                            + timedelta(seconds=expiry)).isoformat()
+            signed = self.client.signed_urls(keys, expiry)
         except SupabaseRequestError as exc:
             log.warning("could not sign URLs for %s: %s", report.scan_id, exc)
+            report.signed_url_errors = {key: exc.reason for key in keys}
+            return
+        report.signed_urls = signed.urls
+        report.signed_url_errors = signed.refused
+        report.signed_urls_expire_at = (datetime.now(timezone.utc)
+                                        + timedelta(seconds=expiry)).isoformat()
+        for key, why in signed.refused.items():
+            log.warning("Storage did not sign %s: %s", key, why)
 
     def pending_scan_ids(self) -> list[str]:
         root = self.local.root
@@ -392,11 +467,7 @@ class SupabaseStore:
             path.unlink(missing_ok=True)
             return None
         if state.get("bucket") != self.bucket:
-            log.warning("%s was pending for bucket %r; uploading to %r as configured now",
-                        scan_id, state.get("bucket"), self.bucket)
-            state["bucket"] = self.bucket
-            for row in state["golden_frames"]:
-                row["storage_bucket"] = self.bucket
+            switch_bucket(state, self.bucket)
         report = upload_pending(self.client, folder, state)
         if report.complete and self.signed_url_expiry_s:
             self.add_signed_urls(report)
@@ -408,4 +479,4 @@ class SupabaseStore:
 
 
 __all__ = ["SupabaseStore", "SupabaseSession", "UploadReport", "golden_frame_row", "analysis_row",
-           "upload_pending", "PENDING_NAME"]
+           "upload_pending", "switch_bucket", "PENDING_NAME"]

@@ -2,8 +2,9 @@
 and secret hygiene (used by ``jobs.stores.supabase``).
 
 Retries: network errors, HTTP 5xx and 429 are retried with exponential backoff and jitter
-(tenacity); other 4xx are not. An upload answered as a duplicate (Storage answers HTTP 400
-with ``"statusCode": "409"``) counts as success when the stored bytes are ours.
+(tenacity); other 4xx are not. Uploads are upserts (``x-upsert: true``): Storage then always
+writes the object (200) and never answers "duplicate" (``"statusCode": "409"``, which it gives
+only to a plain upload of an existing key), so there is no conflict to resolve here.
 
 Credentials come from the environment only (``SUPABASE_URL``, ``SUPABASE_SERVICE_ROLE_KEY``);
 the key never appears in logs, messages or reprs.
@@ -11,7 +12,6 @@ the key never appears in logs, messages or reprs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -55,17 +55,20 @@ class SupabaseRequestError(SupabaseError):
     code = "supabase_request_failed"
 
     def __init__(self, message: str, *, target: str, status: int | None = None,
-                 transient: bool = False) -> None:
+                 transient: bool = False, reason: str | None = None) -> None:
         super().__init__(message)
         self.target = target
         self.status = status
         self.transient = transient
+        self.reason = reason or message  # the message without the operation and target
 
 
-class SupabaseConflictError(SupabaseRequestError):
-    """Storage holds an object under our key whose bytes are not ours."""
+@dataclass(frozen=True)
+class SignedUrls:
+    """Signed URLs of the keys Storage signed, and why it refused the others."""
 
-    code = "supabase_conflict"
+    urls: dict[str, str] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)  # key -> Storage's reason
 
 
 class HTTPStatusFailure(Exception):
@@ -205,7 +208,7 @@ class SupabaseClient:
 
         retrying = Retrying(
             stop=stop_after_attempt(attempts),
-            wait=wait_exponential_jitter(initial=self.retry.backoff_s, exp_base=2,
+            wait=wait_exponential_jitter(multiplier=self.retry.backoff_s, exp_base=2,
                                          max=self.retry.backoff_max_s,
                                          jitter=self.retry.backoff_s),
             retry=retry_if_exception(is_transient), reraise=True, before_sleep=before_sleep)
@@ -214,11 +217,13 @@ class SupabaseClient:
         except HTTPStatusFailure as exc:
             raise self._request_error(what, target, exc, attempts) from None
         except httpx.TransportError as exc:
+            reason = self.redact(f"Supabase at {self.url} is unreachable ({type(exc).__name__}: "
+                                 f"{exc or 'no detail'}; {attempts} attempt(s)).")
             raise SupabaseRequestError(
                 self.redact(f"Supabase at {self.url} is unreachable ({what} {target}: "
                             f"{type(exc).__name__}: {exc or 'no detail'}; "
                             f"{attempts} attempt(s))."),
-                target=target, transient=True) from None
+                target=target, transient=True, reason=reason) from None
 
     def _request_error(self, what: str, target: str, exc: HTTPStatusFailure,
                        attempts: int) -> SupabaseRequestError:
@@ -227,9 +232,11 @@ class SupabaseClient:
         hint = ""
         if exc.transient:
             hint = f" Supabase kept failing after {attempts} attempt(s); try again later."
-        elif status == 401 or (isinstance(exc.body, dict) and exc.body.get("code") == "PGRST301"):
+        elif status == 401 or exc.storage_status == "403" or (
+                isinstance(exc.body, dict) and exc.body.get("code") in ("PGRST301", "PGRST303")):
+            # Storage answers a bad, expired or non-service JWT with HTTP 400 and statusCode 403
             hint = (f" Check that {KEY_ENV} is the service role key of the project at "
-                    f"{URL_ENV}.")
+                    f"{URL_ENV} (not expired, not the anon key).")
         elif exc.storage_status == "404" and "bucket" in detail.lower():
             hint = (f" Create the bucket: apply supabase/migrations with `supabase db push`, or set "
                     f"FRAMESIFT_SUPABASE_BUCKET to an existing bucket.")
@@ -244,32 +251,24 @@ class SupabaseClient:
         shown = f"HTTP {status}" + (f" (statusCode {exc.storage_status})"
                                     if exc.storage_status and exc.storage_status != str(status) else "")
         return SupabaseRequestError(self.redact(f"Supabase {what} {target} failed: {shown}: {detail}.{hint}"),
-                                    target=target, status=status, transient=exc.transient)
+                                    target=target, status=status, transient=exc.transient,
+                                    reason=self.redact(f"{shown}: {detail}.{hint}"))
 
     # operations --------------------------------------------------------------------------------
 
-    def upload_object(self, key: str, data: bytes, content_type: str) -> str:
-        """Upload (upsert) one object; return ``"uploaded"`` or ``"duplicate"`` (ours already)."""
+    def upload_object(self, key: str, data: bytes, content_type: str) -> None:
+        """Upload one object as an upsert: Storage overwrites whatever the key held."""
         bucket = self._client.storage.from_(self.bucket)
-        target = f"{self.bucket}/{key}"
+        self._call("upload", f"{self.bucket}/{key}",
+                   lambda: bucket.upload(key, data, {"content-type": content_type,
+                                                     "upsert": "true", "cache-control": "3600"}))
 
-        def upload() -> None:
-            bucket.upload(key, data, {"content-type": content_type, "upsert": "true",
-                                      "cache-control": "3600"})
-
-        try:
-            self._call("upload", target, _raise_duplicates(upload))
-            return "uploaded"
-        except _Duplicate:
-            pass
-        stored = self._call("download", target, lambda: bucket.download(key))
-        if hashlib.sha256(stored).digest() != hashlib.sha256(data).digest():
-            raise SupabaseConflictError(
-                f"Storage already holds {target} with other content ({len(stored)} bytes, ours "
-                f"{len(data)}) and refused to overwrite it. Delete that object, or check that the "
-                f"bucket's policies let the service role update objects, then run `framesift sync`.",
-                target=target, status=400)
-        return "duplicate"
+    def remove_objects(self, bucket: str, keys: list[str]) -> None:
+        """Delete objects of ``bucket`` (keys that are not there are no error)."""
+        if not keys:
+            return
+        store = self._client.storage.from_(bucket)
+        self._call("delete", f"{bucket} ({len(keys)} objects)", lambda: store.remove(keys))
 
     def download_object(self, key: str) -> bytes:
         bucket = self._client.storage.from_(self.bucket)
@@ -285,6 +284,14 @@ class SupabaseClient:
                                                  returning=ReturnMethod.minimal)
         self._call("upsert", table, query.execute, attempts)
 
+    def other_frames(self, scan_id: str, analysis_id: str) -> list[dict[str, Any]]:
+        """``golden_frames`` rows of ``scan_id`` written by other analyses: where their objects
+        are (``storage_bucket``, ``storage_key``)."""
+        query = (self._client.table(GOLDEN_TABLE)
+                 .select("analysis_id,frame_index,storage_bucket,storage_key")
+                 .eq("scan_id", scan_id).neq("analysis_id", analysis_id))
+        return list(self._call("read", GOLDEN_TABLE, query.execute).data or [])
+
     def delete_stale_frames(self, scan_id: str, analysis_id: str) -> None:
         """Delete golden_frames rows of ``scan_id`` left by other analyses of it."""
         from postgrest.types import ReturnMethod
@@ -293,13 +300,25 @@ class SupabaseClient:
                  .eq("scan_id", scan_id).neq("analysis_id", analysis_id))
         self._call("delete stale rows of", GOLDEN_TABLE, query.execute)
 
-    def signed_urls(self, keys: list[str], expires_in_s: int) -> dict[str, str]:
+    def signed_urls(self, keys: list[str], expires_in_s: int) -> SignedUrls:
+        """Signed URLs of ``keys``; the keys Storage refused (missing object, no access) are in
+        ``refused`` with its reason, never silently left out."""
         if not keys:
-            return {}
+            return SignedUrls()
         bucket = self._client.storage.from_(self.bucket)
         items = self._call("sign", self.bucket, lambda: bucket.create_signed_urls(keys, expires_in_s))
-        return {item["path"]: item["signedURL"] for item in items
-                if item.get("signedURL") and not item.get("error")}
+        urls: dict[str, str] = {}
+        refused: dict[str, str] = {}
+        for item in items:
+            path = item.get("path")
+            if item.get("signedURL") and not item.get("error") and path:
+                urls[path] = item["signedURL"]
+            elif path:
+                refused[path] = str(item.get("error") or "no signed URL in Storage's answer")
+        for key in keys:
+            if key not in urls and key not in refused:
+                refused[key] = "missing from Storage's answer"
+        return SignedUrls(urls, refused)
 
 
 def _rebuild_client(url: str, key: str, bucket: str, retry: RetryPolicy,

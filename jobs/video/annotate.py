@@ -21,7 +21,8 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from actors.errors import InvalidParameterError
-from actors.video import probe
+from actors.video import (CONTAINER_OPTIONS, container_format, ffmpeg_input_url,
+                          open_container, probe)
 
 _COLORS = ("red", "lime", "deepskyblue", "yellow", "magenta", "orange", "cyan", "white")
 _FONTS = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -126,7 +127,9 @@ def annotate_video(video: str, detections: str, output: str, *, min_confidence: 
     slots = max((len(b) for b in boxes.values()), default=0)
     times = [info.index.time_s(i) for i in range(info.frame_count)]
     font = next((f for f in _FONTS if Path(f).is_file()), None)
-    src = ffmpeg.input(video)
+    # the binary decodes the file PyAV just checked: same demuxer forced, same allow-list, and
+    # the local file protocol only (it must not open what a playlist or a name could point to)
+    src = ffmpeg.input(ffmpeg_input_url(video), f=container_format(video), **CONTAINER_OPTIONS)
     v = src.video
     with tempfile.TemporaryDirectory(prefix="framesift-annotate-") as work:
         script = Path(work) / "boxes.cmd"
@@ -165,7 +168,5 @@ def annotate_video(video: str, detections: str, output: str, *, min_confidence: 
 
 
 def probe_audio(video: str) -> list[int]:
-    import av
-
-    with av.open(video) as c:
+    with open_container(video) as c:
         return [s.index for s in c.streams.audio]

@@ -16,7 +16,7 @@ import av
 from actors.frames import SegmentConfig, SegmentUpscaler
 from actors.records import VideoChunk
 from actors.upscaler import UpscalerConfig
-from actors.video import probe
+from actors.video import open_container, probe
 
 
 @dataclass
@@ -51,16 +51,16 @@ def _timed(packets: Iterator[av.Packet], order: int) -> Iterator[tuple[float, in
 def concat_segments(segments: list[str], source: str, output: str) -> int:
     """Remux the video packets of ``segments`` (in order) and the source's audio into
     ``output``; no re-encoding. Returns the number of audio streams copied."""
-    with av.open(segments[0]) as first:
+    with open_container(segments[0]) as first:
         template = first.streams.video[0]
-        with av.open(source) as src, av.open(output, "w") as out:
+        with open_container(source) as src, av.open(output, "w") as out:
             vout = out.add_stream_from_template(template)
             audio_in = list(src.streams.audio)
             audio_out = {s.index: out.add_stream_from_template(s) for s in audio_in}
 
             def video_packets() -> Iterator[av.Packet]:
                 for seg in segments:
-                    with av.open(seg) as c:
+                    with open_container(seg) as c:
                         yield from _packets(c, c.streams.video[0])
 
             streams = [_timed(video_packets(), 0)]

@@ -1,10 +1,16 @@
 """The analysis coordinator: one replica that owns the queue and the durable records.
 
-Each running analysis runs in a detached ``AnalysisRunner`` actor (jobs/analysis_runner.py);
+Each running analysis runs in a detached ``AnalysisRunner`` actor (serve/analyses/runner.py);
 finished runners stay warm for the next analysis. The coordinator polls runners for events,
-persists them (SQLite, serve/state.py) and starts queued analyses when a slot frees. On restart
-it reattaches to runners still alive, requeues the analyses whose runner is gone, and kills
-runners nobody references: an accepted analysis completes or fails, never vanishes.
+persists them (SQLite, serve/analyses/state.py) and starts queued analyses when a slot frees. On
+restart it reattaches to runners still alive, requeues the analyses whose runner is gone, and
+kills runners nobody references: an accepted analysis completes or fails, never vanishes.
+
+Bounds: at most ``max_queued_analyses`` wait (503 past it) and ``max_active_analyses_per_key``
+are queued or running per API key (429 past it); a running analysis is stopped after
+``max_analysis_s``. Uploads are claimed when the analysis is recorded and swept when nothing
+refers to them (serve/analyses/uploads.py). A video URL with credentials or a signed query is
+stored redacted; the full URL stays in this replica's memory until its analysis ends.
 """
 
 from __future__ import annotations
@@ -18,20 +24,26 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import ray
 from ray import serve
 from ray.exceptions import RayActorError
 
-from serve.analyses.runner import RUNNER_NAMESPACE, AnalysisRunner, new_runner_name
+from jobs.fetch import redact_url
 from jobs.redact import install_redaction
-from serve.settings import ServiceSettings
+from serve.analyses.runner import RUNNER_NAMESPACE, AnalysisRunner, new_runner_name
 from serve.analyses.state import ACTIVE, FINAL, AnalysisDB, now
+from serve.analyses.uploads import LocalUploads
+from serve.settings import ServiceSettings
 
 log = logging.getLogger("framesift.coordinator")
 
 MAX_ATTEMPTS = 2  # a runner lost to a node or process failure is retried once
 PARAM_KEYS = ("top_k", "min_gap_s", "motion_max")
+RETRY_AFTER_S = 30  # what a refused caller is told to wait (a short analysis' order of time)
+SECRET_LOST = ("the service restarted before the video was downloaded, and its URL's "
+               "credentials or signed query are never stored: post the analysis again")
 
 
 def fingerprint(scan_id: str, item_type: str | None, source_kind: str, source_id: str,
@@ -54,12 +66,16 @@ class AnalysisCoordinator:
         self.settings = ServiceSettings(**(settings or {}))
         self.state_dir = Path(self.settings.state_dir).resolve()
         self.db = AnalysisDB(self.state_dir / "analyses.sqlite3")
+        self.uploads = LocalUploads(self.state_dir / "uploads")
+        self._secret_urls: dict[str, str] = {}  # analysis id -> full URL (never on disk)
+        self._last_sweep = 0.0
         self._runners: dict[str, Any] = {}  # analysis id -> runner handle
         self._runner_names: dict[str, str] = {}
         self._idle: list[Any] = []  # warm runners waiting for work
         self._unverified: set[str] = set()  # reattached after a restart, not yet checked
         self._pump: asyncio.Task | None = None
         self._recover()
+        self._sweep_uploads()
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -81,8 +97,21 @@ class AnalysisCoordinator:
                 except ValueError:
                     pass
 
+    def _sweep_uploads(self) -> None:
+        """Delete uploads no queued or running analysis refers to (a crash, a disconnect)."""
+        self._last_sweep = now()
+        removed = self.uploads.sweep(self.db.active_sources("file"),
+                                     self.settings.upload_orphan_grace_s)
+        if removed:
+            log.warning("deleted %d upload(s) no analysis refers to", len(removed))
+
+    def _secret_lost(self, rec: dict[str, Any]) -> bool:
+        return bool(rec.get("source_secret")) and rec["id"] not in self._secret_urls
+
     def _requeue_or_fail(self, rec: dict[str, Any], why: str) -> None:
-        if rec["attempts"] < MAX_ATTEMPTS:
+        if self._secret_lost(rec):
+            self._finish(rec["id"], "failed", error=("interrupted", f"{why}; {SECRET_LOST}"))
+        elif rec["attempts"] < MAX_ATTEMPTS:
             self.db.update(rec["id"], status="queued", runner_seq=0, progress_current=0)
             self.db.add_event(rec["id"], "status", {"status": "queued", "reason": why})
         else:
@@ -105,10 +134,19 @@ class AnalysisCoordinator:
             await asyncio.sleep(0.05 if self._runners else 0.2)
 
     async def _tick(self) -> None:
+        sweep_every = min(60.0, max(1.0, self.settings.upload_orphan_grace_s / 4))
+        if now() - self._last_sweep > sweep_every:
+            self._sweep_uploads()
         for analysis_id, handle in list(self._runners.items()):
             rec = self.db.get(analysis_id)
             if rec is None or rec["status"] != "running":
                 self._runners.pop(analysis_id, None)
+                continue
+            limit = self.settings.max_analysis_s
+            if rec["started_at"] and now() - rec["started_at"] > limit:
+                self._finish(analysis_id, "failed", kill=True, error=(
+                    "analysis_timeout", f"the analysis ran longer than {limit:g} s "
+                    "(FRAMESIFT_MAX_ANALYSIS_S) and was stopped; nothing was stored"))
                 continue
             try:
                 if analysis_id in self._unverified and not await self._verify(rec, handle):
@@ -144,11 +182,16 @@ class AnalysisCoordinator:
 
     def _spec(self, rec: dict[str, Any]) -> dict[str, Any]:
         return {"id": rec["id"], "scan_id": rec["scan_id"], "item_type": rec["item_type"],
-                "source_kind": rec["source_kind"], "source": rec["source"],
+                "source_kind": rec["source_kind"],
+                "source": self._secret_urls.get(rec["id"], rec["source"]),
+                "source_name": rec.get("source_name") or "the video",
                 "params": rec["params"],
                 "settings": self.settings.model_dump(exclude={"api_keys"}, mode="json")}
 
     def _start(self, rec: dict[str, Any]) -> None:
+        if self._secret_lost(rec):
+            self._finish(rec["id"], "failed", error=("interrupted", SECRET_LOST))
+            return
         spec = self._spec(rec)
         if self._idle:
             name, handle = self._idle.pop()
@@ -182,11 +225,12 @@ class AnalysisCoordinator:
             self._finish(analysis_id, "failed", error=(data["code"], data["message"]))
 
     def _finish(self, analysis_id: str, status: str, result: dict[str, Any] | None = None,
-                error: tuple[str, str] | None = None) -> None:
+                error: tuple[str, str] | None = None, kill: bool = False) -> None:
         handle = self._runners.pop(analysis_id, None)
         name = self._runner_names.pop(analysis_id, None)
+        self._secret_urls.pop(analysis_id, None)
         if handle is not None:
-            if status == "cancelled" or name is None or \
+            if kill or status == "cancelled" or name is None or \
                     len(self._idle) >= self.settings.max_running_analyses:
                 ray.kill(handle, no_restart=True)  # stops its tasks; nothing gets committed
             else:
@@ -203,7 +247,7 @@ class AnalysisCoordinator:
         self.db.add_event(analysis_id, "done" if status == "succeeded" else "error",
                           self._view(self.db.get(analysis_id)))
         if rec and rec["source_kind"] == "file":
-            Path(rec["source"]).unlink(missing_ok=True)
+            self.uploads.remove(rec["source"])
         shutil.rmtree(self.state_dir / "downloads" / analysis_id, ignore_errors=True)
 
     # ---- API used by the ingress -------------------------------------------------------------
@@ -212,28 +256,73 @@ class AnalysisCoordinator:
         self._ensure_pump()
         return True
 
-    async def submit(self, request: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Queue an analysis, or return the identical active one. Returns (view, created)."""
+    async def admission(self, owner: str | None) -> dict[str, Any] | None:
+        """Whether an analysis of ``owner`` would be accepted now: None, or the refusal
+        (asked before an upload is received, so a refused upload is never written)."""
         self._ensure_pump()
+        return self._refusal(owner)
+
+    def _refusal(self, owner: str | None) -> dict[str, Any] | None:
+        s = self.settings
+        if self.db.count("queued") >= s.max_queued_analyses:
+            return {"status": 503, "code": "queue_full", "retry_after": RETRY_AFTER_S,
+                    "message": f"{s.max_queued_analyses} analyses are already waiting "
+                               "(FRAMESIFT_MAX_QUEUED_ANALYSES); try again later"}
+        if self.db.count_active(owner) >= s.max_active_analyses_per_key:
+            return {"status": 429, "code": "too_many_analyses", "retry_after": RETRY_AFTER_S,
+                    "message": f"this API key already has {s.max_active_analyses_per_key} "
+                               "analyses queued or running (FRAMESIFT_MAX_ACTIVE_ANALYSES_"
+                               "PER_KEY); wait for one to finish"}
+        return None
+
+    async def submit(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Queue an analysis, or return the identical active one: ``{"view", "created"}``, or
+        ``{"refused": {status, code, message, retry_after}}``.
+
+        An upload (``source_kind`` file) is an incoming file of the ingress; it is claimed
+        (renamed to the analysis) in the same synchronous step that records the analysis, or
+        deleted when refused. A URL is stored redacted; the full URL stays in memory.
+        """
+        self._ensure_pump()
+        kind, owner = request["source_kind"], request.get("owner")
+        refusal = self._refusal(owner)
+        if refusal is not None:
+            if kind == "file":
+                self.uploads.remove(request["source"])
+            return {"refused": refusal}
         defaults = {"top_k": self.settings.top_k, "min_gap_s": self.settings.min_gap_s,
                     "motion_max": self.settings.motion_max}
         params = {k: request[k] if request.get(k) is not None else defaults[k] for k in PARAM_KEYS}
-        fp = fingerprint(request["scan_id"], request.get("item_type"), request["source_kind"],
+        fp = fingerprint(request["scan_id"], request.get("item_type"), kind,
                          request["source_id"], params)
         existing = self.db.find_active(fp)
         if existing is not None:
-            if request["source_kind"] == "file":
-                Path(request["source"]).unlink(missing_ok=True)  # the first upload is used
-            return self._view(existing), False
+            if kind == "file":
+                self.uploads.remove(request["source"])  # the first upload is used
+            return {"view": self._view(existing), "created": False}
         analysis_id = uuid.uuid4().hex
+        source, secret = request["source"], False
+        if kind == "file":
+            try:
+                source = str(self.uploads.claim(source, analysis_id))
+            except FileNotFoundError:  # its request ended (client gone) and deleted it
+                return {"refused": {"status": 409, "code": "upload_gone", "retry_after": None,
+                                    "message": "the upload was abandoned before it was queued"}}
+        else:
+            parts = urlsplit(source)
+            secret = bool(parts.username or parts.password or parts.query or parts.fragment)
+            if secret:  # stored redacted: the full URL lives in memory until the analysis ends
+                self._secret_urls[analysis_id] = source
+                source = redact_url(source)
         self.db.insert({"id": analysis_id, "scan_id": request["scan_id"],
-                        "item_type": request.get("item_type"),
-                        "source_kind": request["source_kind"], "source": request["source"],
+                        "item_type": request.get("item_type"), "source_kind": kind,
+                        "source": source, "source_name": request.get("source_name"),
+                        "source_secret": int(secret), "owner": owner,
                         "params": params, "fingerprint": fp, "status": "queued",
                         "created_at": now()})
         self.db.add_event(analysis_id, "status", {"status": "queued"})
         await self._tick()
-        return self._view(self.db.get(analysis_id)), True
+        return {"view": self._view(self.db.get(analysis_id)), "created": True}
 
     async def get(self, analysis_id: str) -> dict[str, Any] | None:
         self._ensure_pump()

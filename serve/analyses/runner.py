@@ -9,15 +9,18 @@ the second or so a new worker process costs.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from actors.errors import FramesiftError
 from actors.records import GoldenFrame, VideoInfo
 from jobs.golden.job import Hooks, VideoJob, run_golden
+from jobs.golden.limits import WorkLimits
 from jobs.golden.manifest import GoldenManifest
 from jobs.golden.params import GoldenParams
 from jobs.golden.planner import ChunkPlan
@@ -34,14 +37,36 @@ def new_runner_name() -> str:
 
 
 def result_summary(manifest: GoldenManifest, location: str | None) -> dict[str, Any]:
-    """What the API returns for a finished analysis (no server paths in it)."""
+    """What the API returns for a finished analysis (no server paths in it: the location is
+    the manifest's key in the store, ``<scan_id>/manifest.json``)."""
     data = manifest.model_dump(mode="json", include={"golden_frames", "selection", "plan",
                                                       "timings_s", "scores_key", "store"})
-    return {**data, "video": manifest.video.public(), "location": location}
+    public = f"{manifest.scan_id}/{Path(location).name}" if location else None
+    return {**data, "video": manifest.video.public(), "location": public}
 
 
 class RunnerBusyError(RuntimeError):
     """``start`` was called while an analysis still runs."""
+
+
+def work_limits(settings: dict[str, Any]) -> WorkLimits:
+    """The service's per-analysis limits, checked on the worker before scoring starts."""
+    return WorkLimits(int(settings.get("max_analysis_frames") or 0),
+                      int(settings.get("max_analysis_pixel_frames") or 0))
+
+
+def public_message(text: str, video_path: str | None, name: str,
+                   server_dirs: tuple[str, ...] = ()) -> str:
+    """``text`` as the client may see it: the video's path on this server named as the client
+    knows it (the upload's file name, the redacted URL), any other server path hidden, and
+    secrets redacted."""
+    if video_path:
+        text = text.replace(str(video_path), name)
+    for folder in server_dirs:
+        if folder:
+            text = re.sub(re.escape(str(Path(folder).resolve())) + r"[^\s:'\"),;]*",
+                          "<server path>", text)
+    return redact_text(text)
 
 
 class AnalysisRunner:
@@ -53,6 +78,7 @@ class AnalysisRunner:
         self._events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._path: Path | None = None  # the video file on this node, once known
 
     def start(self, spec: dict[str, Any]) -> None:
         """Begin analysing ``spec`` (returns at once)."""
@@ -61,6 +87,7 @@ class AnalysisRunner:
                 raise RunnerBusyError(f"runner still busy with analysis {self.spec.get('id')}")
             self.spec = spec
             self._events = []
+            self._path = None
             self._thread = threading.Thread(target=self._run, name="analysis", daemon=True)
             self._thread.start()
 
@@ -80,6 +107,12 @@ class AnalysisRunner:
     def _emit(self, type_: str, data: dict[str, Any]) -> None:
         with self._lock:
             self._events.append({"seq": len(self._events) + 1, "type": type_, "data": data})
+
+    def _public(self, text: str) -> str:
+        settings = self.spec["settings"]
+        dirs = tuple(settings.get(k) or "" for k in ("state_dir", "out_dir"))
+        return public_message(text, str(self._path) if self._path else None,
+                              self.spec.get("source_name") or "the video", dirs)
 
     def _params(self, settings: Settings) -> GoldenParams:
         overrides = {k: v for k, v in self.spec["params"].items() if v is not None}
@@ -114,19 +147,22 @@ class AnalysisRunner:
         settings = self.spec["settings"]
         try:
             self._emit("started", {"started_at": time.time()})
+            if self.spec["source_kind"] == "file":  # named as the client knows it in messages
+                self._path = Path(self.spec["source"])
             job_settings = Settings(**{k: v for k, v in settings.items() if k in Settings.model_fields})
             job = VideoJob(str(self.spec["source"]), self.spec["scan_id"], self.spec["item_type"])
             [result] = run_golden([job], self._params(job_settings), make_store(job_settings),
                                   hooks=self._hooks(),
-                                  sources=SourceOptions.from_settings(job_settings))
+                                  sources=SourceOptions.from_settings(job_settings),
+                                  limits=work_limits(settings))
             if result.ok and result.manifest is not None:
                 self._emit("done", {"result": result_summary(result.manifest, result.location)})
             else:
                 self._emit("error", {"code": result.error_code or "analysis_failed",
-                                     "message": redact_text(result.error or "analysis failed")})
+                                     "message": self._public(result.error or "analysis failed")})
         except FramesiftError as exc:
             self._emit("error", {"code": getattr(exc, "code", "analysis_failed"),
-                                 "message": redact_text(str(exc))})
+                                 "message": self._public(str(exc))})
         except Exception as exc:  # noqa: BLE001 - reported to the client as data, not a crash
             self._emit("error", {"code": "internal_error",
-                                 "message": redact_text(f"{type(exc).__name__}: {exc}")})
+                                 "message": self._public(f"{type(exc).__name__}: {exc}")})

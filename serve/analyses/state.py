@@ -30,6 +30,10 @@ CREATE TABLE IF NOT EXISTS analyses (
     error_message TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     runner TEXT,                     -- name of the detached runner actor while running
+    owner TEXT,                      -- who asked: a hash of the API key (never the key)
+    source_name TEXT,                -- what the client calls the video (upload name, redacted URL)
+    source_secret INTEGER NOT NULL DEFAULT 0,  -- the URL had credentials/a signed query, kept
+                                               -- in memory only: 'source' is redacted
     runner_seq INTEGER NOT NULL DEFAULT 0,  -- runner events already applied
     created_at REAL NOT NULL,
     started_at REAL,
@@ -48,7 +52,8 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 _JSON_FIELDS = ("params", "result")
-_ADDED_COLUMNS = (("runner", "TEXT"),)
+_ADDED_COLUMNS = (("runner", "TEXT"), ("owner", "TEXT"), ("source_name", "TEXT"),
+                  ("source_secret", "INTEGER NOT NULL DEFAULT 0"))
 
 
 class AnalysisDB:
@@ -111,6 +116,26 @@ class AnalysisDB:
     def with_status(self, status: str) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM analyses WHERE status = ? ORDER BY created_at, rowid",
                           (status,))
+
+    def count(self, status: str) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT COUNT(*) FROM analyses WHERE status = ?",
+                                     (status,)).fetchone()
+        return int(row[0])
+
+    def count_active(self, owner: str | None) -> int:
+        """Queued and running analyses of ``owner``."""
+        with self._lock:
+            row = self._conn.execute("SELECT COUNT(*) FROM analyses WHERE owner IS ? AND "
+                                     "status IN (?, ?)", (owner, *ACTIVE)).fetchone()
+        return int(row[0])
+
+    def active_sources(self, source_kind: str) -> list[str]:
+        """``source`` of every queued or running analysis of that kind (files still needed)."""
+        with self._lock:
+            rows = self._conn.execute("SELECT source FROM analyses WHERE source_kind = ? AND "
+                                      "status IN (?, ?)", (source_kind, *ACTIVE)).fetchall()
+        return [r[0] for r in rows]
 
     def add_event(self, analysis_id: str, type_: str, data: dict[str, Any]) -> int:
         with self._lock:

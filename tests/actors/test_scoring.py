@@ -11,7 +11,7 @@ import pytest
 from actors.glint import glint_metrics, highlight_mask
 from actors.records import FrameRange, VideoChunk
 from actors.scoring import (ChunkScorer, FlowEstimator, ScorerConfig, analysis_size,
-                            flow_magnitude, laplacian_variance)
+                            flow_magnitude, laplacian_variance, thumbnail)
 from actors.video import probe
 
 
@@ -89,9 +89,10 @@ def test_scorer_batch_interface_returns_metrics_only(videos):
     row = VideoChunk.of("vid", info, FrameRange(10, 20)).to_row()
     out = ChunkScorer()({k: np.asarray([v], dtype=object) for k, v in row.items()})
     assert set(out) == {"video_id", "frame_index", "pts", "time_s", "sharpness", "motion",
-                        "error", "error_code"}
+                        "thumb", "error", "error_code"}
     assert list(out["frame_index"]) == list(range(10, 20))
     assert all(v.ndim == 1 for v in out.values())  # no pixels travel back
+    assert {len(t) for t in out["thumb"]} == {256}  # only a 16x16 near-duplicate signature
 
 
 def test_scorer_turns_a_bad_video_into_an_error_row(tmp_path, videos):
@@ -132,4 +133,5 @@ def test_metrics_do_not_depend_on_buffer_alignment():
     img = _texture(5, 320)
     flow = FlowEstimator("dis")(img, np.roll(img, 2, axis=0))
     assert len({laplacian_variance(x) for x in _misaligned_copies(img)}) == 1
+    assert len({thumbnail(x) for x in _misaligned_copies(img)}) == 1
     assert len({flow_magnitude(x) for x in _misaligned_copies(flow)}) == 1

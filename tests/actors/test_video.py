@@ -9,11 +9,12 @@ import av
 import numpy as np
 import pytest
 
-from actors.errors import (AbsurdDimensionsError, CorruptVideoError, EmptyVideoError,
-                           NotAVideoError, NoVideoStreamError, UnsupportedCodecError,
-                           VideoNotFoundError)
+from actors.errors import (AbsurdDimensionsError, ContainerNotAllowedError, CorruptVideoError,
+                           EmptyVideoError, NotAVideoError, NoVideoStreamError,
+                           UnsupportedCodecError, VideoNotFoundError)
 from actors.records import FrameRange
 from actors.video import DimensionLimits, iter_frames, probe, read_frames
+from media_fixtures import hls_playlist, mpegts_copy
 
 
 def _sequential(path: Path, info) -> dict[int, np.ndarray]:
@@ -187,3 +188,34 @@ def test_absurd_dimensions(tmp_path):
     with pytest.raises(AbsurdDimensionsError, match="outside the supported range"):
         DimensionLimits().check("x", 40000, 20000)
     DimensionLimits().check("x", 3840, 2160)
+
+
+# ---- inputs that would make FFmpeg read other files -----------------------------------------
+
+def test_a_playlist_naming_a_private_file_is_refused(videos, tmp_path):
+    """An uploaded HLS playlist listing file:///... would be analysed as that file: the
+    container allow-list refuses the playlist before FFmpeg reads what it names."""
+    src, _ = videos.get(seconds=1, size=(320, 180), seed=5)
+    secret = mpegts_copy(src, tmp_path / "private" / "secret.ts")
+    info = probe(secret)  # the private file itself is a readable video (MPEG-TS is allowed)
+    playlist = tmp_path / "upload.m3u8"
+    playlist.write_text(hls_playlist(f"file://{secret}"))
+    with pytest.raises(ContainerNotAllowedError, match="container format not allowed") as err:
+        probe(playlist)
+    assert err.value.code == "container_not_allowed" and isinstance(err.value, NotAVideoError)
+    with pytest.raises(ContainerNotAllowedError):
+        list(iter_frames(str(playlist), FrameRange(0, 1), info.index))
+    listed = tmp_path / "private" / "list.ffconcat"  # a concat list next to its target
+    listed.write_text("ffconcat version 1.0\nfile secret.ts\n")
+    with pytest.raises(ContainerNotAllowedError):
+        probe(listed)
+
+
+def test_a_file_name_that_looks_like_a_protocol_is_that_file(videos, tmp_path, monkeypatch):
+    src, _ = videos.get(seconds=1, size=(320, 180), seed=5)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.mp4").write_bytes(src.read_bytes())
+    (tmp_path / "concat:a.mp4").write_text("not a video\n" * 50)  # FFmpeg's concat protocol
+    assert probe("a.mp4").frame_count == 30
+    with pytest.raises(NotAVideoError):
+        probe("concat:a.mp4")

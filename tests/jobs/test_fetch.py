@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -108,7 +109,7 @@ def server():
     httpd.server_close()
 
 
-LOOPBACK = "127.0.0.1"
+LOOPBACK = "127.0.0.1:*"  # the test server listens on a free port, not 80/443
 
 
 def _fetch(url, tmp_path, allowlist=LOOPBACK, **kw):
@@ -131,14 +132,55 @@ def test_downloads_an_allow_listed_loopback_video(server, tmp_path):
 def test_host_header_is_the_original_host_although_the_checked_address_is_dialled(server, tmp_path):
     port = server.rsplit(":", 1)[1]
     Handler.hits.clear()
-    _fetch(f"http://localhost:{port}/video.mp4", tmp_path, allowlist="localhost")
+    _fetch(f"http://localhost:{port}/video.mp4", tmp_path, allowlist=f"localhost:{port}")
     assert Handler.hits[-1][1] == f"localhost:{port}"
 
 
-@pytest.mark.parametrize("allowlist", ["127.0.0.0/8", "10.0.0.0/8, 127.0.0.1", ["127.0.0.1"],
-                                       Allowlist.parse("127.0.0.1/32")])
+@pytest.mark.parametrize("allowlist", ["127.0.0.0/8:*", "10.0.0.0/8, 127.0.0.1:{port}",
+                                       ["127.0.0.1:*"], "127.0.0.1/32:{port}"])
 def test_allow_list_forms(server, tmp_path, allowlist):
+    port = server.rsplit(":", 1)[1]
+    allowlist = Allowlist.parse([a.format(port=port) for a in allowlist]
+                                if isinstance(allowlist, list) else allowlist.format(port=port))
     assert _fetch(f"{server}/video.mp4", tmp_path, allowlist=allowlist).read_bytes() == VIDEO
+
+
+def test_allow_list_entries_are_port_scoped(server, tmp_path):
+    """An entry without a port opens 80 and 443 only: allow-listing a media host must not open
+    its other services, e.g. the API's own port reached through a redirect."""
+    port = int(server.rsplit(":", 1)[1])
+    for allowlist in ("127.0.0.1", "127.0.0.0/8", f"127.0.0.1:{port + 1}", "localhost"):
+        with pytest.raises(UrlBlockedError, match=f"127.0.0.1:{port}"):
+            _fetch(f"{server}/video.mp4", tmp_path, allowlist=allowlist)
+    with socket.socket() as other:  # another loopback service (say, this API)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        other_port = other.getsockname()[1]
+        Handler.routes["/to-other-port"] = _redirect(f"http://127.0.0.1:{other_port}/v1/analyses")
+        with pytest.raises(UrlBlockedError, match=f"127.0.0.1:{other_port}"):
+            _fetch(f"{server}/to-other-port", tmp_path, allowlist=f"127.0.0.1:{port}")
+    assert _fetch(f"{server}/video.mp4", tmp_path, allowlist=f"127.0.0.1:{port}").read_bytes() \
+        == VIDEO
+
+
+@pytest.mark.parametrize("entry, host, port, allowed", [
+    ("media.internal", "media.internal", 443, True),
+    ("media.internal", "media.internal", 8443, False),
+    ("media.internal:8443", "media.internal", 8443, True),
+    ("media.internal:8443", "media.internal", 443, False),
+    (".example.com:*", "cdn.example.com", 9000, True),
+])
+def test_host_entries_and_ports(entry, host, port, allowed):
+    assert Allowlist.parse(entry).allows_host(host, port) is allowed
+
+
+@pytest.mark.parametrize("entry, addr, port, allowed", [
+    ("[::1]:8080", "::1", 8080, True), ("[::1]:8080", "::1", 80, False),
+    ("fd00::/8", "fd00::5", 443, True), ("fd00::/8", "fd00::5", 8080, False),
+    ("[fd00::/8]:*", "fd00::5", 8080, True), ("10.0.0.0/8:*", "10.9.9.9", 1, True),
+])
+def test_address_entries_and_ports(entry, addr, port, allowed):
+    assert Allowlist.parse(entry).allows_address(ipaddress.ip_address(addr), port) is allowed
 
 
 @pytest.mark.parametrize("allowlist", [None, "", "10.0.0.0/8", "media.example.com"])
@@ -173,8 +215,8 @@ def test_metadata_address_needs_an_exact_allow_list_entry():
     wide = Allowlist.parse("169.254.0.0/16")
     exact = Allowlist.parse("169.254.169.254")
     md = ipaddress.ip_address("169.254.169.254")
-    assert not wide.allows_address(md) and exact.allows_address(md)
-    assert wide.allows_address(ipaddress.ip_address("169.254.1.1"))
+    assert not wide.allows_address(md, 80) and exact.allows_address(md, 80)
+    assert wide.allows_address(ipaddress.ip_address("169.254.1.1"), 80)
 
 
 def test_relative_and_absolute_redirects_are_followed(server, tmp_path):
@@ -262,11 +304,15 @@ def test_redact_url(url, expected):
     ("169.254.169.254", True), ("fd00:ec2::254", True), ("::1", True), ("fe80::1", True),
     ("224.0.0.1", True), ("0.0.0.0", True), ("240.0.0.1", True), ("100.64.0.1", True),
     ("::ffff:127.0.0.1", True), ("::ffff:8.8.8.8", False),
+    ("2002:a00:1::1", True), ("2002:808:808::1", True),  # 6to4 (embeds 10.0.0.1 / 8.8.8.8)
+    ("fec0::1", True),  # site-local
 ])
 def test_address_classification(addr, refused):
     assert (address_refusal(ipaddress.ip_address(addr)) is not None) is refused
 
 
-def test_bad_allow_list_entry_is_rejected():
+@pytest.mark.parametrize("entry", ["exa mple.com", "media.internal:0", "media.internal:http",
+                                   "[::1", "[::1]8080"])
+def test_bad_allow_list_entry_is_rejected(entry):
     with pytest.raises(ValueError, match="allow-list entry"):
-        Allowlist.parse("exa mple.com")
+        Allowlist.parse(entry)

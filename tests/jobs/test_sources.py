@@ -25,7 +25,7 @@ from jobs.sources.objects import filesystem
 from source_servers import MotoS3, RangeServer, free_port
 from supabase_standin import Bucket, FakeSupabase, StoredObject
 
-LOOPBACK = SourceOptions(allowlist="127.0.0.1", request_timeout_s=5, deadline_s=60)
+LOOPBACK = SourceOptions(allowlist="127.0.0.1:*", request_timeout_s=5, deadline_s=60)
 
 
 def _frames(source, frames: FrameRange, index) -> list[np.ndarray]:
@@ -55,7 +55,7 @@ def http(media):
 
 def test_range_reads_fetch_about_what_a_chunk_decodes(http, media):
     root, local = media
-    small_blocks = SourceOptions(allowlist="127.0.0.1", block_bytes=32768)  # a 0.4 MB file
+    small_blocks = SourceOptions(allowlist="127.0.0.1:*", block_bytes=32768)  # a 0.4 MB file
     source = open_source(http.url("r", "v.mp4"), "v", small_blocks)
     assert isinstance(source, HttpSource)
     info = probe(source)
@@ -96,7 +96,7 @@ def test_redirects_are_followed_and_each_hop_checked(http, media):
     ("text", "v.mp4", LOOPBACK, "not_video_content"),
     ("r", "cut.mp4", LOOPBACK, "corrupt_video"),
     ("r", "notes.mp4", LOOPBACK, "not_a_video"),
-    ("r", "v.mp4", SourceOptions(allowlist="127.0.0.1", max_bytes=100_000), "download_too_large"),
+    ("r", "v.mp4", SourceOptions(allowlist="127.0.0.1:*", max_bytes=100_000), "download_too_large"),
     ("r", "v.mp4", SourceOptions(), "url_blocked"),  # loopback without an allow-list entry
 ])
 def test_bad_sources_fail_with_their_code(http, mode, name, options, code):
@@ -110,7 +110,7 @@ def test_private_and_metadata_addresses_are_refused_without_a_request():
     for url in ("http://10.255.255.1/v.mp4", "http://169.254.169.254/latest/v.mp4"):
         t = time.monotonic()
         with pytest.raises(SourceError) as info:
-            probe(open_source(url, display_name(url), SourceOptions(allowlist="127.0.0.1")))
+            probe(open_source(url, display_name(url), SourceOptions(allowlist="127.0.0.1:*")))
         assert info.value.code == "url_blocked" and time.monotonic() - t < 5
 
 
@@ -130,7 +130,7 @@ def test_a_source_that_fails_after_the_probe_fails_the_chunk_with_its_code(http,
                                                                            code, detail):
     _, local = media
     http.after = _probe_requests(http, "v.mp4")
-    options = SourceOptions(allowlist="127.0.0.1", request_timeout_s=1.5, deadline_s=60)
+    options = SourceOptions(allowlist="127.0.0.1:*", request_timeout_s=1.5, deadline_s=60)
     prober = open_source(http.url(mode, "v.mp4"), "v", options)
     http.reset()
     probe(prober)  # the first ``after`` requests are honest

@@ -19,12 +19,13 @@ import pytest
 from httpx_sse import connect_sse
 from PIL import Image
 
-from serve_fixtures import SECRET_KEY, api  # noqa: E402,F401 - api: the module's applications
+from serve_fixtures import LIMIT_KEYS, SECRET_KEY, api  # noqa: E402,F401 - api: the module's apps
 from serve_fixtures import jpeg_bytes as _jpeg  # noqa: E402
 from serve_fixtures import png_bytes as _png  # noqa: E402
 from serve_fixtures import sse_events as _events  # noqa: E402
 from serve_fixtures import upload_video as _upload  # noqa: E402
 from serve_fixtures import wait_for_status as _wait  # noqa: E402
+from media_fixtures import hls_playlist, mpegts_copy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 URL_PASSWORD = "pw-77ab21"
@@ -41,6 +42,19 @@ class _Handler(SimpleHTTPRequestHandler):
             self.send_header("Location", "http://10.0.0.1/video.mp4")
             self.end_headers()
             return
+        if self.path.startswith("/slow.mp4"):  # a download that takes long (bounded: 40 s)
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(1 << 30))
+            self.end_headers()
+            for _ in range(80):
+                try:
+                    self.wfile.write(b"\0" * 1024)
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.5)
+            return
         if self.path.startswith("/page.html"):
             body = b"<html>not a video</html>"
             self.send_response(200)
@@ -53,6 +67,8 @@ class _Handler(SimpleHTTPRequestHandler):
         super().do_GET()
 
     def guess_type(self, path):  # noqa: ANN001
+        if str(path).endswith(".m3u8"):  # as an object store serves a file it has no type for
+            return "application/octet-stream"
         return "video/mp4" if str(path).endswith(".mp4") else super().guess_type(path)
 
 
@@ -64,11 +80,15 @@ def media(videos, tmp_path_factory):
     long, _ = videos.get(seconds=20, size=(1280, 720), seed=32, gop=30)
     (root / "small.mp4").write_bytes(small.read_bytes())
     (root / "long.mp4").write_bytes(long.read_bytes())
+    # a file the service must never analyse for a caller, and a playlist that names it
+    private = mpegts_copy(small, tmp_path_factory.mktemp("private") / "private.ts")
+    (root / "playlist.m3u8").write_text(hls_playlist(f"file://{private}"))
     handler = lambda *a, **k: _Handler(*a, directory=str(root), **k)  # noqa: E731
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield {"url": f"http://127.0.0.1:{server.server_address[1]}", "small": small, "long": long}
+    yield {"url": f"http://127.0.0.1:{server.server_address[1]}", "small": small, "long": long,
+           "private": private}
     server.shutdown()
     server.server_close()
 
@@ -401,3 +421,183 @@ def test_too_many_images_is_413(api):
     files = [("images", (f"{i}.jpg", _jpeg(32, 32, i), "image/jpeg")) for i in range(13)]
     r = api["client"].post("/v1/images/analyze", files=files)
     assert r.status_code == 413 and r.json()["error"]["code"] == "too_many_images"
+
+
+# ---- hardening (issue 14) --------------------------------------------------------------------
+
+def _raw(port: int, data: bytes, wait_s: float = 20.0) -> bytes:
+    """Send ``data`` on a fresh connection, return all it answers until it closes."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=wait_s) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_an_uploaded_playlist_never_makes_the_server_read_another_file(api, media):
+    c = api["client"]
+    playlist = hls_playlist(f"file://{media['private']}").encode()
+    r = c.post("/v1/analyses", files={"video": ("scan.m3u8", playlist, "video/mp4")},
+               data={"scan_id": "playlist-upload"})
+    assert r.status_code == 202, r.text
+    by_url = c.post("/v1/analyses", json={"video_url": f"{media['url']}/playlist.m3u8",
+                                         "scan_id": "playlist-url"})
+    assert by_url.status_code == 202, by_url.text
+    # an upload is stored under a neutral name (no .m3u8 for FFmpeg to go by) and a download
+    # keeps its URL's: either way the container allow-list refuses the playlist
+    for aid, scan, codes in ((r.json()["id"], "playlist-upload", ("not_a_video",
+                                                                  "container_not_allowed")),
+                             (by_url.json()["id"], "playlist-url", ("container_not_allowed",))):
+        done = _wait(c, aid)
+        assert done["status"] == "failed" and done["error"]["code"] in codes, done
+        assert str(media["private"]) not in done["error"]["message"]
+        assert not (api["out"] / scan).exists()  # nothing of the private file was stored
+
+
+def test_error_messages_name_the_upload_not_a_server_path(api):
+    c = api["client"]
+    r = c.post("/v1/analyses", files={"video": ("notes.mp4", b"just some text\n" * 200,
+                                                "video/mp4")}, data={"scan_id": "paths-1"})
+    done = _wait(c, r.json()["id"])
+    assert done["status"] == "failed" and done["error"]["code"] == "not_a_video", done
+    message = done["error"]["message"]
+    assert "upload 'notes.mp4'" in message, message
+    assert str(api["state"]) not in message and "uploads" not in message, message
+
+
+def test_the_state_database_never_holds_url_credentials_or_signed_queries(api, media):
+    c = api["client"]
+    host = media["url"].replace("http://", "")
+    url = f"http://user:{URL_PASSWORD}@{host}/small.mp4?token={URL_TOKEN}"
+    r = c.post("/v1/analyses", json={"video_url": url, "scan_id": "signed-url-1", "top_k": 2})
+    done = _wait(c, r.json()["id"])
+    assert done["status"] == "succeeded", done  # the download had the full URL
+    stored = b"".join(p.read_bytes() for p in (api["state"] / "main").glob("analyses.sqlite3*"))
+    assert b"signed-url-1" in stored
+    assert URL_PASSWORD.encode() not in stored and URL_TOKEN.encode() not in stored
+
+
+def test_json_bodies_are_capped_small_and_nested_json_is_a_json_error(api):
+    c = api["client"]
+    big = {"video_url": "https://cdn.example.com/v.mp4", "scan_id": "s1", "pad": "x" * 200_000}
+    r = c.post("/v1/analyses", json=big)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large", r.text
+    deep = b"[" * 5000 + b"]" * 5000
+    r = c.post("/v1/analyses", content=deep, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.headers["content-type"] == "application/json", r.text
+    assert r.json()["error"]["code"] == "invalid_json"
+
+
+def test_urls_returned_never_reflect_the_host_header(api):
+    c = api["client"]
+    body = {"video_url": "http://127.0.0.1:9/v.mp4", "scan_id": "host-1"}
+    r = c.post("/v1/analyses", json=body, headers={"Host": "evil.example:4444"})
+    assert r.status_code == 202, r.text
+    accepted = r.json()
+    assert accepted["status_url"] == f"/v1/analyses/{accepted['id']}"
+    assert accepted["events_url"] == f"/v1/analyses/{accepted['id']}/events"
+    keyed = c.post("/secure/v1/analyses", json={**body, "scan_id": "host-2"},
+                   headers={"Host": "evil.example", "Authorization": f"Bearer {SECRET_KEY}"})
+    assert keyed.json()["status_url"].startswith("/secure/v1/analyses/"), keyed.text
+    _wait(c, accepted["id"])
+
+
+def test_openapi_declares_the_bearer_scheme_and_401_says_what_to_send(api):
+    c = api["client"]
+    spec = c.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    assert spec["paths"]["/v1/analyses"]["post"]["security"] == [{"apiKey": []}]
+    assert "security" not in spec["paths"]["/healthz"]["get"]
+    r = c.get("/secure/v1/analyses")
+    assert "'Authorization: Bearer <key>'" in r.json()["error"]["message"]
+
+
+def test_the_proxy_bounds_header_size_and_read_times(api):
+    port = api["port"]
+    huge = b"GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + b"k" * 200_000 + \
+        b"\r\n\r\n"
+    answer = _raw(port, huge)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert b'"headers_too_large"' in answer
+    ok = _raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert ok.startswith(b"HTTP/1.1 200"), ok[:200]
+    # headers that never end, and a body that stalls: answered 408 and closed
+    slow_head = _raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    assert slow_head.startswith(b"HTTP/1.1 408"), slow_head[:200]
+    slow_body = _raw(port, b"POST /v1/analyses HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                           b"application/json\r\nContent-Length: 1000\r\n\r\n{\"video_url\"")
+    assert b"408" in slow_body.split(b"\r\n", 1)[0], slow_body[:200]
+
+
+# ---- queue, per-key and per-analysis limits (the /limits application) ------------------------
+
+def _keyed(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_queue_and_per_key_limits_answer_before_anything_is_stored(api, media):
+    c = api["client"]
+    uploads = api["state"] / "limits" / "uploads"
+    a, b = (_keyed(k) for k in LIMIT_KEYS)
+    slow = f"{media['url']}/slow.mp4"
+    posted = []
+    try:
+        for i, (headers, expected) in enumerate([(a, 202), (a, 202), (a, 429), (b, 202),
+                                                 (b, 503)]):
+            r = c.post("/limits/v1/analyses", json={"video_url": f"{slow}?n={i}",
+                                                    "scan_id": f"limits-{i}"}, headers=headers)
+            assert r.status_code == expected, (i, r.text)
+            if expected == 202:
+                posted.append(r.json()["id"])
+            else:
+                assert r.headers["retry-after"] == "30"
+                assert r.json()["error"]["code"] == ("too_many_analyses" if expected == 429
+                                                     else "queue_full")
+        # a refused upload is never written
+        r = c.post("/limits/v1/analyses", headers=b, data={"scan_id": "limits-up"},
+                   files={"video": ("v.mp4", media["small"].read_bytes(), "video/mp4")})
+        assert r.status_code == 503, r.text
+        assert [p.name for p in uploads.iterdir()] == []
+        view = c.get(f"/limits/v1/analyses/{posted[1]}", headers=a).json()
+        assert view["status"] == "queued" and view["queue_position"] == 1
+    finally:
+        for aid in posted:
+            c.delete(f"/limits/v1/analyses/{aid}", headers=a)
+
+
+def test_one_analysis_is_bounded_in_frames_and_wall_time(api, media):
+    with httpx.Client(base_url=f"http://127.0.0.1:{api['port']}/limits", timeout=60,
+                      headers=_keyed(LIMIT_KEYS[0])) as c:
+        with media["long"].open("rb") as fh:  # 600 frames; this application takes at most 300
+            r = c.post("/v1/analyses", data={"scan_id": "limits-long"},
+                       files={"video": ("hour-long.mp4", fh, "video/mp4")})
+        slow = c.post("/v1/analyses", json={"video_url": f"{media['url']}/slow.mp4?t=1",
+                                            "scan_id": "limits-slow"})
+        assert r.status_code == 202 and slow.status_code == 202, (r.text, slow.text)
+        too_long = _wait(c, r.json()["id"])
+        assert too_long["error"]["code"] == "analysis_too_large", too_long
+        assert "hour-long.mp4" in too_long["error"]["message"]
+        assert "FRAMESIFT_MAX_ANALYSIS_FRAMES" in too_long["error"]["message"]
+        stopped = _wait(c, slow.json()["id"], timeout=120)  # downloads for 40 s; stopped at 8
+        assert stopped["status"] == "failed" and stopped["error"]["code"] == "analysis_timeout"
+
+
+def test_uploads_no_analysis_refers_to_are_swept(api):
+    uploads = api["state"] / "limits" / "uploads"
+    orphans = [uploads / "incoming-0123456789abcdef.upload", uploads / "left-by-a-crash.mp4"]
+    for orphan in orphans:
+        orphan.write_bytes(b"\0" * 4096)
+        os.utime(orphan, (time.time() - 3600, time.time() - 3600))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(p.exists() for p in orphans):
+        time.sleep(0.25)
+    assert not any(p.exists() for p in orphans)

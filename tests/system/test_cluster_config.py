@@ -82,3 +82,6 @@ def test_setup_installs_the_project_and_bakes_weights_and_starts_serve():
     assert "serve deploy serve/config.yaml" in start
     assert "--force" not in start
     assert any("--address=$RAY_HEAD_IP:6379" in c for c in cfg["worker_start_ray_commands"])
+    guard = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=serve.http_guard.proxy_middlewares ray start"
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):  # proxies on every node
+        assert any(guard in c for c in cfg[key]), key

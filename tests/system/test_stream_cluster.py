@@ -122,7 +122,7 @@ def env(inputs):
     _, _, s3, _ = inputs
     return {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")},
             **MotoS3.KEYS, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT),
-            "FRAMESIFT_URL_ALLOWLIST": "127.0.0.1", "FRAMESIFT_S3_ENDPOINT": s3.endpoint,
+            "FRAMESIFT_URL_ALLOWLIST": "127.0.0.1:*", "FRAMESIFT_S3_ENDPOINT": s3.endpoint,
             "FRAMESIFT_S3_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
 
 

@@ -122,7 +122,7 @@ def test_batch_results_errors_resume_and_summary(ray_cluster, videos, http_video
     entries = _entries(tmp_path, videos, http_videos)
     store = LocalStore(tmp_path / "out")
     params = GoldenParams(top_k=3)
-    sources = SourceOptions(allowlist="127.0.0.1", max_bytes=1 << 26, deadline_s=30)
+    sources = SourceOptions(allowlist="127.0.0.1:*", max_bytes=1 << 26, deadline_s=30)
     finished = []
     report = run_batch(entries, params, store, sources=sources,
                        hooks=Hooks(on_result=lambda r: finished.append(r.scan_id)))

@@ -47,12 +47,17 @@ def test_picks_fall_in_sharp_still_windows(ray_cluster, videos, tmp_path, spec):
     times = sorted(g.time_s for g in result.manifest.golden_frames)
     assert all(b - a >= 0.5 - 1e-9 for a, b in zip(times, times[1:]))
     assert all(g.still for g in result.manifest.golden_frames)
+    holds = {h.id: h for h in result.manifest.selection.holds}
+    for g in result.manifest.golden_frames:  # every pick comes from a steady hold
+        assert holds[g.hold].start <= g.frame_index < holds[g.hold].stop
     # what was stored is what the manifest says
     for g in result.manifest.golden_frames:
         assert (tmp_path / g.key).is_file()
     scores = pq.read_table(tmp_path / "scan" / "scores.parquet").to_pydict()
     assert scores["frame_index"] == list(range(truth.frame_count))
     assert sorted(i for i, p in zip(scores["frame_index"], scores["picked"]) if p) == sorted(picks)
+    assert [scores["hold"][g.frame_index] for g in result.manifest.golden_frames] == \
+        [g.hold for g in result.manifest.golden_frames]
 
 
 def test_distributed_result_equals_sequential_for_several_chunkings(ray_cluster, videos):
@@ -80,6 +85,9 @@ def test_distributed_job_equals_sequential_job(ray_cluster, videos, tmp_path):
         dist = run_golden([VideoJob(str(path), "s")], GoldenParams(workers=workers),
                           LocalStore(tmp_path / f"b{workers}"))[0]
         assert _picks(dist) == _picks(seq)
+        assert dist.manifest.selection == seq.manifest.selection
+        assert [g.hold for g in dist.manifest.golden_frames] == \
+            [g.hold for g in seq.manifest.golden_frames]
         assert [g.glint for g in dist.manifest.golden_frames] == \
             [g.glint for g in seq.manifest.golden_frames]
         a = pq.read_table(tmp_path / "a" / "s" / "scores.parquet")
@@ -203,3 +211,10 @@ def test_sample_video_cli_writes_video_and_truth(tmp_path):
     assert probe(tmp_path / "s.mp4").frame_count == 60
     bad = _cli("sample-video", str(tmp_path / "t.mp4"), "--size", "33x10", cwd=tmp_path)
     assert bad.returncode == 2 and "size must be even" in bad.stderr
+    scan = _cli("sample-video", str(tmp_path / "h.mp4"), "--holds", "2", "--size", "320x180",
+                cwd=tmp_path)
+    assert scan.returncode == 0, scan.stderr
+    assert "2 steady holds" in scan.stdout
+    truth = json.loads((tmp_path / "h.mp4.truth.json").read_text())
+    assert truth["scenario"] == "holds" and len(truth["holds"]) == 2
+    assert len(truth["frames"]) == truth["frame_count"] == probe(tmp_path / "h.mp4").frame_count

@@ -16,12 +16,16 @@ from manifest_fixtures import OLD_MANIFEST
 def test_a_manifest_written_by_0_1_0_loads_and_writes_back_the_same_json():
     old = json.loads(OLD_MANIFEST.read_text())
     manifest = GoldenManifest.from_json(OLD_MANIFEST.read_bytes())
-    assert manifest.parameters == GoldenParams(top_k=3)
+    assert manifest.params == GoldenParams(top_k=3) and manifest.selection.holds is None
+    assert not manifest.decided_by(GoldenParams(top_k=3))  # 0.1.0 had no holds: recompute it
     assert manifest.plan.chunks == (FrameRange(0, 90),) and manifest.plan.cpus == 2
     assert [g.frame_index for g in manifest.golden_frames] == [76, 46, 0]
     assert manifest.golden_frames[0].glint.blob_count == old["golden_frames"][0]["glint"]["blob_count"]
     assert manifest.video.public() == {k: v for k, v in old["video"].items() if k != "path"}
-    assert json.loads(manifest.to_json()) == old  # no key added, renamed or dropped
+    again = json.loads(manifest.to_json())
+    for g in again["golden_frames"]:  # the only field added since 0.1.0: which hold (-1: none)
+        assert g.pop("hold") == -1
+    assert again == old  # nothing else added, renamed or dropped
 
 
 def test_an_unbounded_relaxed_motion_bar_round_trips_as_infinity():

@@ -80,8 +80,12 @@ def test_picks_are_still_sharpest_and_spaced():
     vals = [(100 + i, 0.5) for i in range(50)]  # sharpness rises with time, all still
     vals[49] = (10_000, 5.0)  # sharpest frame moves: never picked while still frames suffice
     sel = select_golden(_scores(vals), top_k=3, min_gap_s=0.5, motion_max=1.0)
-    assert [p.score.frame_index for p in sel.picks] == [48, 43, 38]
+    # frames 47-48 are within 0.2 s of the moving frame 49: outside the hold's steady core
+    # [0, 47), whose last frame 46 is inside the 0.1 s edge margin: the sharpest candidate is 45
+    assert [p.score.frame_index for p in sel.picks] == [45, 40, 35]
     assert not sel.relaxed and all(p.still for p in sel.picks) and sel.notes == ()
+    assert [(h.start, h.stop, h.core_start, h.core_stop) for h in sel.holds] == [(0, 49, 0, 47)]
+    assert all(p.hold == 0 for p in sel.picks) and sel.holds[0].picks == 3
 
 
 def test_ties_break_deterministically_whatever_the_input_order():
@@ -92,24 +96,27 @@ def test_ties_break_deterministically_whatever_the_input_order():
     random.Random(3).shuffle(shuffled)
     b = select_golden(shuffled, top_k=4, min_gap_s=0.3)
     assert a == b
-    assert [p.score.frame_index for p in a.picks] == [0, 3, 6, 9]
+    assert [p.score.frame_index for p in a.picks] == [1, 4, 7, 10]  # frame 0: edge margin
 
 
 def test_too_few_still_frames_relaxes_and_says_so():
-    vals = [(100.0, 5.0)] * 30
-    vals[5] = (90.0, 0.1)
+    vals = [(100.0, 5.0)] * 60
+    vals[10:18] = [(90.0, 0.1)] * 8  # the one steady hold: too short for a second pick
     sel = select_golden(_scores(vals), top_k=3, min_gap_s=0.5, motion_max=1.0)
     assert len(sel.picks) == 3
     assert sel.relaxed
     assert [p.still for p in sel.picks].count(True) == 1
+    assert [p.hold for p in sel.picks if p.still] == [0]
+    assert all(p.hold == -1 for p in sel.picks if not p.still)
     assert "only 1 still frame" in sel.notes[0] and "relaxed to motion <= 8 px" in sel.notes[0]
+    assert sel.motion_max_used == 8.0
 
 
 def test_video_too_short_for_k_picks_says_so():
     sel = select_golden(_scores([(10.0, 0.0)] * 8), top_k=5, min_gap_s=0.5)
     assert len(sel.picks) == 2
     assert any("only 2 frame(s) exist at least 0.5 s apart" in n for n in sel.notes)
-    assert not sel.relaxed
+    assert not sel.relaxed and sel.motion_max_used == 1.0
 
 
 def test_selection_rejects_bad_parameters():
@@ -117,3 +124,7 @@ def test_selection_rejects_bad_parameters():
         select_golden([], top_k=0)
     with pytest.raises(ValueError):
         select_golden([], min_gap_s=-1)
+    for knob in ("still_window_s", "min_hold_s", "edge_margin_s", "hold_sharpness_ratio",
+                 "dup_max_diff"):
+        with pytest.raises(ValueError, match=knob):
+            select_golden([], **{knob: -0.1})

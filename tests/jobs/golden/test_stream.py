@@ -154,7 +154,7 @@ def _same_results(store_a: LocalStore, store_b: LocalStore, scan_a: str, scan_b:
 
 def test_a_batch_of_urls_with_bad_inputs_each_failing_alone(ray_cluster, served, tmp_path):
     root, http = served
-    options = SourceOptions(allowlist="127.0.0.1", request_timeout_s=5, deadline_s=60)
+    options = SourceOptions(allowlist="127.0.0.1:*", request_timeout_s=5, deadline_s=60)
     http.reset()
     probe(open_source(http.url("r", "a.mp4"), "a", options))
     http.after = http.stats("r", "a.mp4").requests  # honest through the probe, not after it
@@ -200,7 +200,7 @@ def test_a_chunked_url_video_is_finished_by_a_task_and_equals_sequential(ray_clu
                                                                            tmp_path):
     root, http = served
     http.after = 10**6
-    options = SourceOptions(allowlist="127.0.0.1")
+    options = SourceOptions(allowlist="127.0.0.1:*")
     events: list = []
     hooks = Hooks(on_batch=lambda b: events.append(("batch", b.mode)),
                   on_planned=lambda s, i, p: events.append(("planned", len(p.chunks))),

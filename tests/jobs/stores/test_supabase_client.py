@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
@@ -18,8 +19,7 @@ from jobs.settings import Settings
 from jobs.stores.local import LocalStore
 from jobs.stores.supabase import PENDING_NAME, SupabaseStore
 from jobs.stores.supabase_client import (RetryPolicy, SupabaseClient, SupabaseConfigError,
-                                         SupabaseConflictError, SupabaseCredentials,
-                                         SupabaseRequestError)
+                                         SupabaseCredentials, SupabaseRequestError)
 from manifest_fixtures import golden_frame, sample_manifest
 from supabase_standin import FakeSupabase
 
@@ -53,7 +53,7 @@ def write_result(store: SupabaseStore, scan_id: str = "scan-1",
             frames.append(replace(golden_frame(index, rank, scan_id), key=key, uri=uri))
         session.put_scores(pa.table({"frame_index": list(images)}))
         base = sample_manifest(scan_id, frames, item_type="shoe", store=store.name,
-                               parameters=GoldenParams(top_k=len(images)))
+                               parameters=GoldenParams(top_k=len(images)).recorded())
         manifest = base.model_copy(update={"selection": base.selection.model_copy(
             update={"still_frames": 50})})
         session.commit(manifest)
@@ -116,6 +116,7 @@ def test_a_rerun_of_the_same_scan_is_idempotent_and_drops_frames_no_longer_golde
     second = write_result(store, images={12: b"a-new", 77: b"c"})
     assert second["supabase"]["status"] == "uploaded"
     assert fake.objects[("golden-frames", "scan-1/12.jpg")].data == b"a-new"  # upserted
+    assert ("golden-frames", "scan-1/40.jpg") not in fake.objects  # no row names it any more
     rows = fake.rows("golden_frames", scan_id="scan-1")
     assert sorted(r["frame_index"] for r in rows) == [12, 77]
     assert {r["analysis_id"] for r in rows} == {second["supabase"]["analysis_id"]}
@@ -133,31 +134,28 @@ def test_signed_urls_when_asked(tmp_path, fake):
     assert "signed_urls" not in on_disk(store)["supabase"]  # they expire: not stored
 
 
-# duplicates ------------------------------------------------------------------------------------
+# upserts, as the real Storage answers them ----------------------------------------------------
 
-def test_a_duplicate_answer_with_our_bytes_counts_as_uploaded(tmp_path, fake):
-    store = make_store(tmp_path, fake.url)
-    write_result(store, images={12: b"same"})
-    fake.duplicates_next = 1  # another writer stored the same object first
-    manifest = write_result(store, images={12: b"same"})
-    assert manifest["supabase"]["status"] == "uploaded"
-    dup = fake.requests_to("POST", "/storage/v1/object/golden-frames/scan-1/12.jpg")[-1]
-    assert dup.status == 400  # answered as the real Storage API does
-    assert fake.requests_to("GET", "/storage/v1/object/golden-frames/scan-1/12.jpg")
-
-
-def test_a_duplicate_with_other_bytes_is_a_conflict_not_retried(tmp_path, fake):
+def test_an_upsert_over_an_existing_object_always_writes(tmp_path, fake):
+    """With x-upsert: true the real Storage writes (200) and never answers "duplicate": there is
+    no conflict to resolve and nothing is downloaded to compare."""
     client = make_store(tmp_path, fake.url).client
     client.upload_object("scan-9/1.jpg", b"theirs", JPEG)
-    fake.duplicates_next = 1
-    with pytest.raises(SupabaseConflictError, match="other content"):
-        client.upload_object("scan-9/1.jpg", b"ours", JPEG)
-    assert len(fake.requests_to("POST", "/storage/v1/object/golden-frames/scan-9/1.jpg")) == 2
-    assert fake.objects[("golden-frames", "scan-9/1.jpg")].data == b"theirs"
+    client.upload_object("scan-9/1.jpg", b"ours", JPEG)
+    posts = fake.requests_to("POST", "/storage/v1/object/golden-frames/scan-9/1.jpg")
+    assert [r.status for r in posts] == [200, 200]
+    assert fake.objects[("golden-frames", "scan-9/1.jpg")].data == b"ours"
+    assert not fake.requests_to("GET", "/storage/v1/object/")
+    # a plain upload (no x-upsert) of an existing key is what Storage calls a duplicate
+    plain = httpx.post(f"{fake.url}/storage/v1/object/golden-frames/scan-9/1.jpg", content=b"x",
+                       headers={"apikey": SECRET, "authorization": f"Bearer {SECRET}",
+                                "content-type": JPEG})
+    assert plain.status_code == 400 and plain.json()["statusCode"] == "409"
 
 
 # transient and permanent failures ---------------------------------------------------------------
 
+@pytest.mark.filterwarnings("error::DeprecationWarning")  # the retry policy uses tenacity's current API
 @pytest.mark.parametrize("status", [503, 500, 429])
 def test_transient_errors_are_retried_then_succeed(tmp_path, fake, status):
     store = make_store(tmp_path, fake.url, attempts=4)
@@ -250,6 +248,99 @@ def test_a_wrong_key_is_not_retried_and_says_which_variable_to_check(tmp_path, f
         client.upload_object("scan-1/1.jpg", b"x", JPEG)
     assert info.value.status == 401 and not info.value.transient
     assert len(fake.requests) == 1
+
+
+def test_an_expired_key_refused_by_storage_says_which_variable_to_check(tmp_path):
+    """Storage answers a bad or expired JWT with HTTP 400 and statusCode "403" AccessDenied
+    (not 401): the message still says which variable to check, and it is not retried."""
+    expired = "sb-expired-service-role-key"
+    server = FakeSupabase(SECRET, expired_keys=(expired,)).start()
+    try:
+        client = make_store(tmp_path, server.url, key=expired).client
+        with pytest.raises(SupabaseRequestError, match="SUPABASE_SERVICE_ROLE_KEY") as info:
+            client.upload_object("scan-1/1.jpg", b"x", JPEG)
+        assert info.value.status == 400 and not info.value.transient
+        (req,) = server.requests
+        assert json.loads(req.response)["code"] == "AccessDenied"
+        with pytest.raises(SupabaseRequestError, match="SUPABASE_SERVICE_ROLE_KEY"):
+            client.upsert_rows("analyses", [{"id": "x"}], "id")
+    finally:
+        server.stop()
+
+
+def test_deleting_an_analysis_cascades_to_its_golden_frames(tmp_path, fake):
+    """As the migration's foreign key (on delete cascade) does on the real database."""
+    store = make_store(tmp_path, fake.url)
+    section = write_result(store)["supabase"]
+    assert len(fake.rows("golden_frames", analysis_id=section["analysis_id"])) == 2
+    store.client._client.table("analyses").delete().eq("id", section["analysis_id"]).execute()
+    assert fake.rows("analyses") == [] and fake.rows("golden_frames") == []
+
+
+def test_a_rerun_with_fewer_picks_deletes_the_images_no_row_points_at(tmp_path, fake):
+    store = make_store(tmp_path, fake.url)
+    write_result(store, images={i: b"\xff\xd8first-%d" % i for i in (3, 12, 40, 55, 90)})
+    assert len(fake.objects) == 5
+    second = write_result(store, images={12: b"\xff\xd8second-12", 90: b"\xff\xd8second-90"})
+    assert second["supabase"]["status"] == "uploaded", second["supabase"]
+    rows = fake.rows("golden_frames", scan_id="scan-1")
+    assert sorted(r["storage_key"] for r in rows) == ["scan-1/12.jpg", "scan-1/90.jpg"]
+    assert sorted(k for _, k in fake.objects) == ["scan-1/12.jpg", "scan-1/90.jpg"]
+    assert fake.objects[("golden-frames", "scan-1/12.jpg")].data == b"\xff\xd8second-12"
+
+
+def test_sync_to_another_bucket_uploads_everything_again(tmp_path, fake):
+    """A pending upload whose bucket refused some images, synced with another bucket: every
+    image is in the new bucket, the rows name it, and the old bucket keeps nothing of it."""
+    fake.buckets["frames-2"] = type(fake.buckets["golden-frames"])("frames-2")
+    fake.buckets["golden-frames"].file_size_limit = 12
+    store = make_store(tmp_path, fake.url)
+    images = {12: b"\xff\xd8small", 40: b"\xff\xd8far too large for it"}
+    section = write_result(store, images=images)["supabase"]
+    assert section["not_uploaded"] == ["scan-1/40.jpg", "golden_frames rows", "analyses row"]
+    assert ("golden-frames", "scan-1/12.jpg") in fake.objects
+
+    moved = make_store(tmp_path, fake.url, bucket="frames-2")
+    (report,) = moved.sync()
+    assert report.complete, report.error
+    assert on_disk(moved)["supabase"]["bucket"] == "frames-2"
+    rows = fake.rows("golden_frames", scan_id="scan-1")
+    assert {r["storage_bucket"] for r in rows} == {"frames-2"} and len(rows) == 2
+    for row in rows:  # every row's object can be downloaded from the bucket it names
+        key = row["storage_key"]
+        assert moved.client.download_object(key) == images[int(key.split("/")[1][:-4])]
+    assert not [k for (b, k) in fake.objects if b == "golden-frames"]
+
+
+def test_signed_urls_report_the_paths_storage_refused(tmp_path, fake):
+    store = make_store(tmp_path, fake.url, signed=60)
+    write_result(store)
+    signed = store.client.signed_urls(["scan-1/12.jpg", "scan-1/99.jpg"], 60)
+    assert set(signed.urls) == {"scan-1/12.jpg"}
+    assert signed.refused == {"scan-1/99.jpg": "Either the object does not exist or you do not "
+                                               "have access to it"}
+    del fake.objects[("golden-frames", "scan-1/40.jpg")]  # gone from the bucket meanwhile
+    from jobs.stores.supabase import UploadReport
+
+    report = UploadReport("scan-1", "a-1", "golden-frames")
+    store.add_signed_urls(report)
+    section = report.section()
+    assert set(section.signed_urls) == {"scan-1/12.jpg"}
+    assert set(section.signed_url_errors) == {"scan-1/40.jpg"}
+    assert "signed_url_errors" not in on_disk(store)["supabase"]
+
+
+def test_every_image_refused_is_said_once_with_the_count(tmp_path, fake, caplog):
+    fake.buckets["golden-frames"].file_size_limit = 1
+    store = make_store(tmp_path, fake.url)
+    section = write_result(store, images={i: b"\xff\xd8image-%d" % i for i in range(6)})["supabase"]
+    assert section["status"] == "pending"
+    error = section["error"]
+    assert error.count("EntityTooLarge") == 1, error
+    assert "6 images" in error and "and 3 more" in error
+    assert on_disk(store)["supabase"]["error"] == error
+    warnings = [r for r in caplog.records if "incomplete" in r.getMessage()]
+    assert len(warnings) == 1
 
 
 def test_a_missing_table_says_to_apply_the_migration(tmp_path, fake):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -15,8 +16,9 @@ import pyarrow as pa
 import pytest
 
 from jobs.settings import Settings
-from jobs.stores.supabase_client import ANALYSES_TABLE, GOLDEN_TABLE
 from jobs.stores.supabase import SupabaseStore
+from jobs.stores.supabase_client import ANALYSES_TABLE, GOLDEN_TABLE
+from manifest_fixtures import golden_frame, sample_manifest
 
 pytestmark = pytest.mark.skipif(
     not (os.environ.get("SUPABASE_URL") and os.environ.get("SUPABASE_SERVICE_ROLE_KEY")),
@@ -37,21 +39,14 @@ def test_a_result_round_trips_through_a_real_project(tmp_path):
             with store.open(scan_id) as session:
                 key, uri = session.put_image(3, png, "png", "image/png")
                 session.put_scores(pa.table({"frame_index": [3]}))
-                manifest = {"scan_id": scan_id, "status": "succeeded", "parameters": {},
-                            "timings_s": {}, "video": {"frame_count": 1},
-                            "selection": {"still_frames": 1},
-                            "golden_frames": [{
-                                "rank": 1, "frame_index": 3, "time_s": 0.1, "sharpness": 1.0,
-                                "motion": 0.0, "still": True, "width": 1, "height": 1,
-                                "glint": {"share": 0.0, "blob_count": 0, "largest_blob_area_px": 0,
-                                          "largest_blob_share": 0.0, "largest_blob_center": None,
-                                          "largest_blob_bbox": None},
-                                "key": key, "uri": uri}]}
+                frame = replace(golden_frame(3, 1, scan_id, "png"), width=1, height=1,
+                                key=key, uri=uri)
+                manifest = sample_manifest(scan_id, [frame])
                 session.commit(manifest)
-            section = manifest["supabase"]
-            assert section["status"] == "uploaded", section
+            section = manifest.supabase
+            assert section is not None and section.status == "uploaded", section
             assert store.client.download_object(key) == png
-            assert set(section["signed_urls"]) == {key}
+            assert set(section.signed_urls or {}) == {key}
         rows = client.table(GOLDEN_TABLE).select("*").eq("scan_id", scan_id).execute().data
         assert len(rows) == 1 and rows[0]["storage_key"] == f"{scan_id}/3.png"
         runs = client.table(ANALYSES_TABLE).select("status").eq("scan_id", scan_id).execute().data

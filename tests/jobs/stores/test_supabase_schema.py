@@ -151,7 +151,7 @@ def columns(conn, table: str) -> dict[str, tuple[str, bool]]:
 def sample_rows(analysis_id: str, scan_id: str = "scan-1", n: int = 2, sharp: float = 120.5):
     frames = [replace(golden_frame(10 * (i + 1), i + 1, scan_id), sharpness=sharp, time_s=0.3 * (i + 1))
               for i in range(n)]
-    base = sample_manifest(scan_id, frames, item_type="shoe", parameters=GoldenParams(top_k=n))
+    base = sample_manifest(scan_id, frames, item_type="shoe", parameters=GoldenParams(top_k=n).recorded())
     manifest = base.model_copy(update={"selection": base.selection.model_copy(
         update={"still_frames": 40})})
     analysis = analysis_row(analysis_id, scan_id, "running", manifest)
@@ -203,6 +203,13 @@ def test_the_standin_and_the_client_match_the_real_tables(db):
             "select column_name from information_schema.columns where table_schema = 'public' "
             "and table_name = %s and column_default is not null", (table,))}
         assert required - defaults == set(spec["required"]), table
+        fks = {r[0]: (r[1], r[2], r[3], r[4].lower()) for r in db.execute(
+            "select kcu.column_name, ccu.table_name, ccu.column_name, rc.constraint_name, "
+            "rc.delete_rule from information_schema.referential_constraints rc "
+            "join information_schema.key_column_usage kcu on kcu.constraint_name = rc.constraint_name "
+            "join information_schema.constraint_column_usage ccu "
+            "on ccu.constraint_name = rc.constraint_name where kcu.table_name = %s", (table,))}
+        assert fks == spec["fks"], table  # the stand-in cascades deletes where the schema does
     analysis, frames = sample_rows(str(uuid.uuid4()))
     assert set(analysis) <= set(columns(db, "analyses"))
     assert set(frames[0]) <= set(columns(db, "golden_frames"))

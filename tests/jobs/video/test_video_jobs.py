@@ -117,6 +117,28 @@ def test_annotate_draws_boxes_and_compiles_detected_frames(clip, tmp_path):
     assert comp.frames_out == 3 and comp.boxes_drawn == 3
 
 
+def test_annotate_refuses_a_playlist_that_names_another_file(clip, tmp_path):
+    """The ffmpeg binary must never decode what an HLS playlist points to (here: the clip)."""
+    import pyarrow as pa
+
+    from actors.errors import ContainerNotAllowedError
+    from jobs.video.annotate import annotate_video, ffmpeg_binary
+
+    segment = tmp_path / "private.ts"
+    subprocess.run([ffmpeg_binary(), "-y", "-loglevel", "error", "-i", str(clip), "-an",
+                    "-c:v", "copy", "-f", "mpegts", str(segment)], check=True)
+    playlist = tmp_path / "scan.m3u8"
+    playlist.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXT-X-MEDIA-SEQUENCE:0\n"
+                        f"#EXTINF:10.0,\nfile://{segment}\n#EXT-X-ENDLIST\n")
+    dets = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"frame_index": [0], "time_s": [0.0], "x1": [1.0], "y1": [1.0],
+                             "x2": [9.0], "y2": [9.0], "confidence": [0.9], "class_id": [0],
+                             "class_name": ["person"]}), dets)
+    with pytest.raises(ContainerNotAllowedError):
+        annotate_video(str(playlist), str(dets), str(tmp_path / "out.mp4"))
+    assert not (tmp_path / "out.mp4").exists()
+
+
 def test_annotate_scales_to_thousands_of_boxes_that_move_per_frame(clip, tmp_path):
     import pyarrow as pa
 
