@@ -56,6 +56,10 @@ class Settings(BaseSettings):
         None, description="comma-separated hosts and CIDRs exempt from the private-address "
                           "refusal of URL downloads, each for ports 80 and 443 unless it names "
                           "a port (`host:8080`, `10.0.0.0/8:*` for any port)")
+    # object storage (s3://): endpoint and region from here, credentials from the AWS_* chain
+    s3_endpoint: str | None = Field(None, description="S3 API endpoint for s3:// inputs "
+                                    "(default: AWS); credentials from the AWS_* environment")
+    s3_region: str | None = Field(None, description="region of the s3:// buckets")
     # output
     out_dir: str = Field("output", description="root folder of the local store")
     store: Literal["local", "supabase"] = Field(

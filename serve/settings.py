@@ -12,7 +12,13 @@ from jobs.settings import Settings
 class ServiceSettings(Settings):
     """Service knobs. Secrets are ``SecretStr``: they never show in reprs or logs."""
 
-    state_dir: str = Field("state", description="analysis records (SQLite), uploads, downloads")
+    state_dir: str = Field("state", description="analysis records (SQLite), uploads (unless "
+                           "uploads_url), downloads")
+    uploads_url: str | None = Field(
+        None, description="where uploaded videos wait for their runner: s3://BUCKET[/PREFIX] or "
+                          "supabase://BUCKET[/PREFIX] (object storage every node reads), or a "
+                          "folder; none = supabase://framesift-uploads with store=supabase, "
+                          "else <state_dir>/uploads")
     max_running_analyses: int = Field(1, ge=1, description="analyses scored at once; others queue")
     analysis_concurrency: int = Field(5, ge=1, le=64,
                                       description="images analysed at once per batch request")
