@@ -27,6 +27,7 @@ from jobs.golden.planner import ChunkPlan
 from jobs.redact import redact_text
 from jobs.settings import Settings
 from jobs.stores import make_store
+from serve.analyses.uploads import fetch_upload_to_local_file, is_object_ref
 
 RUNNER_NAMESPACE = "framesift"
 
@@ -123,13 +124,24 @@ class AnalysisRunner:
         with self._lock:
             self._events.append({"seq": len(self._events) + 1, "type": type_, "data": data})
 
+    def _scratch(self, settings: dict[str, Any]) -> Path:
+        """This analysis's folder on the runner's node (downloads, copies of uploads)."""
+        return Path(settings["state_dir"]) / "downloads" / self.spec["id"]
+
     def _video_path(self, settings: dict[str, Any]) -> Path:
+        source = self.spec["source"]
         if self.spec["source_kind"] == "file":
-            self._path = Path(self.spec["source"])
+            if is_object_ref(source):  # in object storage: readable from any node
+                job_settings = Settings(**{k: v for k, v in settings.items()
+                                           if k in Settings.model_fields})
+                self._path = fetch_upload_to_local_file(source, self._scratch(settings),
+                                                        job_settings)
+            else:  # a folder of the coordinator's node (one-node deployments)
+                self._path = Path(source)
             return self._path
         from jobs.fetch import fetch_to_file
 
-        dest = Path(settings["state_dir"]) / "downloads" / self.spec["id"]
+        dest = self._scratch(settings)
         self._path = fetch_to_file(self.spec["source"], dest,
                                    max_bytes=int(settings["download_max_bytes"]),
                                    timeout_s=float(settings["download_timeout_s"]),
@@ -193,6 +205,4 @@ class AnalysisRunner:
             self._emit("error", {"code": "internal_error",
                                  "message": self._public(f"{type(exc).__name__}: {exc}")})
         finally:
-            if self.spec["source_kind"] == "url":
-                shutil.rmtree(Path(settings["state_dir"]) / "downloads" / self.spec["id"],
-                              ignore_errors=True)
+            shutil.rmtree(self._scratch(settings), ignore_errors=True)
