@@ -15,7 +15,7 @@ import logging
 import os
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from ray import serve
@@ -134,6 +134,12 @@ def _upload_name(filename: str | None) -> str:
     """How error messages name an upload: the client's file name (made safe), never our path."""
     name = "".join(c for c in os.path.basename(filename or "") if c.isprintable())[:128]
     return f"upload {name!r}" if name else "the uploaded video"
+
+
+def _event_id(header: str | None) -> int | None:
+    """The event id a reconnecting client last saw (``Last-Event-ID``), if it is one of ours."""
+    value = (header or "").strip()
+    return int(value) if value.isdigit() and len(value) < 12 else None
 
 
 def _sse(event: str, data: Any, event_id: int | None = None) -> dict[str, Any]:
@@ -315,8 +321,14 @@ class Ingress:
     @app.get("/v1/analyses/{analysis_id}/events", dependencies=[Depends(require_api_key)],
              responses=ERRORS, openapi_extra=_EVENTS_DOC,
              summary="Server-Sent Events: the current state, then progress as it happens")
-    async def analysis_events(self, analysis_id: str) -> EventSourceResponse:
+    async def analysis_events(self, analysis_id: str, last_event_id: str | None = Header(
+            None, alias="Last-Event-ID", description="resume after this event id (sent by a "
+            "reconnecting EventSource): the events after it, without a `state` first"),
+            ) -> EventSourceResponse:
         snap = _found(await self.coordinator.snapshot.remote(analysis_id), analysis_id)
+        resume = _event_id(last_event_id)
+        if resume is not None and resume <= snap["seq"]:
+            return EventSourceResponse(self._follow(analysis_id, resume), ping=15)
         return EventSourceResponse(self._event_stream(analysis_id, snap), ping=15)
 
     async def _event_stream(self, analysis_id: str, snap: dict[str, Any]) -> AsyncIterator[dict]:
@@ -325,9 +337,19 @@ class Ingress:
             final = "done" if snap["view"]["status"] == "succeeded" else "error"
             yield _sse(final, snap["view"], snap["seq"])
             return
-        after = snap["seq"]
+        async for event in self._follow(analysis_id, snap["seq"]):
+            yield event
+
+    async def _follow(self, analysis_id: str, after: int) -> AsyncIterator[dict]:
+        """The analysis's events after ``after``, each with its id, until ``done``/``error``.
+        If the coordinator is lost meanwhile (restarting, maybe on another node) the stream
+        ends; the client reconnects with ``Last-Event-ID`` and continues where it was."""
         while True:
-            batch = await self.coordinator.events.remote(analysis_id, after, 10.0)
+            try:
+                batch = await self.coordinator.events.remote(analysis_id, after, 10.0)
+            except Exception as exc:  # noqa: BLE001 - the client resumes from its last id
+                log.warning("event stream of %s ended: %s", analysis_id, type(exc).__name__)
+                return
             for event in batch["events"]:
                 after = event["seq"]
                 yield _sse(event["type"], event["data"], event["seq"])
