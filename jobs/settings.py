@@ -64,6 +64,8 @@ class Settings(BaseSettings):
         None, description="comma-separated hosts and CIDRs exempt from the private-address "
                           "refusal of URL downloads, each for ports 80 and 443 unless it names "
                           "a port (`host:8080`, `10.0.0.0/8:*` for any port)")
+    # object storage (s3://, gs://): endpoints and regions from here, credentials from the
+    # workers' own environment
     s3_endpoint: str | None = Field(None, description="S3 API endpoint for s3:// inputs "
                                     "(default: AWS); credentials from the AWS_* environment")
     s3_region: str | None = Field(None, description="region of the s3:// buckets")

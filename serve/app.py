@@ -13,10 +13,9 @@ import hashlib
 import json
 import logging
 import os
-from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from ray import serve
@@ -36,7 +35,7 @@ from serve.model_deployments import bind_models
 from serve.result_routes import router as result_router
 from serve.schemas import (AnalysisAccepted, AnalysisList, AnalysisRequest, AnalysisView,
                            ErrorResponse)
-from serve.analyses.uploads import LocalUploads
+from serve.analyses.uploads import open_uploads
 from serve.security import BodyCap, BodyLimit, key_owner, require_api_key
 from serve.settings import ServiceSettings
 
@@ -137,6 +136,12 @@ def _upload_name(filename: str | None) -> str:
     return f"upload {name!r}" if name else "the uploaded video"
 
 
+def _event_id(header: str | None) -> int | None:
+    """The event id a reconnecting client last saw (``Last-Event-ID``), if it is one of ours."""
+    value = (header or "").strip()
+    return int(value) if value.isdigit() and len(value) < 12 else None
+
+
 def _sse(event: str, data: Any, event_id: int | None = None) -> dict[str, Any]:
     out = {"event": event, "data": json.dumps(data)}
     if event_id is not None:
@@ -149,7 +154,7 @@ def _sse(event: str, data: Any, event_id: int | None = None) -> dict[str, Any]:
                   ray_actor_options={"num_cpus": 0})
 @serve.ingress(app)
 class Ingress:
-    """Stateless front door; state lives in the coordinator (and its SQLite file)."""
+    """Stateless front door; state lives in the coordinator (and its database)."""
 
     def __init__(self, coordinator: DeploymentHandle, settings: dict[str, Any] | None = None,
                  models: dict[str, DeploymentHandle] | None = None) -> None:
@@ -160,7 +165,7 @@ class Ingress:
         app.state.api_keys = self.settings.api_key_list()
         app.state.models = models or {}  # model deployment handles by name (routers use them)
         app.state.coordinator, app.state.settings = coordinator, self.settings  # result routes
-        self.uploads = LocalUploads(Path(self.settings.state_dir) / "uploads")
+        self.uploads = open_uploads(self.settings)  # a folder here, or object storage
         s = self.settings
         multipart = ("multipart/form-data",)
         app.state.body_limits = {  # only uploads may be large; JSON bodies get the small cap
@@ -221,16 +226,19 @@ class Ingress:
                 raise ApiError(422, "invalid_request", "multipart upload needs a 'video' file part")
             fields = {k: v for k, v in form.items() if isinstance(v, str)}
             req = self._parse(fields)
-            path, digest = await self._save_upload(upload)
-            submit = {"source_kind": "file", "source": str(path), "source_id": digest,
+            ref, digest = await self._save_upload(upload)
+            submit = {"source_kind": "file", "source": ref, "source_id": digest,
                       "source_name": _upload_name(upload.filename)}
+            answer = None
             try:
                 answer = await self.coordinator.submit.remote(
                     self._submission(req, submit, owner))
             finally:
-                # the coordinator claims (renames) the file when it records the analysis; if
-                # this request ends any other way (refused, failed, client gone) it is deleted
-                self.uploads.remove(path)
+                # with an answer, the coordinator has claimed the upload or deleted it; if this
+                # request ends any other way (coordinator lost, client gone) it is abandoned:
+                # deleted now where that cannot race with a claim, else by the sweep
+                if answer is None:
+                    self.uploads.abandon(ref)
         _refused(answer.get("refused"))
         view = answer["view"]
         base = (self.settings.public_url or request.scope.get("root_path", "")).rstrip("/")
@@ -259,9 +267,10 @@ class Ingress:
         """Refuse bad schemes and private addresses now, not after queueing (422)."""
         check_url(url, Allowlist.parse(self.settings.url_allowlist))
 
-    async def _save_upload(self, upload: UploadFile) -> tuple[Path, str]:
-        """Write the upload to an incoming file (no name or suffix of the client's)."""
-        path = self.uploads.incoming()
+    async def _save_upload(self, upload: UploadFile) -> tuple[str, str]:
+        """Receive the upload into a file (no name or suffix of the client's) and publish it
+        where every runner can read it; returns its reference and its digest."""
+        path = self.uploads.receive_path()
         digest = hashlib.sha256()
         size = 0
         try:
@@ -281,7 +290,15 @@ class Ingress:
         if size == 0:
             path.unlink(missing_ok=True)
             raise ApiError(422, "empty_upload", "the uploaded video is empty")
-        return path, digest.hexdigest()
+        try:
+            ref = await asyncio.to_thread(self.uploads.publish, path)
+        except Exception as exc:  # noqa: BLE001 - the upload store failed: the client may retry
+            path.unlink(missing_ok=True)
+            log.warning("could not store an upload in %s: %s: %s", self.uploads.location,
+                        type(exc).__name__, exc)
+            raise ApiError(503, "upload_store_unavailable", "the upload could not be stored; "
+                           "try again later", headers={"Retry-After": "5"}) from None
+        return ref, digest.hexdigest()
 
     @app.get("/v1/analyses/{analysis_id}", response_model=AnalysisView,
              dependencies=[Depends(require_api_key)], responses=ERRORS,
@@ -304,8 +321,14 @@ class Ingress:
     @app.get("/v1/analyses/{analysis_id}/events", dependencies=[Depends(require_api_key)],
              responses=ERRORS, openapi_extra=_EVENTS_DOC,
              summary="Server-Sent Events: the current state, then progress as it happens")
-    async def analysis_events(self, analysis_id: str) -> EventSourceResponse:
+    async def analysis_events(self, analysis_id: str, last_event_id: str | None = Header(
+            None, alias="Last-Event-ID", description="resume after this event id (sent by a "
+            "reconnecting EventSource): the events after it, without a `state` first"),
+            ) -> EventSourceResponse:
         snap = _found(await self.coordinator.snapshot.remote(analysis_id), analysis_id)
+        resume = _event_id(last_event_id)
+        if resume is not None and resume <= snap["seq"]:
+            return EventSourceResponse(self._follow(analysis_id, resume), ping=15)
         return EventSourceResponse(self._event_stream(analysis_id, snap), ping=15)
 
     async def _event_stream(self, analysis_id: str, snap: dict[str, Any]) -> AsyncIterator[dict]:
@@ -314,9 +337,19 @@ class Ingress:
             final = "done" if snap["view"]["status"] == "succeeded" else "error"
             yield _sse(final, snap["view"], snap["seq"])
             return
-        after = snap["seq"]
+        async for event in self._follow(analysis_id, snap["seq"]):
+            yield event
+
+    async def _follow(self, analysis_id: str, after: int) -> AsyncIterator[dict]:
+        """The analysis's events after ``after``, each with its id, until ``done``/``error``.
+        If the coordinator is lost meanwhile (restarting, maybe on another node) the stream
+        ends; the client reconnects with ``Last-Event-ID`` and continues where it was."""
         while True:
-            batch = await self.coordinator.events.remote(analysis_id, after, 10.0)
+            try:
+                batch = await self.coordinator.events.remote(analysis_id, after, 10.0)
+            except Exception as exc:  # noqa: BLE001 - the client resumes from its last id
+                log.warning("event stream of %s ended: %s", analysis_id, type(exc).__name__)
+                return
             for event in batch["events"]:
                 after = event["seq"]
                 yield _sse(event["type"], event["data"], event["seq"])
@@ -375,9 +408,10 @@ class AppArgs(BaseModel):
 def build_app(args: dict[str, Any] | AppArgs | None = None) -> serve.Application:
     """Typed application builder: the coordinator bound into the ingress."""
     parsed = args if isinstance(args, AppArgs) else AppArgs.model_validate(args or {})
-    if "api_keys" in parsed.settings:
-        raise ValueError("api_keys must come from FRAMESIFT_API_KEYS in the environment, "
-                         "not from the application config")
+    for secret in ("api_keys", "database_url"):
+        if secret in parsed.settings:
+            raise ValueError(f"{secret} must come from FRAMESIFT_{secret.upper()} in the "
+                             "environment, not from the application config (Ray logs it)")
     overrides = ServiceSettings(**parsed.settings).model_dump(
         include=set(parsed.settings), mode="json")
     for key in ("state_dir", "out_dir"):  # replicas may run elsewhere: pin absolute paths

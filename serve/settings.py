@@ -12,7 +12,20 @@ from jobs.settings import Settings
 class ServiceSettings(Settings):
     """Service knobs. Secrets are ``SecretStr``: they never show in reprs or logs."""
 
-    state_dir: str = Field("state", description="analysis records (SQLite), uploads, downloads")
+    state_dir: str = Field("state", description="analysis records (SQLite, unless "
+                           "database_url), uploads (unless uploads_url)")
+    database_url: SecretStr | None = Field(
+        None, description="PostgreSQL URL of the analysis records and event logs (a Supabase "
+                          "project's Postgres or any PostgreSQL), reached from every node; none "
+                          "= SQLite under state_dir. A secret: from the environment only")
+    uploads_url: str | None = Field(
+        None, description="where uploaded videos wait for their runner: s3://BUCKET[/PREFIX] or "
+                          "supabase://BUCKET[/PREFIX] (object storage every node reads), or a "
+                          "folder; none = supabase://framesift-uploads with store=supabase, "
+                          "else <state_dir>/uploads")
+    runner_resources: dict[str, float] = Field(
+        {}, description="custom Ray resources each analysis runner actor reserves (JSON), e.g. "
+                        "{\"analysis_runner\": 1} to keep runners on the node type offering it")
     max_running_analyses: int = Field(1, ge=1, description="analyses scored at once; others queue")
     analysis_concurrency: int = Field(5, ge=1, le=64,
                                       description="images analysed at once per batch request")

@@ -106,3 +106,13 @@ def jpeg_bytes(w: int, h: int, seed: int = 0) -> bytes:
     img = cv2.GaussianBlur(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), (0, 0), 2)
     cv2.circle(img, (w // 3, h // 3), max(3, w // 20), (255, 255, 255), -1)
     return cv2.imencode(".jpg", img)[1].tobytes()
+
+
+def stored_text(db) -> bytes:
+    """Everything the database holds about the analyses (records and events), as bytes."""
+    if db.backend == "sqlite":
+        return b"".join(p.read_bytes() for p in db.path.parent.glob(db.path.name + "*"))
+    with db._tx() as q:
+        rows = q("SELECT row_to_json(a)::text AS t FROM framesift_service.analyses a UNION ALL "
+                 "SELECT row_to_json(e)::text FROM framesift_service.events e")
+    return "\n".join(r["t"] for r in rows).encode()

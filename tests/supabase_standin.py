@@ -7,7 +7,10 @@ Only what framesift uses, but with the real routes, headers, status codes and er
 - Storage (storage-api): ``POST /storage/v1/object/<bucket>/<key>`` (multipart or raw body,
   ``x-upsert``), ``PUT`` (update), ``GET`` (download), ``DELETE /storage/v1/object/<bucket>``
   (``{"prefixes": [...]}``), ``POST /storage/v1/object/sign/<bucket>`` (bulk signed URLs) and
-  ``.../sign/<bucket>/<key>``. Errors are answered the way storage-api's error handler does:
+  ``.../sign/<bucket>/<key>``, ``GET /storage/v1/object/info/<bucket>/<key>`` (an object's info)
+  and ``POST /storage/v1/object/list/<bucket>`` (``{prefix, limit, offset, sortBy}``: the objects
+  and sub-folders directly in that folder, names relative to it; a folder has ``id: null``).
+  Errors are answered the way storage-api's error handler does:
   HTTP 400 (500 for internal errors) with the error's own status in the body, e.g.
   ``{"statusCode": "409", "code": "KeyAlreadyExists", "error": "Duplicate", "message": "The
   resource already exists"}`` or ``"413"`` ``EntityTooLarge``. As on the real server, a POST
@@ -32,6 +35,7 @@ import email.parser
 import email.policy
 import json
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -91,6 +95,14 @@ class StoredObject:
     data: bytes
     content_type: str
     version: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    created: float = field(default_factory=time.time)  # tests may age an object
+
+
+def _iso(ts: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 class _Answer(Exception):
@@ -231,6 +243,10 @@ class FakeSupabase:
             return self._sign(rec, parts[2], "/".join(parts[3:]) or None, role)
         if parts[0] == "object" and len(parts) == 2 and rec.method == "DELETE":
             return self._remove(rec, parts[1], role)
+        if parts[:2] == ["object", "list"] and len(parts) == 3 and rec.method == "POST":
+            return self._list(rec, parts[2], role)
+        if parts[:2] == ["object", "info"] and len(parts) >= 4 and rec.method == "GET":
+            return self._info(parts[2], "/".join(parts[3:]), role)
         if parts[0] != "object" or len(parts) < 3:
             raise _storage_error("404", "NotFound", "Not Found", f"Route {rec.method}:{rec.path} not found")
         bucket_name, key = parts[1], "/".join(parts[2:])
@@ -265,6 +281,53 @@ class FakeSupabase:
                 raise _storage_error("404", "NoSuchKey", "not_found", "Object not found")
             self.objects[(bucket_name, key)] = StoredObject(data, content_type)
         return 200, {"Id": str(uuid.uuid4()), "Key": f"{bucket_name}/{key}"}, {}
+
+    def _info(self, bucket_name: str, key: str, role: str) -> tuple[int, Any, dict[str, str]]:
+        if bucket_name not in self.buckets:
+            raise _storage_error("404", "NoSuchBucket", "Bucket not found", "Bucket not found")
+        obj = self.objects.get((bucket_name, key))
+        if obj is None or role != "service_role":
+            raise _storage_error("404", "NoSuchKey", "not_found", "Object not found")
+        return 200, {"id": obj.id, "name": key, "version": obj.version, "bucket_id": bucket_name,
+                     "size": len(obj.data), "content_type": obj.content_type,
+                     "etag": f'"{obj.version}"', "created_at": _iso(obj.created),
+                     "last_modified": _iso(obj.created), "metadata": {}}, {}
+
+    def _list(self, rec: Recorded, bucket_name: str, role: str) -> tuple[int, Any, dict[str, str]]:
+        if bucket_name not in self.buckets:
+            raise _storage_error("404", "NoSuchBucket", "Bucket not found", "Bucket not found")
+        try:
+            body = json.loads(rec.body or b"{}")
+            prefix = str(body["prefix"]).strip("/")
+        except (ValueError, KeyError, TypeError):
+            raise _storage_error("400", "InvalidRequest", "Bad Request",
+                                 "body must have required property 'prefix'") from None
+        limit, offset = int(body.get("limit", 100)), int(body.get("offset", 0))
+        if role != "service_role":  # RLS: nothing visible
+            return 200, [], {}
+        base = f"{prefix}/" if prefix else ""
+        files: dict[str, StoredObject] = {}
+        folders: set[str] = set()
+        with self._lock:
+            for (b, key), obj in self.objects.items():
+                if b != bucket_name or not key.startswith(base):
+                    continue
+                head, sep, _ = key[len(base):].partition("/")
+                if sep:
+                    folders.add(head)
+                else:
+                    files[head] = obj
+        entries = [{"name": f, "id": None, "updated_at": None, "created_at": None,
+                    "last_accessed_at": None, "metadata": None} for f in folders]
+        entries += [{"name": n, "id": o.id, "updated_at": _iso(o.created),
+                     "created_at": _iso(o.created), "last_accessed_at": _iso(o.created),
+                     "metadata": {"eTag": f'"{o.version}"', "size": len(o.data),
+                                  "mimetype": o.content_type, "cacheControl": "max-age=3600",
+                                  "lastModified": _iso(o.created), "contentLength": len(o.data),
+                                  "httpStatusCode": 200}} for n, o in files.items()]
+        order = (body.get("sortBy") or {}).get("order", "asc")
+        entries.sort(key=lambda e: e["name"], reverse=order == "desc")
+        return 200, entries[offset:offset + limit], {}
 
     def _remove(self, rec: Recorded, bucket_name: str, role: str) -> tuple[int, Any, dict[str, str]]:
         if bucket_name not in self.buckets:

@@ -238,8 +238,8 @@ class SupabaseClient:
             hint = (f" Check that {KEY_ENV} is the service role key of the project at "
                     f"{URL_ENV} (not expired, not the anon key).")
         elif exc.storage_status == "404" and "bucket" in detail.lower():
-            hint = (f" Create the bucket: apply supabase/migrations with `supabase db push`, or set "
-                    f"FRAMESIFT_SUPABASE_BUCKET to an existing bucket.")
+            hint = (" Create the bucket: apply supabase/migrations with `supabase db push`, or set "
+                    "FRAMESIFT_SUPABASE_BUCKET to an existing bucket.")
         elif exc.storage_status == "413":
             hint = " The image is larger than the bucket's file size limit; raise the limit."
         elif exc.storage_status == "415":
@@ -320,6 +320,67 @@ class SupabaseClient:
                 refused[key] = "missing from Storage's answer"
         return SignedUrls(urls, refused)
 
+    # objects of any size, streamed (uploaded videos of the HTTP service) ------------------------
+
+    def upload_file(self, key: str, path: str, content_type: str) -> None:
+        """Upload a local file as a new object (streamed from disk, not read into memory)."""
+        bucket = self._client.storage.from_(self.bucket)
+        self._call("upload", f"{self.bucket}/{key}",
+                   lambda: bucket.upload(key, path, {"content-type": content_type,
+                                                     "upsert": "false"}))
+
+    def object_exists(self, key: str) -> bool:
+        """Whether ``key`` is in the bucket (Storage answers a missing one with statusCode 404)."""
+        bucket = self._client.storage.from_(self.bucket)
+
+        def info() -> bool:
+            try:
+                bucket.info(key)
+            except HTTPStatusFailure as exc:
+                if exc.storage_status == "404" or exc.status == 404:
+                    return False
+                raise
+            return True
+
+        return self._call("look up", f"{self.bucket}/{key}", info)
+
+    def list_objects(self, folder: str = "") -> list[dict[str, Any]]:
+        """The objects directly in ``folder`` (not its sub-folders): ``{name, created_at}``
+        with the name relative to the folder and Storage's ISO timestamp."""
+        bucket = self._client.storage.from_(self.bucket)
+        out: list[dict[str, Any]] = []
+        page = 1000
+        while True:
+            options = {"limit": page, "offset": len(out),
+                       "sortBy": {"column": "name", "order": "asc"}}
+            items = self._call("list", f"{self.bucket}/{folder}",
+                               lambda: bucket.list(folder, options))
+            out.extend(items)
+            if len(items) < page:
+                break
+        return [{"name": i["name"], "created_at": i.get("created_at")}
+                for i in out if i.get("id") is not None]  # id null = a sub-folder
+
+    def download_to_file(self, key: str, dest: str) -> None:
+        """Stream an object into a local file (written whole or not at all)."""
+        from urllib.parse import quote
+
+        url = f"{self.url}/storage/v1/object/{quote(self.bucket)}/{quote(key)}"
+        headers = {"apikey": self._secret, "Authorization": f"Bearer {self._secret}"}
+        tmp = f"{dest}.part"
+
+        def fetch() -> None:
+            with self._http.stream("GET", url, headers=headers) as response, \
+                    open(tmp, "wb") as out:
+                for chunk in response.iter_bytes(1 << 20):
+                    out.write(chunk)
+            os.replace(tmp, dest)
+
+        try:
+            self._call("download", f"{self.bucket}/{key}", fetch)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 def _rebuild_client(url: str, key: str, bucket: str, retry: RetryPolicy,
                     timeout_s: float) -> SupabaseClient:

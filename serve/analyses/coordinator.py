@@ -2,9 +2,14 @@
 
 Each running analysis runs in a detached ``AnalysisRunner`` actor (serve/analyses/runner.py);
 finished runners stay warm for the next analysis. The coordinator polls runners for events,
-persists them (SQLite, serve/analyses/state.py) and starts queued analyses when a slot frees. On
-restart it reattaches to runners still alive, requeues the analyses whose runner is gone, and
-kills runners nobody references: an accepted analysis completes or fails, never vanishes.
+persists them (serve/analyses/state.py: SQLite on this node, or PostgreSQL that every node
+reaches) and starts queued analyses, in the order they were accepted, when a slot frees. On
+restart, on this node or another, it reattaches to runners still alive, requeues the analyses
+whose runner is gone, and kills runners nobody references: an accepted analysis completes or
+fails, never vanishes. Every decision is a compare-and-set on the record (state.py), so a
+restarted coordinator overlapping briefly with a dying one never applies an event twice,
+starts an analysis twice or ends it twice; running records no runner handle of this replica
+watches are adopted periodically, whoever marked them running.
 
 Bounds: at most ``max_queued_analyses`` wait (503 past it) and ``max_active_analyses_per_key``
 are queued or running per API key (429 past it); a running analysis is stopped after
@@ -19,7 +24,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import shutil
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,8 +37,8 @@ from ray.exceptions import RayActorError
 from jobs.fetch import redact_url
 from jobs.redact import install_redaction
 from serve.analyses.runner import RUNNER_NAMESPACE, AnalysisRunner, new_runner_name
-from serve.analyses.state import ACTIVE, FINAL, AnalysisDB, now
-from serve.analyses.uploads import LocalUploads
+from serve.analyses.state import ACTIVE, FINAL, AnalysisDB, now, open_analysis_db
+from serve.analyses.uploads import UploadGoneError, Uploads, open_uploads
 from serve.settings import ServiceSettings
 
 log = logging.getLogger("framesift.coordinator")
@@ -42,6 +46,8 @@ log = logging.getLogger("framesift.coordinator")
 MAX_ATTEMPTS = 2  # a runner lost to a node or process failure is retried once
 PARAM_KEYS = ("top_k", "min_gap_s", "motion_max")
 RETRY_AFTER_S = 30  # what a refused caller is told to wait (a short analysis' order of time)
+ADOPT_EVERY_S = 2.0  # how often running records nobody here watches are looked for
+RUNNER_NAME_GRACE_S = 5.0  # a record is marked running just before its runner is created
 SECRET_LOST = ("the service restarted before the video was downloaded, and its URL's "
                "credentials or signed query are never stored: post the analysis again")
 
@@ -65,10 +71,12 @@ class AnalysisCoordinator:
         install_redaction(log)
         self.settings = ServiceSettings(**(settings or {}))
         self.state_dir = Path(self.settings.state_dir).resolve()
-        self.db = AnalysisDB(self.state_dir / "analyses.sqlite3")
-        self.uploads = LocalUploads(self.state_dir / "uploads")
+        self.db: AnalysisDB = open_analysis_db(self.settings)
+        self.uploads: Uploads = open_uploads(self.settings)
+        log.info("analysis records in %s, uploads in %s", self.db, self.uploads.location)
         self._secret_urls: dict[str, str] = {}  # analysis id -> full URL (never on disk)
         self._last_sweep = 0.0
+        self._last_adopt = 0.0
         self._runners: dict[str, Any] = {}  # analysis id -> runner handle
         self._runner_names: dict[str, str] = {}
         self._idle: list[Any] = []  # warm runners waiting for work
@@ -80,15 +88,7 @@ class AnalysisCoordinator:
     # ---- lifecycle -------------------------------------------------------------------------
 
     def _recover(self) -> None:
-        referenced = set()
-        for rec in self.db.with_status("running"):
-            try:
-                self._runners[rec["id"]] = ray.get_actor(rec["runner"], namespace=RUNNER_NAMESPACE)
-                self._runner_names[rec["id"]] = rec["runner"]
-                self._unverified.add(rec["id"])  # its start() may have died with us
-                referenced.add(rec["runner"])
-            except (ValueError, TypeError):
-                self._requeue_or_fail(rec, "the service restarted while the analysis ran")
+        referenced = self._adopt("the service restarted while the analysis ran")
         for actor in ray.util.list_named_actors(all_namespaces=True):
             if actor["namespace"] == RUNNER_NAMESPACE and actor["name"] not in referenced \
                     and actor["name"].startswith("framesift-runner-"):
@@ -97,11 +97,39 @@ class AnalysisCoordinator:
                 except ValueError:
                     pass
 
+    def _adopt(self, why: str) -> set[str]:
+        """Watch every running analysis no runner handle here watches (after a restart, or one
+        an overlapping coordinator started); requeue those whose runner is gone. Returns the
+        runner names of the running analyses."""
+        self._last_adopt = now()
+        names = set()
+        for rec in self.db.with_status("running"):
+            if rec["runner"]:
+                names.add(rec["runner"])
+            if rec["id"] in self._runners:
+                continue
+            try:
+                handle = ray.get_actor(rec["runner"], namespace=RUNNER_NAMESPACE)
+            except (ValueError, TypeError):
+                if rec["started_at"] and now() - rec["started_at"] < RUNNER_NAME_GRACE_S:
+                    continue  # another coordinator marked it running an instant ago
+                self._requeue_or_fail(rec, why)
+                continue
+            self._runners[rec["id"]] = handle
+            self._runner_names[rec["id"]] = rec["runner"]
+            self._unverified.add(rec["id"])  # its start() may have died with its coordinator
+        return names
+
     def _sweep_uploads(self) -> None:
         """Delete uploads no queued or running analysis refers to (a crash, a disconnect)."""
         self._last_sweep = now()
-        removed = self.uploads.sweep(self.db.active_sources("file"),
-                                     self.settings.upload_orphan_grace_s)
+        try:
+            removed = self.uploads.sweep(self.db.active_sources("file"),
+                                         self.settings.upload_orphan_grace_s)
+        except Exception as exc:  # noqa: BLE001 - housekeeping: try again at the next sweep
+            log.warning("could not sweep the uploads in %s: %s: %s", self.uploads.location,
+                        type(exc).__name__, exc)
+            return
         if removed:
             log.warning("deleted %d upload(s) no analysis refers to", len(removed))
 
@@ -109,14 +137,26 @@ class AnalysisCoordinator:
         return bool(rec.get("source_secret")) and rec["id"] not in self._secret_urls
 
     def _requeue_or_fail(self, rec: dict[str, Any], why: str) -> None:
+        """``rec`` (running with ``rec["runner"]``) lost its runner: queue it again (it keeps
+        its place: the queue is in acceptance order) or fail it; no-op if it moved on."""
+        self._forget(rec["id"])
         if self._secret_lost(rec):
-            self._finish(rec["id"], "failed", error=("interrupted", f"{why}; {SECRET_LOST}"))
+            self._finish(rec["id"], "failed", error=("interrupted", f"{why}; {SECRET_LOST}"),
+                         runner=rec["runner"])
         elif rec["attempts"] < MAX_ATTEMPTS:
-            self.db.update(rec["id"], status="queued", runner_seq=0, progress_current=0)
-            self.db.add_event(rec["id"], "status", {"status": "queued", "reason": why})
+            self.db.change(rec["id"], {"status": "queued", "runner": None, "runner_seq": 0,
+                                       "progress_current": 0},
+                           status_in=("running",), runner=rec["runner"],
+                           event=("status", {"status": "queued", "reason": why}))
         else:
             self._finish(rec["id"], "failed", error=("interrupted", f"{why}; gave up after "
-                                                     f"{rec['attempts']} attempts"))
+                                                     f"{rec['attempts']} attempts"),
+                         runner=rec["runner"])
+
+    def _forget(self, analysis_id: str) -> None:
+        self._runners.pop(analysis_id, None)
+        self._runner_names.pop(analysis_id, None)
+        self._unverified.discard(analysis_id)
 
     def _ensure_pump(self) -> None:
         if self._pump is None or self._pump.done():
@@ -137,31 +177,35 @@ class AnalysisCoordinator:
         sweep_every = min(60.0, max(1.0, self.settings.upload_orphan_grace_s / 4))
         if now() - self._last_sweep > sweep_every:
             self._sweep_uploads()
+        if now() - self._last_adopt > ADOPT_EVERY_S:
+            self._adopt("the analysis worker was lost")
         for analysis_id, handle in list(self._runners.items()):
             rec = self.db.get(analysis_id)
-            if rec is None or rec["status"] != "running":
-                self._runners.pop(analysis_id, None)
+            name = self._runner_names.get(analysis_id)
+            if rec is None or rec["status"] != "running" or rec["runner"] != name:
+                self._forget(analysis_id)  # ended, or requeued and restarted by someone else
                 continue
             limit = self.settings.max_analysis_s
             if rec["started_at"] and now() - rec["started_at"] > limit:
-                self._finish(analysis_id, "failed", kill=True, error=(
+                self._finish(analysis_id, "failed", kill=True, runner=name, error=(
                     "analysis_timeout", f"the analysis ran longer than {limit:g} s "
                     "(FRAMESIFT_MAX_ANALYSIS_S) and was stopped; nothing was stored"))
                 continue
             try:
                 if analysis_id in self._unverified and not await self._verify(rec, handle):
-                    if self._runners.pop(analysis_id, None) is not None:
+                    if self._runners.get(analysis_id) is handle:
                         self._requeue_or_fail(rec, "its worker had moved on")
                     continue
                 events = await handle.events.remote(analysis_id, rec["runner_seq"])
             except RayActorError:
-                if self._runners.pop(analysis_id, None) is not None:  # not ended while we waited
+                if self._runners.get(analysis_id) is handle:  # not ended while we waited
                     self._requeue_or_fail(rec, "the analysis worker died")
                 continue
             if self._runners.get(analysis_id) is not handle:
                 continue  # cancelled while we waited (its runner was killed): drop late events
             for event in events:
-                self._apply(analysis_id, event)
+                if not self._apply(analysis_id, name, event):
+                    break  # the record moved on (another coordinator applied it or ended it)
         slots = self.settings.max_running_analyses - len(self._runners)
         for rec in self.db.with_status("queued")[:max(0, slots)]:
             self._start(rec)
@@ -176,7 +220,9 @@ class AnalysisCoordinator:
             return True
         if state["busy"]:
             return False
-        self.db.update(rec["id"], runner_seq=0, progress_current=0)
+        if self.db.change(rec["id"], {"runner_seq": 0, "progress_current": 0},
+                          status_in=("running",), runner=rec["runner"]) is None:
+            return False
         await handle.start.remote(self._spec(rec))
         return True
 
@@ -186,69 +232,96 @@ class AnalysisCoordinator:
                 "source": self._secret_urls.get(rec["id"], rec["source"]),
                 "source_name": rec.get("source_name") or "the video",
                 "params": rec["params"],
-                "settings": self.settings.model_dump(exclude={"api_keys"}, mode="json")}
+                "settings": self.settings.model_dump(exclude={"api_keys", "database_url"},
+                                                     mode="json")}
 
     def _start(self, rec: dict[str, Any]) -> None:
         if self._secret_lost(rec):
             self._finish(rec["id"], "failed", error=("interrupted", SECRET_LOST))
             return
-        spec = self._spec(rec)
-        if self._idle:
-            name, handle = self._idle.pop()
+        idle = self._idle.pop() if self._idle else None
+        name = idle[0] if idle else new_runner_name()
+        # claim the analysis first: a coordinator overlapping with us may be starting it too
+        claimed = self.db.change(rec["id"], {"status": "running", "started_at": now(),
+                                             "runner_seq": 0, "runner": name,
+                                             "attempts": rec["attempts"] + 1},
+                                 status_in=("queued",), event=("status", {"status": "running"}))
+        if claimed is None:
+            if idle:
+                self._idle.append(idle)
+            return
+        if idle:
+            handle = idle[1]
         else:
-            name = new_runner_name()
-            handle = ray.remote(AnalysisRunner).options(
-                name=name, namespace=RUNNER_NAMESPACE, lifetime="detached", num_cpus=0,
-                max_restarts=0).remote()
-        handle.start.remote(spec)
+            options: dict[str, Any] = {"name": name, "namespace": RUNNER_NAMESPACE,
+                                       "lifetime": "detached", "num_cpus": 0, "max_restarts": 0}
+            if self.settings.runner_resources:
+                options["resources"] = dict(self.settings.runner_resources)
+            handle = ray.remote(AnalysisRunner).options(**options).remote()
+        handle.start.remote(self._spec(claimed))
         self._runners[rec["id"]] = handle
         self._runner_names[rec["id"]] = name
-        self.db.update(rec["id"], status="running", started_at=now(), runner_seq=0, runner=name,
-                       attempts=rec["attempts"] + 1)
-        self.db.add_event(rec["id"], "status", {"status": "running"})
 
-    def _apply(self, analysis_id: str, event: dict[str, Any]) -> None:
-        kind, data = event["type"], event["data"]
-        self.db.update(analysis_id, runner_seq=event["seq"])
+    def _apply(self, analysis_id: str, runner: str, event: dict[str, Any]) -> bool:
+        """Persist one runner event, once: only while the record is running on ``runner`` and
+        the event is newer than those applied. False when the record moved on."""
+        kind, data, seq = event["type"], event["data"], event["seq"]
+        if kind == "done":
+            return self._finish(analysis_id, "succeeded", result=data["result"], runner=runner)
+        if kind == "error":
+            return self._finish(analysis_id, "failed", error=(data["code"], data["message"]),
+                                runner=runner)
+        fields: dict[str, Any] = {"runner_seq": seq}
         if kind == "planned":
-            self.db.update(analysis_id, progress_total=data["total"])
-            self.db.add_event(analysis_id, "planned", data)
+            fields["progress_total"] = data["total"]
         elif kind == "progress":
-            self.db.update(analysis_id, progress_current=data["current"],
-                           progress_total=data["total"], progress_at=now())
-            self.db.add_event(analysis_id, "progress", data)
-        elif kind == "golden_frame":
-            self.db.add_event(analysis_id, "golden_frame", data)
-        elif kind == "done":
-            self._finish(analysis_id, "succeeded", result=data["result"])
-        elif kind == "error":
-            self._finish(analysis_id, "failed", error=(data["code"], data["message"]))
+            fields.update(progress_current=data["current"], progress_total=data["total"],
+                          progress_at=now())
+        stored = self.db.change(analysis_id, fields, status_in=("running",), runner=runner,
+                                runner_seq_below=seq,
+                                event=(kind, data) if kind in ("planned", "progress",
+                                                               "golden_frame") else None)
+        if stored is None:
+            rec = self.db.get(analysis_id)  # an event already applied is no reason to stop
+            return bool(rec and rec["status"] == "running" and rec["runner"] == runner)
+        return True
 
     def _finish(self, analysis_id: str, status: str, result: dict[str, Any] | None = None,
-                error: tuple[str, str] | None = None, kill: bool = False) -> None:
+                error: tuple[str, str] | None = None, kill: bool = False,
+                runner: Any = None) -> bool:
+        """End an active analysis (only while it is active and, given ``runner``, still that
+        runner's): record, final event and runner in one step. False when it had ended or
+        moved on already (nothing done)."""
+        fields: dict[str, Any] = {"status": status, "finished_at": now(), "runner": None}
+        if result is not None:
+            fields["result"] = result
+        if error is not None:
+            fields["error_code"], fields["error_message"] = error
+        condition: dict[str, Any] = {"runner": runner} if runner is not None else {}
+        # SSE streams end on "done" or "error"; a cancellation is an error event too
+        before = self.db.get(analysis_id)
+        rec = self.db.change(analysis_id, fields, status_in=ACTIVE, **condition,
+                             event=("done" if status == "succeeded" else "error", self._view))
         handle = self._runners.pop(analysis_id, None)
         name = self._runner_names.pop(analysis_id, None)
+        self._unverified.discard(analysis_id)
+        if rec is None:
+            return False
         self._secret_urls.pop(analysis_id, None)
+        if handle is None and before and before["runner"] and (kill or status == "cancelled"):
+            try:  # running under a runner this replica does not watch (yet): stop it too
+                handle, name = ray.get_actor(before["runner"], namespace=RUNNER_NAMESPACE), None
+            except (ValueError, TypeError):
+                handle = None
         if handle is not None:
             if kill or status == "cancelled" or name is None or \
                     len(self._idle) >= self.settings.max_running_analyses:
                 ray.kill(handle, no_restart=True)  # stops its tasks; nothing gets committed
             else:
                 self._idle.append((name, handle))  # warm for the next analysis
-        rec = self.db.get(analysis_id)
-        fields: dict[str, Any] = {"status": status, "finished_at": now()}
-        if result is not None:
-            fields["result"] = result
-        if error is not None:
-            fields["error_code"], fields["error_message"] = error
-        fields["runner"] = None
-        self.db.update(analysis_id, **fields)
-        # SSE streams end on "done" or "error"; a cancellation is an error event too
-        self.db.add_event(analysis_id, "done" if status == "succeeded" else "error",
-                          self._view(self.db.get(analysis_id)))
-        if rec and rec["source_kind"] == "file":
+        if rec["source_kind"] == "file":
             self.uploads.remove(rec["source"])
-        shutil.rmtree(self.state_dir / "downloads" / analysis_id, ignore_errors=True)
+        return True
 
     # ---- API used by the ingress -------------------------------------------------------------
 
@@ -304,8 +377,8 @@ class AnalysisCoordinator:
         source, secret = request["source"], False
         if kind == "file":
             try:
-                source = str(self.uploads.claim(source, analysis_id))
-            except FileNotFoundError:  # its request ended (client gone) and deleted it
+                source = self.uploads.claim(source, analysis_id)
+            except UploadGoneError:  # its request ended (client gone) and deleted it
                 return {"refused": {"status": 409, "code": "upload_gone", "retry_after": None,
                                     "message": "the upload was abandoned before it was queued"}}
         else:
@@ -314,13 +387,21 @@ class AnalysisCoordinator:
             if secret:  # stored redacted: the full URL lives in memory until the analysis ends
                 self._secret_urls[analysis_id] = source
                 source = redact_url(source)
-        self.db.insert({"id": analysis_id, "scan_id": request["scan_id"],
-                        "item_type": request.get("item_type"), "source_kind": kind,
-                        "source": source, "source_name": request.get("source_name"),
-                        "source_secret": int(secret), "owner": owner,
-                        "params": params, "fingerprint": fp, "status": "queued",
-                        "created_at": now()})
-        self.db.add_event(analysis_id, "status", {"status": "queued"})
+        inserted = self.db.insert({"id": analysis_id, "scan_id": request["scan_id"],
+                                   "item_type": request.get("item_type"), "source_kind": kind,
+                                   "source": source, "source_name": request.get("source_name"),
+                                   "source_secret": secret, "owner": owner,
+                                   "params": params, "fingerprint": fp, "status": "queued",
+                                   "created_at": now()}, ("status", {"status": "queued"}))
+        if not inserted:  # an overlapping coordinator recorded the same analysis just now
+            self._secret_urls.pop(analysis_id, None)
+            if kind == "file":
+                self.uploads.remove(source)
+            existing = self.db.find_active(fp)
+            if existing is not None:
+                return {"view": self._view(existing), "created": False}
+            return {"refused": {"status": 503, "code": "busy", "retry_after": 1,
+                                "message": "the same analysis was being recorded; post again"}}
         await self._tick()
         return {"view": self._view(self.db.get(analysis_id)), "created": True}
 
@@ -355,13 +436,21 @@ class AnalysisCoordinator:
             await asyncio.sleep(0.1)
 
     async def snapshot(self, analysis_id: str) -> dict[str, Any] | None:
-        """Current view and the sequence number it reflects (for late SSE subscribers)."""
+        """Current view and the sequence number it reflects (for late SSE subscribers), with
+        the golden frames picked so far by its current attempt."""
+        self._ensure_pump()
+        events = self.db.events(analysis_id)  # first: the view may be newer, never older
         rec = self.db.get(analysis_id)
         if rec is None:
             return None
-        return {"seq": self.db.last_seq(analysis_id), "view": self._view(rec),
-                "golden_frames": [e["data"] for e in self.db.events(analysis_id)
-                                  if e["type"] == "golden_frame"]}
+        picks: list[dict[str, Any]] = []
+        for e in events:
+            if e["type"] == "status" and e["data"].get("status") == "running":
+                picks = []  # a requeued analysis starts over
+            elif e["type"] == "golden_frame":
+                picks.append(e["data"])
+        seq = events[-1]["seq"] if events else 0
+        return {"seq": seq, "view": self._view(rec), "golden_frames": picks}
 
     # ---- views -------------------------------------------------------------------------------
 

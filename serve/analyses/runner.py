@@ -78,7 +78,7 @@ class AnalysisRunner:
         self._events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._path: Path | None = None  # the video file on this node, once known
+        self._path: str | None = None  # the uploaded video (a path, or an s3:// supabase:// object)
 
     def start(self, spec: dict[str, Any]) -> None:
         """Begin analysing ``spec`` (returns at once)."""
@@ -111,7 +111,7 @@ class AnalysisRunner:
     def _public(self, text: str) -> str:
         settings = self.spec["settings"]
         dirs = tuple(settings.get(k) or "" for k in ("state_dir", "out_dir"))
-        return public_message(text, str(self._path) if self._path else None,
+        return public_message(text, self._path,
                               self.spec.get("source_name") or "the video", dirs)
 
     def _params(self, settings: Settings) -> GoldenParams:
@@ -148,7 +148,7 @@ class AnalysisRunner:
         try:
             self._emit("started", {"started_at": time.time()})
             if self.spec["source_kind"] == "file":  # named as the client knows it in messages
-                self._path = Path(self.spec["source"])
+                self._path = str(self.spec["source"])
             job_settings = Settings(**{k: v for k, v in settings.items() if k in Settings.model_fields})
             job = VideoJob(str(self.spec["source"]), self.spec["scan_id"], self.spec["item_type"])
             [result] = run_golden([job], self._params(job_settings), make_store(job_settings),

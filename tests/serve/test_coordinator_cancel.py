@@ -1,5 +1,6 @@
 """The coordinator's cancel against its own event poll: a cancel that lands while the pump is
-waiting on the runner must stay cancelled (the runner dies because we killed it)."""
+waiting on the runner must stay cancelled (the runner dies because we killed it); on both
+databases (``db_settings``)."""
 
 from __future__ import annotations
 
@@ -29,19 +30,20 @@ class _BlockedRunner:
 
 
 def test_a_cancel_during_the_event_poll_is_not_undone_by_the_killed_runner(ray_cluster, tmp_path,
-                                                                          monkeypatch):
+                                                                          db_settings, monkeypatch):
     from serve.analyses.coordinator import AnalysisCoordinator
     from serve.analyses.state import now
 
     monkeypatch.setattr("serve.analyses.coordinator.ray.kill", lambda *args, **kwargs: None)
-    coordinator = AnalysisCoordinator.func_or_class({"state_dir": str(tmp_path)})
+    coordinator = AnalysisCoordinator.func_or_class(db_settings)
     started = []
     monkeypatch.setattr(coordinator, "_start", started.append)
     video = tmp_path / "upload.mp4"
     video.write_bytes(b"video")
     coordinator.db.insert({"id": "a1", "scan_id": "s1", "item_type": None, "source_kind": "file",
                            "source": str(video), "params": {}, "fingerprint": "f1",
-                           "status": "queued", "created_at": now()})
+                           "status": "queued", "created_at": now()},
+                          ("status", {"status": "queued"}))
     coordinator.db.update("a1", status="running", started_at=now(), runner="r1", attempts=1)
     runner = _BlockedRunner()
     coordinator._runners["a1"], coordinator._runner_names["a1"] = runner, "r1"

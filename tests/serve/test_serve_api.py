@@ -165,6 +165,39 @@ def test_upload_streams_progress_picks_and_done_and_late_subscribers_get_state(a
     assert late[1][1]["result"]["golden_frames"][0]["frame_index"] == picks[0]["frame_index"]
 
 
+def _read_ids(client: httpx.Client, url: str, headers: dict | None = None,
+              stop_at: tuple[str, ...] = ("done", "error")) -> list[tuple[int, str]]:
+    """(id, event) of an SSE stream until one of ``stop_at`` or the stream's end."""
+    seen = []
+    with connect_sse(client, "GET", url, headers=headers or {}) as source:
+        for sse in source.iter_sse():
+            if not sse.data:  # a keep-alive comment (httpx_sse yields it with no data)
+                continue
+            seen.append((int(sse.id), sse.event))
+            if sse.event in stop_at:
+                break
+    return seen
+
+
+def test_a_reconnecting_client_continues_after_the_last_event_id_it_saw(api, media):
+    c = api["client"]
+    aid = _upload(c, media["long"], "resume-1", top_k=3).json()["id"]
+    url = f"/v1/analyses/{aid}/events"
+    first = _read_ids(c, url, stop_at=("progress", "done", "error"))  # then the client drops
+    assert first[0][1] == "state" and first[-1][1] == "progress", first
+    time.sleep(1)  # events it missed while away
+    rest = _read_ids(c, url, headers={"Last-Event-ID": str(first[-1][0])})
+    assert rest and rest[0][1] != "state" and rest[-1][1] == "done", rest
+    ids = [i for i, _ in first[1:] + rest]
+    assert ids == list(range(first[0][0] + 1, rest[-1][0] + 1))  # no gap, nothing twice
+    assert [e for _, e in first + rest].count("done") == 1
+    # after the end: nothing more; an id that is not one of ours: the state first
+    assert _read_ids(c, url, headers={"Last-Event-ID": str(rest[-1][0])}) == []
+    for bogus in ("not-a-number", str(rest[-1][0] + 50)):
+        assert [e for _, e in _read_ids(c, url, headers={"Last-Event-ID": bogus})] == \
+            ["state", "done"]
+
+
 def test_repost_of_a_running_analysis_returns_it_and_listing_filters_by_scan(api, media):
     c = api["client"]
     body = {"video_url": f"{media['url']}/long.mp4", "scan_id": "idem-1", "top_k": 4}

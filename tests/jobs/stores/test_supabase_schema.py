@@ -1,22 +1,14 @@
 """The Supabase migration on a real PostgreSQL server started for this test session.
 
-The server runs as the ``postgres`` user when the tests run as root (initdb refuses root), in a
-temp dir on a free loopback port, with the few things a Supabase migration expects: the roles
-``anon``, ``authenticated`` and ``service_role`` (which bypasses RLS, as in Supabase), Supabase's
-default grants on ``public``, and ``storage.buckets`` / ``storage.objects``.
+The server is the session's (``postgres`` in tests/conftest.py); each test gets a database with
+the few things a Supabase migration expects: the roles ``anon``, ``authenticated`` and
+``service_role`` (which bypasses RLS, as in Supabase), Supabase's default grants on ``public``,
+and ``storage.buckets`` / ``storage.objects``.
 """
 
 from __future__ import annotations
 
-import glob
 import json
-import os
-import pwd
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -29,7 +21,7 @@ from jobs.stores.supabase_client import GOLDEN_CONFLICT
 from manifest_fixtures import golden_frame, sample_manifest
 from supabase_standin import SCHEMA
 
-psycopg = pytest.importorskip("psycopg", reason="psycopg (dev dependency) is not installed")
+psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed")
 
 MIGRATIONS = sorted((Path(__file__).resolve().parents[3] / "supabase" / "migrations").glob("*_framesift.sql"))
 
@@ -59,64 +51,6 @@ create table if not exists storage.objects (
 alter table storage.objects enable row level security;
 grant all on storage.buckets, storage.objects to anon, authenticated, service_role;
 """
-
-
-def _server_binaries() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                   key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).resolve().parent if initdb else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    """A private PostgreSQL server; yields a conninfo string for the superuser."""
-    bindir = _server_binaries()
-    if bindir is None:
-        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) found; `make test` installs "
-                    "them (apt-get install postgresql)")
-    as_user: list[str] = []
-    root = tempfile.mkdtemp(prefix="fspg-")
-    if os.geteuid() == 0:
-        try:
-            pg = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no 'postgres' user to run initdb as")
-        os.chown(root, pg.pw_uid, pg.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    os.chmod(root, 0o700)
-    data, log = os.path.join(root, "data"), os.path.join(root, "server.log")
-    port = _free_port()
-    subprocess.run([*as_user, str(bindir / "initdb"), "-D", data, "-U", "postgres",
-                    "--auth=trust", "-E", "UTF8", "--no-locale"],
-                   check=True, capture_output=True, timeout=180)
-    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
-    started = subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", data, "-l", log, "-o", opts,
-                              "-w", "-t", "120", "start"], capture_output=True, timeout=180)
-    if started.returncode != 0:
-        logtext = Path(log).read_text() if os.path.exists(log) else ""
-        shutil.rmtree(root, ignore_errors=True)
-        raise RuntimeError(f"pg_ctl start failed: {started.stderr.decode()} {logtext}")
-    pid = int(Path(data, "postmaster.pid").read_text().splitlines()[0])
-    try:
-        yield f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
-    finally:
-        stopped = subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", data, "-m", "fast",
-                                  "-w", "-t", "60", "stop"], capture_output=True, timeout=120)
-        if stopped.returncode != 0:
-            try:
-                os.kill(pid, signal.SIGQUIT)  # our own postmaster, by pid
-            except ProcessLookupError:
-                pass
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -296,3 +230,34 @@ def test_row_level_security_blocks_anon_writes_and_lets_signed_in_users_read(db)
     assert visible("authenticated") == 2
     assert db.execute("select count(*) from analyses").fetchone() == (1,)
     assert db.execute("select min(sharpness) from golden_frames").fetchone()[0] > 0
+
+
+SERVICE_MIGRATION = next((Path(__file__).resolve().parents[3] / "supabase" / "migrations")
+                         .glob("*_framesift_service.sql"))
+
+
+def test_the_service_state_migration_is_what_the_service_applies_and_api_roles_see_nothing(db):
+    from serve.analyses.state import POSTGRES_SCHEMA_SQL
+
+    # `supabase db push` and the service's start-up apply the same file (a byte-identical copy)
+    assert SERVICE_MIGRATION.read_text() == POSTGRES_SCHEMA_SQL.read_text()
+    for _ in range(2):  # safe to apply twice (and again at every start of the service)
+        with db.transaction():
+            db.execute(SERVICE_MIGRATION.read_text())
+    assert db.execute("select public, file_size_limit, allowed_mime_types from storage.buckets "
+                      "where id = 'framesift-uploads'").fetchone() == \
+        (False, 536870912, ["application/octet-stream"])
+    db.execute("insert into framesift_service.analyses (id, scan_id, source_kind, source, params, "
+               "fingerprint, status, created_at) values ('a1', 's1', 'url', 'u', '{}', 'f', "
+               "'queued', 0)")
+    for role in ("anon", "authenticated"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            with db.transaction():
+                db.execute(f"set local role {role}")
+                db.execute("select count(*) from framesift_service.analyses")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        with db.transaction():
+            db.execute("set local role service_role")  # bypasses RLS, but has no grant either
+            db.execute("select count(*) from framesift_service.events")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        db.execute("update framesift_service.analyses set status = 'lost' where id = 'a1'")
