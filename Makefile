@@ -18,7 +18,8 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/framesift sample-video demo/sample.mp4 --seconds 12 --size 1280x720 --seed 7
-	$(VENV)/bin/framesift golden demo/sample.mp4 --scan-id demo-scan --out output
+	# on the local Ray (a clip this short would run in process by default: --executor auto)
+	$(VENV)/bin/framesift golden demo/sample.mp4 --scan-id demo-scan --out output --executor private
 
 # Debian packages some tests need: installed when missing and we are root, otherwise those
 # tests skip, saying why. $(call debian,<check command>,<packages>,<what for>)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,8 +40,12 @@ class Settings(BaseSettings):
     workers: int | Literal["auto"] = Field("auto", description="chunks per video, or auto")
     max_workers: int = Field(16, ge=1, description="upper bound on chunks per video")
     min_frames_per_chunk: int = Field(30, ge=1, description="smallest chunk worth a worker")
-    executor: Literal["tasks", "actors"] = Field(
-        "tasks", description="Ray Data compute: tasks (one-shot jobs) or a warm actor pool")
+    executor: Literal["auto", "in-process", "join", "private"] = Field(
+        "auto", description="where a golden-frame run executes: auto (by estimate), in-process "
+                            "(threads), join (a Ray already up, or --address), private (a new "
+                            "local Ray)")
+    ray_compute: Literal["tasks", "actors"] = Field(
+        "tasks", description="Ray Data compute on Ray: tasks (one-shot jobs) or a warm actor pool")
     ray_address: str | None = Field(None, description="Ray cluster address; none = private local Ray")
     num_cpus: int | None = Field(None, ge=1, description="CPUs of the private local Ray (default: all)")
     cluster_cpus: int | None = Field(
@@ -131,6 +135,14 @@ class Settings(BaseSettings):
                                     "worker (container, model load, download)")
     target_speedup: float = Field(4.0, ge=1, description="planner: speedup over one worker "
                                   "that --workers auto aims for")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _executor_was_ray_compute(cls, data: object) -> object:
+        """``executor=tasks|actors`` (before 0.3) is the Ray Data compute, now ``ray_compute``."""
+        if isinstance(data, dict) and data.get("executor") in ("tasks", "actors"):
+            data = {"ray_compute": data["executor"], **data, "executor": "auto"}
+        return data
 
     @field_validator("workers", mode="before")
     @classmethod

@@ -17,6 +17,7 @@ from jobs.cli.console import (AddressOption, NumCpusOption, OutOption, WorkersOp
                               load_settings, path_or_none)
 
 if TYPE_CHECKING:
+    from jobs.golden.executor import ExecutorChoice
     from jobs.golden.batch import BatchReport, ManifestEntry
     from jobs.golden.job import Hooks, VideoJob
     from jobs.golden.manifest import GoldenResult
@@ -162,6 +163,29 @@ class BatchProgress:
             self.bar.close()
 
 
+def choose_how_to_run(settings: "Settings", jobs: "list[VideoJob]") -> "ExecutorChoice":
+    """In process, on a Ray already up, or on a private Ray (``--executor``; auto: by
+    estimate); the choice is printed as the plan's first line."""
+    from jobs.golden.executor import (ExecutorError, choose_executor, estimate_work_s,
+                                      local_ray_address)
+
+    mode, address = settings.executor, settings.ray_address
+    if mode == "in-process" and address:
+        fail("--executor in-process runs here; --address names a cluster to run on: give one")
+    look = mode in ("auto", "join") and not address
+    work = estimate_work_s([j.path for j in jobs]) if mode == "auto" and jobs and not address \
+        else None
+    cpus = settings.num_cpus or len(os.sched_getaffinity(0))
+    try:
+        choice = choose_executor(mode, address=address,
+                                 local_ray=local_ray_address() if look else None,
+                                 work_s=work, cpus=cpus)
+    except ExecutorError as exc:
+        fail(str(exc))
+    err.print(f"executor: {choice.reason}", highlight=False, soft_wrap=True)
+    return choice
+
+
 def _run(settings: "Settings", store: "Store", jobs: "list[VideoJob]",
          entries: "list[ManifestEntry] | None", resume: bool,
          hooks: "Hooks") -> "tuple[list[GoldenResult], BatchReport | None]":
@@ -170,15 +194,16 @@ def _run(settings: "Settings", store: "Store", jobs: "list[VideoJob]",
 
     params = GoldenParams.from_settings(settings)
     sources = SourceOptions.from_settings(settings)
+    choice = choose_how_to_run(settings, jobs)
+    run = dict(distributed=choice.distributed, address=choice.address, threads=choice.threads,
+               num_cpus=settings.num_cpus, plan_cpus=settings.cluster_cpus, hooks=hooks,
+               sources=sources)
     if entries is None:
-        return run_golden(jobs, params, store, address=settings.ray_address,
-                          num_cpus=settings.num_cpus, hooks=hooks,
-                          plan_cpus=settings.cluster_cpus, sources=sources), None
+        return run_golden(jobs, params, store, **run), None
     from jobs.golden.batch import run_batch
 
-    report = run_batch(entries, params, store, resume=resume, hooks=hooks, sources=sources,
-                       address=settings.ray_address, num_cpus=settings.num_cpus,
-                       plan_cpus=settings.cluster_cpus, max_finishing=settings.max_finishing)
+    report = run_batch(entries, params, store, resume=resume,
+                       max_finishing=settings.max_finishing, **run)
     return report.results, report
 
 
@@ -191,7 +216,10 @@ def golden(
     motion_max: Annotated[Optional[float], typer.Option(help="stillness bar in source px [1.0]")] = None,
     flow: Annotated[Optional[str], typer.Option(help="dis or farneback [dis]")] = None,
     workers: WorkersOption = None,
-    executor: Annotated[Optional[str], typer.Option(help="tasks or actors [tasks]")] = None,
+    executor: Annotated[Optional[str], typer.Option(
+        help="auto, in-process, join (a Ray already up, or --address) or private [auto]")] = None,
+    ray_compute: Annotated[Optional[str], typer.Option(
+        help="on Ray: tasks or actors (a warm pool) [tasks]")] = None,
     out_dir: OutOption = None,
     scan_id: Annotated[Optional[str], typer.Option(help="scan id (one video); default: file name")] = None,
     item_type: Annotated[Optional[str], typer.Option(help="free-form item type for the manifest")] = None,
@@ -213,7 +241,8 @@ def golden(
     from jobs.stores import make_store
 
     settings = load_settings(top_k=top_k, min_gap_s=min_gap_s, motion_max=motion_max, flow=flow,
-                             workers=workers, executor=executor, out_dir=path_or_none(out_dir),
+                             workers=workers, executor=executor, ray_compute=ray_compute,
+                             out_dir=path_or_none(out_dir),
                              ray_address=address, num_cpus=num_cpus, image_format=image_format,
                              store=store, cluster_cpus=cluster_cpus)
     settings.ray_address = settings.ray_address or submitted_job_address()

@@ -187,7 +187,8 @@ def run_batch(entries: Sequence[ManifestEntry], params: GoldenParams, store: Sto
               resume: bool = True, sources: SourceOptions | None = None,
               address: str | None = None, num_cpus: int | None = None,
               plan_cpus: int | None = None, hooks: Hooks | None = None,
-              distributed: bool = True, max_finishing: int | None = None) -> BatchReport:
+              distributed: bool = True, max_finishing: int | None = None,
+              threads: int = 1) -> BatchReport:
     """Run every manifest entry through the streaming pipeline; never stop at a bad video.
 
     Each video is stored as it finishes (``hooks.on_result`` hears of it then). The driver
@@ -204,7 +205,7 @@ def run_batch(entries: Sequence[ManifestEntry], params: GoldenParams, store: Sto
     for outcome in stream_golden(jobs, params, store, distributed=distributed, address=address,
                                  num_cpus=num_cpus, plan_cpus=plan_cpus, hooks=hooks,
                                  sources=sources, max_finishing=max_finishing,
-                                 keep_manifests=False):
+                                 keep_manifests=False, threads=threads):
         results[outcome.seq] = outcome.result
         frames += outcome.frames
         worker_s += outcome.worker_s

@@ -43,7 +43,7 @@ class GoldenParams:
                    jpeg_quality=s.jpeg_quality,
                    workers=None if s.workers == "auto" else int(s.workers),
                    max_workers=s.max_workers, min_frames_per_chunk=s.min_frames_per_chunk,
-                   actors=s.executor == "actors",
+                   actors=s.ray_compute == "actors",
                    scorer=ScorerConfig(analysis_long_side=s.analysis_long_side, flow=s.flow,
                                        dis_preset=s.dis_preset))
 

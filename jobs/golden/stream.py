@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -546,8 +547,12 @@ def stream_golden(jobs: Sequence[VideoJob], params: GoldenParams, store: Store, 
                   num_cpus: int | None = None, plan_cpus: int | None = None,
                   hooks: Hooks | None = None, sources: SourceOptions | None = None,
                   max_finishing: int | None = None, keep_manifests: bool = True,
-                  limits: WorkLimits | None = None) -> Iterator[VideoOutcome]:
+                  limits: WorkLimits | None = None,
+                  threads: int = 1) -> Iterator[VideoOutcome]:
     """Run the golden-frame job over ``jobs``; yield each video's outcome as it finishes.
+
+    ``distributed=False`` runs the stages in this process, on ``threads`` threads (chunks
+    planned for that many CPUs); 1 is the sequential reference.
 
     ``plan_cpus``: plan for that many CPUs instead of the cluster's now (an autoscaling
     cluster: what it may scale to). ``keep_manifests=False`` drops each manifest once its
@@ -559,7 +564,7 @@ def stream_golden(jobs: Sequence[VideoJob], params: GoldenParams, store: Store, 
     _check_unique(jobs)
     if not jobs:
         return
-    cpus = 1
+    cpus = max(1, threads)
     if distributed:
         from jobs.runtime import ensure_ray
 
@@ -583,23 +588,63 @@ def stream_golden(jobs: Sequence[VideoJob], params: GoldenParams, store: Store, 
     if distributed:
         yield from _run_distributed(rows, config, collector, finisher, cpus)
     else:
-        yield from _run_in_process(rows, config, collector)
+        yield from _run_in_process(rows, config, collector, threads)
 
 
-def _run_in_process(rows: list[dict[str, Any]], config: StageConfig,
-                    collector: Collector) -> Iterator[VideoOutcome]:
-    scorer = ChunkScorer(config.params.scorer)
-    scorer.setup()
-    for row in rows:
-        for out in video_rows(row, config, scorer):
-            collector.take(score_row(out, config, scorer))
+def _run_in_process(rows: list[dict[str, Any]], config: StageConfig, collector: Collector,
+                    threads: int = 1) -> Iterator[VideoOutcome]:
+    """The pipeline's stages in this process: one after another (``threads=1``, the
+    sequential reference), or on a pool of threads, each with its own scorer (decode, resize,
+    Laplacian and flow release the GIL). Results are the same either way."""
+    if threads <= 1:
+        scorer = ChunkScorer(config.params.scorer)
+        scorer.setup()
+        for row in rows:
+            for out in video_rows(row, config, scorer):
+                collector.take(score_row(out, config, scorer))
+                yield from collector.drain()
+        return
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    local = threading.local()
+    scorer_config = replace(config.params.scorer, cpus=1)  # OpenCV's own threads: one each
+
+    def scorer() -> ChunkScorer:
+        if getattr(local, "scorer", None) is None:
+            local.scorer = ChunkScorer(scorer_config)
+            local.scorer.setup()
+        return local.scorer
+
+    def probe_video(row: dict[str, Any]) -> list[dict[str, Any]]:
+        return video_rows(row, config, scorer())
+
+    def score_chunk(row: dict[str, Any]) -> list[dict[str, Any]]:
+        return [score_row(row, config, scorer())]
+
+    todo = iter(rows)
+    pending: set[Future] = set()
+    with ThreadPoolExecutor(threads, thread_name_prefix="score") as pool:
+        while True:
+            while len(pending) < 2 * threads:  # bounded: a batch is not all queued at once
+                row = next(todo, None)
+                if row is None:
+                    break
+                pending.add(pool.submit(probe_video, row))
+            if not pending:
+                break
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                for out in future.result():
+                    if out["kind"] == "chunk":
+                        pending.add(pool.submit(score_chunk, out))
+                    else:
+                        collector.take(out)
             yield from collector.drain()
 
 
 def _run_distributed(rows: list[dict[str, Any]], config: StageConfig, collector: Collector,
                      finisher: _Finisher, cpus: int) -> Iterator[VideoOutcome]:
     import queue
-    import threading
 
     import ray
     import ray.data
@@ -693,12 +738,12 @@ def run_golden(jobs: Sequence[VideoJob], params: GoldenParams, store: Store, *,
                distributed: bool = True, address: str | None = None,
                num_cpus: int | None = None, hooks: Hooks | None = None,
                plan_cpus: int | None = None, sources: SourceOptions | None = None,
-               limits: WorkLimits | None = None) -> list[GoldenResult]:
+               limits: WorkLimits | None = None, threads: int = 1) -> list[GoldenResult]:
     """``stream_golden`` collected: every video's result, in the order of ``jobs``."""
     results: dict[int, GoldenResult] = {}
     for outcome in stream_golden(jobs, params, store, distributed=distributed, address=address,
                                  num_cpus=num_cpus, plan_cpus=plan_cpus, hooks=hooks,
-                                 sources=sources, limits=limits):
+                                 sources=sources, limits=limits, threads=threads):
         results[outcome.seq] = outcome.result
     return [results[i] for i in range(len(jobs))]
 
