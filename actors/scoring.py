@@ -46,8 +46,13 @@ def flow_magnitude(flow: np.ndarray) -> float:
     ``magnitude`` gives results that depend on buffer alignment, which would break the
     bit-identical distributed == sequential guarantee.
     """
-    f = flow.astype(np.float64)
-    return float(np.mean(np.sqrt(f[..., 0] * f[..., 0] + f[..., 1] * f[..., 1])))
+    x = flow[..., 0].astype(np.float64)  # in place from here: the same operations, in the same
+    y = flow[..., 1].astype(np.float64)  # order, as sqrt(x*x + y*y), without five temporaries
+    x *= x
+    y *= y
+    x += y
+    np.sqrt(x, out=x)
+    return float(np.mean(x))
 
 
 THUMB_SIDE = 16
@@ -62,7 +67,9 @@ def thumbnail(gray: np.ndarray, side: int = THUMB_SIDE) -> bytes:
     h, w = gray.shape
     ys = np.arange(side) * h // side
     xs = np.arange(side) * w // side
-    sums = np.add.reduceat(np.add.reduceat(gray.astype(np.int64), ys, axis=0), xs, axis=1)
+    # exact integer block sums (uint32 holds 255 x any block of a <= 4096 px analysis frame)
+    sums = np.add.reduceat(np.add.reduceat(gray, ys, axis=0, dtype=np.uint32), xs, axis=1,
+                           dtype=np.uint32).astype(np.int64)
     counts = np.outer(np.diff(np.append(ys, h)), np.diff(np.append(xs, w)))
     return ((2 * sums + counts) // (2 * counts)).astype(np.uint8).tobytes()
 

@@ -4,7 +4,9 @@ For several seeds, sizes and hold counts, ``make_hold_video`` writes a scan (mov
 distinct views, hand-held shake with one- or two-frame slow-downs, focus pulls); the frames are
 scored sequentially in this process and picked by framesift's selection (``select_golden``) and,
 for comparison, by the pre-hold rule (still = motion <= 1 px against the previous frame, then
-the sharpest still frames at least ``min_gap_s`` apart). ``pick_quality`` measures any list of
+the sharpest still frames at least ``min_gap_s`` apart), and by sharp-frames 0.4.0 (its best-n
+method over every frame, ``min_gap_s`` apart; bench/sharp_frames.py, skipped with a message
+without Debian's ffmpeg). ``pick_quality`` measures any list of
 picked frame indices against the truth, so another tool's picks can be measured the same way:
 
     from bench.pick_quality import pick_quality
@@ -90,7 +92,7 @@ def per_frame_rule(scores: Sequence[FrameScore], top_k: int = 5, min_gap_s: floa
     return [p.frame_index for p in picks]
 
 
-def measure(path: Path, truth: SampleTruth, top_k: int) -> dict[str, Any]:
+def measure(path: Path, truth: SampleTruth, top_k: int, sharp_frames: Any = None) -> dict[str, Any]:
     from actors.scoring import ScorerConfig
     from actors.video import probe
     from jobs.golden.reducer import select_golden
@@ -101,9 +103,14 @@ def measure(path: Path, truth: SampleTruth, top_k: int) -> dict[str, Any]:
                               ScorerConfig())["v"].scores
     selection = select_golden(scores, top_k=top_k)
     ours = [p.score.frame_index for p in selection.picks]
-    return {"framesift": pick_quality(ours, truth, top_k=top_k),
-            "per_frame_rule": pick_quality(per_frame_rule(scores, top_k), truth, top_k=top_k),
-            "holds_found": len(selection.holds), "notes": list(selection.notes)}
+    row = {"framesift": pick_quality(ours, truth, top_k=top_k),
+           "per_frame_rule": pick_quality(per_frame_rule(scores, top_k), truth, top_k=top_k),
+           "holds_found": len(selection.holds), "notes": list(selection.notes)}
+    if sharp_frames is not None:  # every frame, its best-n picks min_gap_s apart
+        run = sharp_frames.run(str(path), top_k=top_k, fps=info.avg_fps,
+                               source_fps=info.avg_fps, frame_count=info.frame_count)
+        row["sharp_frames"] = pick_quality(run.picks, truth, top_k=top_k)
+    return row
 
 
 def _summary(rows: list[dict[str, Any]], who: str) -> dict[str, Any]:
@@ -136,6 +143,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     seeds = [int(s) for s in args.seeds.split(",")]
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     hold_counts = [int(h) for h in args.holds.split(",")]
+    sys.path.insert(0, str(ROOT / "bench"))
+    from sharp_frames import SharpFrames
+
+    tool: Any = SharpFrames()
+    why = tool.available()
+    if why:
+        tool = None
     rows = []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pick-quality-") as tmp:
@@ -145,13 +159,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     path = Path(tmp) / f"h{holds}_{size[0]}x{size[1]}_s{seed}.mp4"
                     truth = make_hold_video(path, holds=holds, size=size, seed=seed)  # type: ignore[arg-type]
                     row = {"size": f"{size[0]}x{size[1]}", "holds": holds, "seed": seed,
-                           "frames": truth.frame_count, **measure(path, truth, args.top_k)}
+                           "frames": truth.frame_count, **measure(path, truth, args.top_k, tool)}
                     rows.append(row)
     result = {
         "bench": "pick_quality",
         "top_k": args.top_k,
         "summary": {"framesift": _summary(rows, "framesift"),
-                    "per_frame_rule": _summary(rows, "per_frame_rule")},
+                    "per_frame_rule": _summary(rows, "per_frame_rule"),
+                    "sharp_frames_0.4.0": _summary(rows, "sharp_frames") if tool else why},
         "videos": rows,
         "wall_s": round(time.perf_counter() - t0, 1),
     }

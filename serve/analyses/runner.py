@@ -19,6 +19,7 @@ from typing import Any
 
 from actors.errors import FramesiftError
 from actors.records import GoldenFrame, VideoInfo
+from actors.video import probe
 from jobs.golden.job import Hooks, VideoJob, run_golden
 from jobs.golden.limits import WorkLimits
 from jobs.golden.manifest import GoldenManifest
@@ -151,10 +152,17 @@ class AnalysisRunner:
                 self._path = str(self.spec["source"])
             job_settings = Settings(**{k: v for k, v in settings.items() if k in Settings.model_fields})
             job = VideoJob(str(self.spec["source"]), self.spec["scan_id"], self.spec["item_type"])
+            limits = work_limits(settings)
+            if self.spec["source_kind"] == "file" and "://" not in job.path:
+                # an upload on this node: refused here at once, not after the pipeline starts
+                # (the workers check every other input right after their probe)
+                info = probe(job.path)
+                limits.check(self.spec.get("source_name") or "the video", info.width,
+                             info.height, info.frame_count)
             [result] = run_golden([job], self._params(job_settings), make_store(job_settings),
                                   hooks=self._hooks(),
                                   sources=SourceOptions.from_settings(job_settings),
-                                  limits=work_limits(settings))
+                                  limits=limits)
             if result.ok and result.manifest is not None:
                 self._emit("done", {"result": result_summary(result.manifest, result.location)})
             else:

@@ -135,3 +135,18 @@ def test_metrics_do_not_depend_on_buffer_alignment():
     assert len({laplacian_variance(x) for x in _misaligned_copies(img)}) == 1
     assert len({thumbnail(x) for x in _misaligned_copies(img)}) == 1
     assert len({flow_magnitude(x) for x in _misaligned_copies(flow)}) == 1
+
+
+def test_flow_magnitude_is_the_exact_float64_mean_length():
+    rng = np.random.default_rng(7)
+    for shape in ((360, 640, 2), (7, 5, 2)):
+        flow = rng.normal(0, 4, shape).astype(np.float32)
+        f = flow.astype(np.float64)
+        reference = float(np.mean(np.sqrt(f[..., 0] * f[..., 0] + f[..., 1] * f[..., 1])))
+        assert flow_magnitude(flow) == reference  # bit for bit, not approximately
+    assert flow_magnitude(np.full((4, 4, 2), [3.0, 4.0], np.float32)) == 5.0
+
+
+def test_thumbnail_of_the_largest_analysis_frame_does_not_overflow():
+    white = np.full((2304, 4096), 255, np.uint8)  # analysis_long_side's upper bound
+    assert thumbnail(white) == bytes([255]) * 256
