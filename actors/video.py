@@ -210,7 +210,7 @@ def _demux_index(container: av.container.InputContainer, stream: av.video.stream
     """(pts, is keyframe) of every packet in decode order, and the first decoded frame."""
     pts_keys: list[tuple[int, bool]] = []
     first_frame: av.VideoFrame | None = None
-    try:
+    with _decode_errors(path, stream):
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue
@@ -219,18 +219,26 @@ def _demux_index(container: av.container.InputContainer, stream: av.video.stream
                 raise CorruptVideoError(path, f"packet {len(pts_keys)} has no timestamp")
             pts_keys.append((ts, bool(packet.is_keyframe)))
             if first_frame is None:
-                for frame in packet.decode():
-                    first_frame = frame
-                    break
+                first_frame = next(iter(packet.decode()), None)
         if first_frame is None and pts_keys:
-            for frame in stream.codec_context.decode(None):
-                first_frame = frame
-                break
+            first_frame = _flushed_frame(stream)
+    return pts_keys, first_frame
+
+
+@contextlib.contextmanager
+def _decode_errors(path: str, stream: av.video.stream.VideoStream) -> Iterator[None]:
+    """FFmpeg's errors while demuxing or decoding, as the typed errors of a bad video."""
+    try:
+        yield
     except av.error.DecoderNotFoundError as exc:
         raise UnsupportedCodecError(path, stream.codec_context.name) from exc
     except av.error.FFmpegError as exc:
         raise CorruptVideoError(path, str(exc)) from exc
-    return pts_keys, first_frame
+
+
+def _flushed_frame(stream: av.video.stream.VideoStream) -> av.VideoFrame | None:
+    """The first frame the decoder gives when flushed (a stream of one short GOP)."""
+    return next(iter(stream.codec_context.decode(None)), None)
 
 
 def _moov_index(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
@@ -259,23 +267,15 @@ def _moov_index(container: av.container.InputContainer, stream: av.video.stream.
         return None
     pts_keys = [(e.timestamp + off, bool(e.is_keyframe)) for e, off in zip(entries, offsets)]
     first_frame: av.VideoFrame | None = None
-    try:
+    with _decode_errors(path, stream):
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue
-            for frame in packet.decode():
-                first_frame = frame
-                break
+            first_frame = next(iter(packet.decode()), None)
             if first_frame is not None:
                 break
         else:
-            for frame in stream.codec_context.decode(None):
-                first_frame = frame
-                break
-    except av.error.DecoderNotFoundError as exc:
-        raise UnsupportedCodecError(path, stream.codec_context.name) from exc
-    except av.error.FFmpegError as exc:
-        raise CorruptVideoError(path, str(exc)) from exc
+            first_frame = _flushed_frame(stream)
     return pts_keys, first_frame
 
 

@@ -33,12 +33,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the loopback servers the tests use
+sys.path.insert(0, str(ROOT / "tests" / "system"))  # and their multi-node cluster
 
 import av  # noqa: E402
 
 from actors.synthetic import make_sample_video  # noqa: E402
+from managed_cluster import ManagedCluster  # noqa: E402
 
-MANAGER = ROOT / "tests" / "system" / "cluster_manager.py"
 
 
 def concat(paths: list[Path], out: Path) -> None:
@@ -156,11 +157,9 @@ def main() -> None:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")},
            **MotoS3.KEYS, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT),
            "AWS_EC2_METADATA_DISABLED": "true"}
-    temp_dir = tempfile.mkdtemp(prefix="fsb-", dir="/tmp")
-    manager = subprocess.Popen([sys.executable, str(MANAGER), temp_dir, "2"], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    manager = ManagedCluster("cluster_manager.py", ["2"], env, prefix="fsb-")
     try:
-        address = json.loads(manager.stdout.readline())["address"]
+        address = manager.first["address"]
         configs = {
             "single": {"videos": [str(single)]},
             "batch_local": {"videos": [str(p) for p in short]},
@@ -175,10 +174,7 @@ def main() -> None:
         for label, count in (("N", args.tiny), ("10N", 10 * args.tiny)):
             rss[label] = run_child({"videos": [str(p) for p in tinies[:count]], "address": address}, env)
     finally:
-        manager.stdin.write("quit\n")
-        manager.stdin.flush()
-        manager.wait(120)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        manager.stop()
         http.stop()
         s3.stop()
 

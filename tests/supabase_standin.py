@@ -7,7 +7,8 @@ Only what framesift uses, but with the real routes, headers, status codes and er
 - Storage (storage-api): ``POST /storage/v1/object/<bucket>/<key>`` (multipart or raw body,
   ``x-upsert``), ``PUT`` (update), ``GET`` (download), ``DELETE /storage/v1/object/<bucket>``
   (``{"prefixes": [...]}``), ``POST /storage/v1/object/sign/<bucket>`` (bulk signed URLs) and
-  ``.../sign/<bucket>/<key>``, ``GET /storage/v1/object/info/<bucket>/<key>`` (an object's info)
+  ``.../sign/<bucket>/<key>``, ``GET /storage/v1/object/sign/<bucket>/<key>?token=`` (a signed
+  download, with Range), ``GET /storage/v1/object/info/<bucket>/<key>`` (an object's info)
   and ``POST /storage/v1/object/list/<bucket>`` (``{prefix, limit, offset, sortBy}``: the objects
   and sub-folders directly in that folder, names relative to it; a folder has ``id: null``).
   Errors are answered the way storage-api's error handler does:
@@ -199,6 +200,8 @@ class FakeSupabase:
     # request handling ------------------------------------------------------------------------
 
     def handle(self, rec: Recorded) -> tuple[int, Any, dict[str, str]]:
+        if rec.method == "GET" and rec.path.startswith("/storage/v1/object/sign/"):
+            return self._signed_download(rec)
         try:
             role = self._gateway(rec)
             if rec.path.startswith("/storage/v1/"):
@@ -208,6 +211,28 @@ class FakeSupabase:
             raise _Answer(404, {"message": "no Route matched with those values"})
         except _Answer as a:
             return a.status, a.body, a.headers
+
+    def _signed_download(self, rec: Recorded) -> tuple[int, Any, dict[str, str]]:
+        """What Storage does for a signed URL: ``GET /storage/v1/object/sign/<bucket>/<key>
+        ?token=...`` without any key, Range answered with 206; a missing object (or a bad
+        token) is HTTP 400 with the real status in the body."""
+        bucket, _, key = unquote(rec.path[len("/storage/v1/object/sign/"):]).partition("/")
+        token = (rec.query.get("token") or [""])[0]
+        if not token.startswith("tok-"):
+            return 400, {"statusCode": "400", "error": "InvalidJWT", "message": "jwt malformed"}, {}
+        obj = self.objects.get((bucket, key))
+        if obj is None:
+            return 400, {"statusCode": "404", "error": "not_found",
+                         "message": "Object not found"}, {}
+        headers = {"Content-Type": obj.content_type, "ETag": f'"{obj.version}"',
+                   "Accept-Ranges": "bytes"}
+        rng = rec.headers.get("range", "")
+        if rng.startswith("bytes="):
+            a, _, b = rng[6:].partition("-")
+            start, end = int(a), min(int(b), len(obj.data) - 1)
+            headers["Content-Range"] = f"bytes {start}-{end}/{len(obj.data)}"
+            return 206, obj.data[start:end + 1], headers
+        return 200, obj.data, headers
 
     def _gateway(self, rec: Recorded) -> str:
         apikey = rec.headers.get("apikey")

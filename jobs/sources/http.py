@@ -29,7 +29,7 @@ import logging
 import re
 import tempfile
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import httpx
 
@@ -262,20 +262,12 @@ class HttpRangeReader:
     def _body(self, response: httpx.Response, expected: int) -> bytes:
         pieces: list[bytes] = []
         got = 0
-        try:
-            for piece in response.iter_raw():
-                got += len(piece)
-                if got > expected:
-                    raise RangeProtocolError(self.name, f"the server sent more than the "
-                                                        f"{expected} bytes of the range")
-                self._check_deadline()
-                pieces.append(piece)
-        except httpx.TimeoutException:
-            raise SourceTimeoutError(self.name, f"the body stalled for "
-                                                f"{self.options.request_timeout_s:g} s") from None
-        except httpx.HTTPError as exc:
-            raise SourceError(self.name, f"the connection broke mid-body "
-                                         f"({type(exc).__name__})") from None
+        for piece in self._pieces(response):
+            got += len(piece)
+            if got > expected:
+                raise RangeProtocolError(self.name, f"the server sent more than the "
+                                                    f"{expected} bytes of the range")
+            pieces.append(piece)
         if got != expected:
             raise RangeProtocolError(self.name, f"the range has {expected} bytes, the server "
                                                 f"sent {got}")
@@ -289,21 +281,27 @@ class HttpRangeReader:
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, prefix="framesift-")
         self.spool = spool
         got = 0
+        for piece in self._pieces(response):
+            got += len(piece)
+            self._count(len(piece))
+            spool.write(piece)
+        if length and length.isdigit() and int(length) != got:
+            raise SourceError(self.name, f"Content-Length announced {length} bytes, the body had {got}")
+        self.size = got
+
+    def _pieces(self, response: httpx.Response) -> Iterator[bytes]:
+        """The body as it arrives, within the reader's deadline; a stall or a broken
+        connection is the source's typed error."""
         try:
             for piece in response.iter_raw():
-                got += len(piece)
-                self._count(len(piece))
                 self._check_deadline()
-                spool.write(piece)
+                yield piece
         except httpx.TimeoutException:
             raise SourceTimeoutError(self.name, f"the body stalled for "
                                                 f"{self.options.request_timeout_s:g} s") from None
         except httpx.HTTPError as exc:
             raise SourceError(self.name, f"the connection broke mid-body "
                                          f"({type(exc).__name__})") from None
-        if length and length.isdigit() and int(length) != got:
-            raise SourceError(self.name, f"Content-Length announced {length} bytes, the body had {got}")
-        self.size = got
 
     # -- checks -----------------------------------------------------------------------------
 

@@ -60,9 +60,10 @@ def sign_inputs(videos: Sequence[str], expiry_s: int, *, environ: dict[str, str]
                     continue
                 for key in batch:
                     name = f"supabase://{bucket}/{key}"
-                    url = signed.get(key)
+                    url = signed.urls.get(key)
+                    why = signed.refused.get(key, "no signed URL")
                     out[name] = url if url else SourceGoneError(
-                        name, "no such object in Supabase Storage (or no access to it)")
+                        name, f"no such object in Supabase Storage (or no access to it): {why}")
         finally:
             client.close()
     return out

@@ -271,37 +271,10 @@ def test_gcs_objects_through_the_emulator(media, tmp_path):
 SECRET = "service-role-key-for-tests"
 
 
-class SignedStorage(FakeSupabase):
-    """The stand-in plus what the real Storage API does for a signed URL: ``GET
-    /storage/v1/object/sign/<bucket>/<key>?token=...`` without any key, Range answered with
-    206; a missing object (or a bad token) is HTTP 400 with the real status in the body."""
-
-    def handle(self, rec):
-        if rec.method == "GET" and rec.path.startswith("/storage/v1/object/sign/"):
-            bucket, _, key = rec.path[len("/storage/v1/object/sign/"):].partition("/")
-            token = (rec.query.get("token") or [""])[0]
-            if not token.startswith("tok-"):
-                return 400, {"statusCode": "400", "error": "InvalidJWT", "message": "jwt malformed"}, {}
-            obj = self.objects.get((bucket, key))
-            if obj is None:
-                return 400, {"statusCode": "404", "error": "not_found",
-                             "message": "Object not found"}, {}
-            headers = {"Content-Type": obj.content_type, "ETag": f'"{obj.version}"',
-                       "Accept-Ranges": "bytes"}
-            rng = rec.headers.get("range", "")
-            if rng.startswith("bytes="):
-                a, _, b = rng[6:].partition("-")
-                start, end = int(a), min(int(b), len(obj.data) - 1)
-                headers["Content-Range"] = f"bytes {start}-{end}/{len(obj.data)}"
-                return 206, obj.data[start:end + 1], headers
-            return 200, obj.data, headers
-        return super().handle(rec)
-
-
 def test_supabase_objects_are_signed_by_the_driver_and_read_by_url(media):
     from jobs.sources.supabase import sign_inputs
 
-    fake = SignedStorage(SECRET).start()
+    fake = FakeSupabase(SECRET).start()
     try:
         fake.buckets["scans"] = Bucket("scans", allowed_mime_types=("video/mp4",))
         fake.objects[("scans", "a/v.mp4")] = StoredObject((media[0] / "v.mp4").read_bytes(),

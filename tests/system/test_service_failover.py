@@ -14,18 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 from httpx_sse import SSEError, connect_sse
 
+from managed_cluster import ManagedCluster
 from serve_fixtures import free_port, upload_video, wait_for_status
 from source_servers import MotoS3
 
@@ -33,51 +29,13 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-class ServiceCluster:
-    """service_cluster.py in a subprocess; ``command`` sends one line and reads the answer."""
+class ServiceCluster(ManagedCluster):
+    """service_cluster.py in a subprocess (see managed_cluster.py)."""
 
     def __init__(self, env: dict[str, str], port: int, settings: dict) -> None:
-        self.temp_dir = tempfile.mkdtemp(prefix="fsf-", dir="/tmp")  # short: socket paths
-        self.log = open(os.path.join(self.temp_dir, "manager.log"), "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("service_cluster.py")), self.temp_dir,
-             str(port), json.dumps(settings)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env,
-            cwd=ROOT)
-        self.address = self._answer()["ready"]
-
-    def _answer(self) -> dict:
-        while True:
-            line = self.proc.stdout.readline()
-            if not line:
-                self.log.flush()
-                raise RuntimeError("the cluster manager exited: "
-                                   + Path(self.log.name).read_text()[-3000:])
-            if line.startswith("FSC "):  # Ray's own notices go to stdout too
-                return json.loads(line[4:])
-
-    def command(self, command: str) -> dict:
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self._answer()
-
-    def stop(self) -> None:
-        try:
-            self.command("quit")
-        except (RuntimeError, OSError, ValueError):
-            pass
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        for p in psutil.process_iter(["cmdline"]):  # anything left of this cluster only
-            try:
-                if self.temp_dir in " ".join(p.info["cmdline"] or []):
-                    p.kill()
-            except psutil.Error:
-                continue
-        self.log.close()
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        super().__init__("service_cluster.py", [str(port), json.dumps(settings)], env,
+                         prefix="fsf-", marker="FSC ", cwd=ROOT)
+        self.address = self.first["ready"]
 
 
 def _follow(client: httpx.Client, url: str, last_id: int | None, stop_at: tuple[str, ...],

@@ -29,6 +29,7 @@ import pytest
 
 from jobs.golden.job import GoldenParams, VideoJob, run_golden
 from jobs.stores.local import LocalStore
+from managed_cluster import ManagedCluster
 from source_servers import MotoS3, RangeServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,34 +37,21 @@ SEEDS = (51, 52, 53, 54)
 pytestmark = pytest.mark.slow
 
 
-class ClusterManager:
+class ClusterManager(ManagedCluster):
+    """cluster_manager.py in a subprocess (see managed_cluster.py): two one-CPU workers."""
+
     def __init__(self, env: dict[str, str]) -> None:
-        self.temp_dir = tempfile.mkdtemp(prefix="fsk-", dir="/tmp")  # short: socket paths
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("cluster_manager.py")), self.temp_dir, "2"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            env=env)
-        self.address = self._answer()["address"]
-
-    def _answer(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the cluster manager exited")
-        return json.loads(line)
-
-    def command(self, command: str) -> dict:
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self._answer()
+        super().__init__("cluster_manager.py", ["2"], env, prefix="fsk-")
+        self.address = self.first["address"]
 
     def busy_workers(self) -> list[str]:
         """Titles of this cluster's worker processes running a batch's tasks or actors."""
         titles = []
-        for p in psutil.process_iter(["name", "cmdline"]):
+        for raylet in self.processes():
             try:
-                if p.info["name"] != "raylet" or self.temp_dir not in " ".join(p.info["cmdline"] or []):
+                if raylet.name() != "raylet":
                     continue
-                for child in p.children(recursive=True):
+                for child in raylet.children(recursive=True):
                     title = " ".join(child.cmdline()).strip()
                     if title.startswith("ray::") and any(
                             name in title for name in ("MapBatches", "MapWorker", "Repartition",
@@ -72,23 +60,6 @@ class ClusterManager:
             except psutil.Error:
                 continue
         return titles
-
-    def stop(self) -> None:
-        try:
-            self.command("quit")
-        except (RuntimeError, OSError, ValueError):
-            pass
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        for p in psutil.process_iter(["cmdline"]):  # anything left of this cluster only
-            try:
-                if self.temp_dir in " ".join(p.info["cmdline"] or []):
-                    p.kill()
-            except psutil.Error:
-                continue
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
