@@ -146,32 +146,39 @@ class RangeFile(io.RawIOBase):
         return {"requests": self.requests, "bytes": self.bytes_read, "size": self.size}
 
 
+def _file_boxes(fh: BinaryIO) -> Iterator[tuple[int, bytes, int]]:
+    """(offset, type, size) of a file's top-level boxes, seeking from header to header (a few
+    small reads, so a remote file is not read whole); a size-0 box runs to the end of the file.
+    Stops at the end, at a short read, and after a broken header (size < 8)."""
+    fh.seek(0, io.SEEK_END)
+    total = fh.tell()
+    offset = 0
+    while offset + 8 <= total:
+        fh.seek(offset)
+        head = fh.read(16)
+        if len(head) < 8:
+            return
+        size, kind = struct.unpack(">I4s", head[:8])
+        if size == 1 and len(head) >= 16:
+            size = struct.unpack(">Q", head[8:16])[0]
+        elif size == 0:
+            size = total - offset
+        yield offset, kind, size
+        if size < 8:
+            return
+        offset += size
+
+
 def mp4_lacks_index(fh: BinaryIO) -> bool:
     """True when ``fh`` starts like an MP4/MOV (an ``ftyp`` box) but no top-level ``moov`` box
-    follows: a file cut short before its index was written. Walks the box headers with seeks
-    (a few small reads), so a remote file is not read whole to find out."""
+    follows: a file cut short before its index was written."""
     try:
-        fh.seek(0, io.SEEK_END)
-        total = fh.tell()
-        offset = 0
-        while offset + 8 <= total:
-            fh.seek(offset)
-            head = fh.read(16)
-            if len(head) < 8:
-                return offset > 0
-            size, kind = struct.unpack(">I4s", head[:8])
-            if offset == 0 and kind != b"ftyp":
+        seen = False
+        for offset, kind, _ in _file_boxes(fh):
+            if (offset == 0 and kind != b"ftyp") or kind == b"moov":
                 return False
-            if kind == b"moov":
-                return False
-            if size == 1 and len(head) >= 16:
-                size = struct.unpack(">Q", head[8:16])[0]
-            elif size == 0:  # the box runs to the end of the file
-                return True
-            if size < 8:
-                return True  # a broken box header: no index reachable
-            offset += size
-        return offset > 0
+            seen = True
+        return seen
     except (OSError, VideoError):
         return False
 
@@ -211,19 +218,7 @@ def mp4_moov(fh: BinaryIO) -> bytes | None:
 
 
 def _find_moov(fh: BinaryIO) -> bytes | None:
-    fh.seek(0, io.SEEK_END)
-    total = fh.tell()
-    offset = 0
-    while offset + 8 <= total:
-        fh.seek(offset)
-        head = fh.read(16)
-        if len(head) < 8:
-            return None
-        size, kind = struct.unpack(">I4s", head[:8])
-        if size == 1 and len(head) >= 16:
-            size = struct.unpack(">Q", head[8:16])[0]
-        elif size == 0:
-            size = total - offset
+    for offset, kind, size in _file_boxes(fh):
         if size < 8:
             return None
         if kind == b"moov":
@@ -232,7 +227,6 @@ def _find_moov(fh: BinaryIO) -> bytes | None:
             fh.seek(offset)
             data = fh.read(size)
             return data if len(data) == size else None
-        offset += size
     return None
 
 
