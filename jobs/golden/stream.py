@@ -654,8 +654,14 @@ def _run_distributed(rows: list[dict[str, Any]], config: StageConfig, collector:
     # Whole-video units (many videos) send their results through an outbox actor; with few
     # videos (chunks) they pass through the chunk stage, which costs less than the actor's
     # worker process (about a second of CPU to start).
-    outbox = (ray.remote(num_cpus=0)(Outbox).remote() if config.batch.mode == "whole"
-              else None)
+    # It lives on the driver's node: it holds rows nobody else has, so it must not die with a
+    # worker node (a lost worker costs only the tasks it ran; the driver's node is the batch).
+    outbox = None
+    if config.batch.mode == "whole":
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        outbox = ray.remote(num_cpus=0)(Outbox).options(scheduling_strategy=here).remote()
     config = replace(config, outbox=outbox)
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))
     # The video stage runs with Ray Data's default task resources (one CPU: it scores the
