@@ -96,7 +96,7 @@ def child(spec: dict) -> None:
 
     entries = [ManifestEntry(v, f"s{i:05d}") for i, v in enumerate(spec["videos"])]
     plans: list[str] = []
-    sources = SourceOptions(allowlist="127.0.0.1", s3_endpoint=spec.get("s3"),
+    sources = SourceOptions(allowlist="127.0.0.1:*", s3_endpoint=spec.get("s3"),
                             s3_region="us-east-1")
     report = run_batch(entries, GoldenParams(), LocalStore(spec["out"]), resume=False,
                        sources=sources, address=spec["address"],

@@ -163,9 +163,9 @@ class BatchProgress:
             self.bar.close()
 
 
-def choose_how_to_run(settings: "Settings", jobs: "list[VideoJob]") -> "ExecutorChoice":
+def choose_how_to_run(settings: "Settings", videos: list[str]) -> "ExecutorChoice":
     """In process, on a Ray already up, or on a private Ray (``--executor``; auto: by
-    estimate); the choice is printed as the plan's first line."""
+    estimate over ``videos``, the inputs); the choice is printed as the plan's first line."""
     from jobs.golden.executor import (ExecutorError, choose_executor, estimate_work_s,
                                       local_ray_address)
 
@@ -173,8 +173,7 @@ def choose_how_to_run(settings: "Settings", jobs: "list[VideoJob]") -> "Executor
     if mode == "in-process" and address:
         fail("--executor in-process runs here; --address names a cluster to run on: give one")
     look = mode in ("auto", "join") and not address
-    work = estimate_work_s([j.path for j in jobs]) if mode == "auto" and jobs and not address \
-        else None
+    work = estimate_work_s(videos) if mode == "auto" and videos and not address else None
     cpus = settings.num_cpus or len(os.sched_getaffinity(0))
     try:
         choice = choose_executor(mode, address=address,
@@ -194,7 +193,8 @@ def _run(settings: "Settings", store: "Store", jobs: "list[VideoJob]",
 
     params = GoldenParams.from_settings(settings)
     sources = SourceOptions.from_settings(settings)
-    choice = choose_how_to_run(settings, jobs)
+    choice = choose_how_to_run(settings, [j.path for j in jobs] if entries is None
+                               else [e.video for e in entries])
     run = dict(distributed=choice.distributed, address=choice.address, threads=choice.threads,
                num_cpus=settings.num_cpus, plan_cpus=settings.cluster_cpus, hooks=hooks,
                sources=sources)

@@ -71,37 +71,51 @@ def local_ray_address(temp_dir: str | None = None, timeout_s: float = 0.2) -> st
         return None
 
 
-def estimate_work_s(paths: Sequence[str]) -> float | None:
+def estimate_work_s(paths: Sequence[str], sample: int = 64) -> float | None:
     """Seconds of scoring on one CPU for local videos, from their headers only (frame count
-    and size; no demux), with the planner's cost model; None when a video cannot be estimated
-    (not a local file, no frame count in its header): the run then goes to Ray."""
+    and size; no demux), with the planner's cost model. None when the work cannot be known
+    here (a remote input, a header without a frame count or duration): the run then goes to
+    Ray. A file that is missing or not a video counts as no work (it fails at its probe). A
+    long batch is estimated from ``sample`` of its videos, evenly spread, scaled to its length.
+    """
+    if not paths or any("://" in p for p in paths):
+        return None
+    step = max(1, len(paths) // sample) if len(paths) > sample else 1
+    chosen = list(paths)[::step]
+    total = 0.0
+    for path in chosen:
+        work = _header_work_s(path)
+        if work is None:
+            return None
+        total += work
+    return total * len(paths) / len(chosen)
+
+
+def _header_work_s(path: str) -> float | None:
     import av
 
     from actors.video import open_container
     from jobs.golden.planner import CostModel
 
-    cost = CostModel()
-    total = 0.0
-    for path in paths:
-        if "://" in path or not os.path.isfile(path):
-            return None
-        try:
-            with open_container(path) as container:
-                if not container.streams.video:
-                    return None
-                stream = container.streams.video[0]
-                frames = stream.frames
-                if not frames and stream.duration and stream.average_rate:
-                    frames = int(stream.duration * stream.time_base * stream.average_rate)
-                if not frames and container.duration and stream.average_rate:
-                    frames = int(container.duration / 1e6 * stream.average_rate)
-                if not frames:
-                    return None
-                total += frames * cost.frame_s(stream.codec_context.width,
-                                               stream.codec_context.height)
-        except av.error.FFmpegError:
-            return None  # the pipeline reports what is wrong with it
-    return total
+    if not os.path.isfile(path):
+        return 0.0
+    try:
+        with open_container(path) as container:
+            if not container.streams.video:
+                return 0.0
+            stream = container.streams.video[0]
+            rate = stream.average_rate
+            frames = stream.frames
+            if not frames and stream.duration and rate:
+                frames = int(stream.duration * stream.time_base * rate)
+            if not frames and container.duration and rate:
+                frames = int(container.duration / 1e6 * rate)
+            if not frames:
+                return None
+            return frames * CostModel().frame_s(stream.codec_context.width,
+                                                stream.codec_context.height)
+    except av.error.FFmpegError:
+        return 0.0  # not a video: the pipeline reports what is wrong with it
 
 
 def choose_executor(requested: ExecutorMode, *, address: str | None, local_ray: str | None,
@@ -129,10 +143,10 @@ def choose_executor(requested: ExecutorMode, *, address: str | None, local_ray: 
     if work_s is None:
         if local_ray:
             return ExecutorChoice("join", local_ray, cpus, f"the local Ray at {local_ray}: the "
-                                  "inputs are remote or many, so their work is not known before "
-                                  "they are probed")
-        return ExecutorChoice("private", None, cpus, "a private local Ray: the inputs are remote "
-                              "or many, so their work is not known before they are probed")
+                                  "inputs are remote, so their work is not known before they "
+                                  "are probed")
+        return ExecutorChoice("private", None, cpus, "a private local Ray: the inputs are remote, "
+                              "so their work is not known before they are probed")
     in_process = work_s / (cpus * IN_PROCESS_EFFICIENCY)
     startup = JOIN_RAY_STARTUP_S if local_ray else PRIVATE_RAY_STARTUP_S
     on_ray = startup + work_s / cpus

@@ -86,8 +86,10 @@ def test_the_work_is_estimated_from_local_headers_only(clips):
     both = estimate_work_s([str(clips / "a.mp4"), str(clips / "b.mp4")])
     assert one is not None and both is not None and 0 < one < both
     assert estimate_work_s([str(clips / "a.mp4"), "https://example.com/v.mp4"]) is None
-    assert estimate_work_s([str(clips / "bad.mp4")]) is None
-    assert estimate_work_s([str(clips / "missing.mp4")]) is None
+    # a broken or missing file is no work: it fails at its probe, whichever way the run goes
+    assert estimate_work_s([str(clips / "a.mp4"), str(clips / "bad.mp4"),
+                            str(clips / "missing.mp4")]) == one
+    assert estimate_work_s([]) is None
 
 
 def test_in_process_threads_give_the_sequential_result(clips, tmp_path):
@@ -143,3 +145,25 @@ def test_the_cli_loads_no_heavy_library_to_start():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, check=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin"})
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_a_long_batch_is_estimated_from_a_sample(clips):
+    one = estimate_work_s([str(clips / "a.mp4")])
+    many = estimate_work_s([str(clips / "a.mp4")] * 200, sample=8)
+    assert one is not None and many == pytest.approx(200 * one)
+
+
+def test_a_small_local_batch_runs_in_process(clips, tmp_path, monkeypatch):
+    from jobs.cli.app import app
+
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "no-ray"))
+    manifest = tmp_path / "batch.jsonl"
+    manifest.write_text("\n".join(json.dumps({"video": str(clips / n), "scan_id": n.split(".")[0]})
+                                  for n in ("a.mp4", "b.mp4", "bad.mp4")) + "\n")
+    result = CliRunner().invoke(app, ["golden", "--manifest", str(manifest), "--out",
+                                      str(tmp_path / "out"), "--no-progress"])
+    assert result.exit_code == 2, result.output  # the bad video fails alone
+    assert "executor: in process on" in result.output
+    assert (tmp_path / "out" / "a" / "manifest.json").exists()
+    assert (tmp_path / "out" / "b" / "manifest.json").exists()
+    assert not (tmp_path / "out" / "bad" / "manifest.json").exists()
