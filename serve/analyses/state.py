@@ -21,7 +21,8 @@ import logging
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
@@ -88,7 +89,7 @@ class AnalysisDB(Protocol):
     def close(self) -> None: ...
 
 
-class _Sql:
+class _Sql(ABC):
     """The SQL both databases run (``?`` placeholders; PostgreSQL's driver gets ``%s``)."""
 
     backend = "sql"
@@ -99,19 +100,21 @@ class _Sql:
 
     # -- hooks of the implementations --------------------------------------------------------
 
-    @contextmanager
-    def _tx(self) -> Iterator[Callable[[str, tuple], list[dict[str, Any]]]]:
-        raise NotImplementedError
-        yield
+    @abstractmethod
+    def _tx(self) -> AbstractContextManager[Callable[[str, tuple], list[dict[str, Any]]]]:
+        """One transaction; gives the function that runs a statement in it."""
 
+    @abstractmethod
     def _encode_json(self, value: Any) -> Any:
-        raise NotImplementedError
+        """A JSON field as this database stores it."""
 
+    @abstractmethod
     def _decode_json(self, value: Any) -> Any:
-        raise NotImplementedError
+        """A JSON field as this database returns it, decoded."""
 
+    @abstractmethod
     def _is_duplicate_active(self, exc: Exception) -> bool:
-        raise NotImplementedError
+        """Whether ``exc`` is the unique-active-fingerprint violation."""
 
     # -- shared ------------------------------------------------------------------------------
 
