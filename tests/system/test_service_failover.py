@@ -38,6 +38,17 @@ class ServiceCluster(ManagedCluster):
         self.address = self.first["ready"]
 
 
+def _log_tail(temp_dir: str, lines: int = 120) -> str:
+    """The cluster's log lines that mention an error or a failure (every node's Ray logs)."""
+    hits = []
+    for path in sorted(Path(temp_dir).rglob("*")):
+        if path.is_file() and path.suffix in (".log", ".err", ".out"):
+            for line in path.read_text(errors="replace").splitlines():
+                if any(w in line.lower() for w in ("error", "fail", "requeue", "interrupt")):
+                    hits.append(f"{path.name}: {line[:400]}")
+    return "\n".join(hits[-lines:])
+
+
 def _follow(client: httpx.Client, url: str, last_id: int | None, stop_at: tuple[str, ...],
             timeout: float = 300) -> list[tuple[int, str, dict]]:
     """What a reconnecting EventSource does: read the stream, and when it fails or ends early
@@ -114,7 +125,8 @@ def test_a_lost_node_with_the_coordinator_and_runner_changes_no_outcome(make_dat
             assert source.startswith("s3://fs-uploads/incoming/")  # not a path on node a
             rest = _follow(c, events_url, seen[-1][0], stop_at=("done", "error"))
             for aid in ids:
-                assert wait_for_status(c, aid, timeout=300)["status"] == "succeeded"
+                final = wait_for_status(c, aid, timeout=300)
+                assert final["status"] == "succeeded", final
             moved = cluster.command("where")
 
         kinds = [k for _, k, _ in seen + rest]
@@ -144,6 +156,10 @@ def test_a_lost_node_with_the_coordinator_and_runner_changes_no_outcome(make_dat
         # every upload was deleted once its analysis ended (pyarrow leaves a folder marker)
         left = s3.client().list_objects_v2(Bucket="fs-uploads").get("Contents", [])
         assert [o["Key"] for o in left if not o["Key"].endswith("/")] == []
+    except BaseException:
+        if cluster is not None:  # the service's own account of what went wrong
+            print(_log_tail(cluster.temp_dir))
+        raise
     finally:
         if cluster is not None:
             cluster.stop()
