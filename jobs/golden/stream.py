@@ -61,6 +61,10 @@ FINISH_CPUS = 1.0
 # this much memory, so its picks are not decoded a second time: on short videos that second
 # decode (from each pick's keyframe) cost about a fifth of the scoring.
 PICK_CACHE_BYTES = 256 * 1024 * 1024
+# Whole-video units: at most this many videos in one video-stage task, and at least this many
+# tasks per CPU (bench/batch.py).
+MAX_VIDEOS_PER_TASK = 4
+VIDEO_TASKS_PER_CPU = 6
 
 _STR, _INT, _FLOAT = pa.string(), pa.int64(), pa.float64()
 # Every row between the stages: a chunk to score (``VideoChunk`` columns), its scores
@@ -273,15 +277,17 @@ class VideoStage(_ScoringStage):
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         scorer = self._scorer()
-        rows = [r for row in batch.to_pylist() for r in video_rows(row, self.config, scorer)]
         outbox = self.config.outbox
-        if outbox is not None:
-            done = [r for r in rows if r["kind"] != "chunk"]
+        rows: list[dict[str, Any]] = []
+        for row in batch.to_pylist():  # one video, or a few in a batch of many short ones
+            out = video_rows(row, self.config, scorer)
+            done = [r for r in out if r["kind"] != "chunk"] if outbox is not None else []
             if done:
                 import ray
 
-                ray.get(outbox.put.remote(done))  # delivered before this task reports done
-            rows = [r for r in rows if r["kind"] == "chunk"]
+                ray.get(outbox.put.remote(done))  # each video's result as soon as it is stored
+                out = [r for r in out if r["kind"] == "chunk"]
+            rows.extend(out)
         return pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
 
 
@@ -663,7 +669,11 @@ def _run_distributed(rows: list[dict[str, Any]], config: StageConfig, collector:
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         outbox = ray.remote(num_cpus=0)(Outbox).options(scheduling_strategy=here).remote()
     config = replace(config, outbox=outbox)
-    ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+    # Many short videos: a few per task (Ray Data's per-task cost, paid once per group), still
+    # at least VIDEO_TASKS_PER_CPU tasks per CPU so the last ones leave no CPU idle for long.
+    per_task = (max(1, min(MAX_VIDEOS_PER_TASK, len(rows) // (cpus * VIDEO_TASKS_PER_CPU)))
+                if config.batch.mode == "whole" else 1)
+    ds = ray.data.from_items(rows, override_num_blocks=-(-len(rows) // per_task))
     # The video stage runs with Ray Data's default task resources (one CPU: it scores the
     # one-chunk videos) and no concurrency cap of its own: that is what lets the
     # one-row-per-block repartition fuse into its tasks, so each chunk leaves as its own block
@@ -671,7 +681,7 @@ def _run_distributed(rows: list[dict[str, Any]], config: StageConfig, collector:
     # never runs far ahead of the scoring (probes of many videos first would delay every
     # result). Only chunks go on down the pipeline; the rest comes through the outbox.
     ds = ds.map_batches(run_unit_once, fn_kwargs={"unit_cls": VideoStage, "config": config},
-                        batch_size=1, batch_format="pyarrow", zero_copy_batch=True)
+                        batch_size=per_task, batch_format="pyarrow", zero_copy_batch=True)
     ds = ds.repartition(target_num_rows_per_block=1)
     ds = map_unit(ds, ChunkStage, config, actors=config.params.actors, concurrency=cpus,
                   num_cpus=config.params.scorer.cpus, batch_format="pyarrow")

@@ -13,6 +13,7 @@ from actors.video import probe
 from jobs.golden.finish import Hooks, VideoJob
 from jobs.golden.params import GoldenParams
 from jobs.golden.planner import LONG_VIDEO_WORK_S, CostModel, plan_batch
+from jobs.golden import stream
 from jobs.golden.stream import _EMPTY_ROW, Collector, StageConfig, run_golden, stream_golden
 from jobs.sources import SourceOptions, open_source
 from jobs.stores.local import LocalStore
@@ -152,8 +153,12 @@ def _same_results(store_a: LocalStore, store_b: LocalStore, scan_a: str, scan_b:
     assert pq.read_table(store_a.root / a.scores_key).equals(pq.read_table(store_b.root / b.scores_key))
 
 
-def test_a_batch_of_urls_with_bad_inputs_each_failing_alone(ray_cluster, served, tmp_path):
+def test_a_batch_of_urls_with_bad_inputs_each_failing_alone(ray_cluster, served, tmp_path,
+                                                            monkeypatch):
     root, http = served
+    # several videos per video-stage task (a batch of many short videos): each still fails or
+    # succeeds alone, and each result is reported as it is stored
+    monkeypatch.setattr(stream, "VIDEO_TASKS_PER_CPU", 1)
     options = SourceOptions(allowlist="127.0.0.1:*", request_timeout_s=5, deadline_s=60)
     http.reset()
     probe(open_source(http.url("r", "a.mp4"), "a", options))
