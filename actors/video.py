@@ -338,11 +338,19 @@ def iter_frames(path: Source, frames: FrameRange, index: FrameIndex, *,
     if frames.stop > len(index):
         raise ValueError(f"{frames} is past the end of a {len(index)}-frame video")
     name = source_name(path)
+    with _decoder(path, name, threads) as (container, stream):
+        yield from _decode_range(container, stream, name, frames, index, fresh=True)
+
+
+@contextlib.contextmanager
+def _decoder(path: Source, name: str, threads: int
+             ) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
+    """The opened video and its video stream, decoding on ``threads`` threads."""
     with _open(path) as container:
         stream = _video_stream(container, name)
         stream.thread_type = "AUTO" if threads > 1 else "SLICE"
         stream.codec_context.thread_count = max(1, threads)
-        yield from _decode_range(container, stream, name, frames, index, fresh=True)
+        yield container, stream
 
 
 def _decode_range(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
@@ -425,10 +433,7 @@ def read_frames(path: Source, wanted: list[int], index: FrameIndex, rotation: in
     if max(keep) >= len(index) or min(keep) < 0:
         raise ValueError(f"frames {sorted(keep)} are not all in a {len(index)}-frame video")
     name = source_name(path)
-    with _open(path) as container:
-        stream = _video_stream(container, name)
-        stream.thread_type = "AUTO" if threads > 1 else "SLICE"
-        stream.codec_context.thread_count = max(1, threads)
+    with _decoder(path, name, threads) as (container, stream):
         for n, frames in enumerate(pick_groups(wanted, index)):
             for i, frame in _decode_range(container, stream, name, frames, index, fresh=n == 0):
                 if i in keep:
