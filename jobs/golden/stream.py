@@ -1,18 +1,22 @@
 """One streaming pipeline from inputs to stored results, per video as each one finishes.
 
-On Ray Data (``preserve_order`` off, so a finished unit is delivered at once)::
+On Ray Data (``preserve_order`` off, and a block size of one byte for this dataset, so every
+row a task makes leaves as its own block the moment it is made)::
 
   from_items: one row per video (scan id, what to read, what to call it)       driver
     -> VideoStage   open the source, probe, plan with the BatchPlan; a video planned as one
                     chunk is scored and finished right there (select, extract the picks from
-                    the frames it kept, glint, store, manifest last): one task per video; a
-                    longer one leaves as one row per chunk
-    -> repartition  one row per block (fused into the task above), so that a video's chunks
-                    spread over the workers
-    -> ChunkStage   score one chunk (finished videos pass through)
+                    the frames it kept, glint, store, manifest last); a longer one leaves as
+                    a ``planned`` row and one row per chunk. Many short videos go a few to a
+                    task; each one's result still leaves as soon as it is stored
+    -> ChunkStage   (few videos: chunks within each) score one chunk; other rows pass through
     -> iter_batches progress and results; a chunked video's scores wait here until its last
                     chunk is in, then ``finish_video`` runs as a Ray task (at most
                     ``max_finishing`` at once, harvested with ``ray.wait(timeout=0)``)
+
+With many videos (whole-video units) there is no chunk stage: a video long enough to be split
+anyway is rare there, and its chunks are scored by Ray tasks the driver submits, so a finished
+video's row never waits behind a chunk stage's slot.
 
 Everything that reads a video runs on a worker: inputs are local paths every node sees,
 http(s) URLs, s3:// or gs:// objects, or Supabase objects signed here (``jobs.sources``). The
@@ -92,15 +96,12 @@ _EMPTY_ROW: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class StageConfig:
-    """What every stage needs on a worker (shipped once per operator). ``outbox``: where the
-    video stage sends rows that need no more work in the pipeline (finished and failed videos,
-    plan notices), so they reach the driver at once instead of queueing for a chunk slot."""
+    """What every stage needs on a worker (shipped once per operator)."""
 
     params: GoldenParams
     sources: SourceOptions
     batch: BatchPlan
     store: Store
-    outbox: Any = None
     limits: WorkLimits = WorkLimits()
 
 
@@ -273,49 +274,15 @@ class _ScoringStage:
 
 
 class VideoStage(_ScoringStage):
-    """Ray Data unit: probe and plan each input video; score and finish the one-chunk ones."""
+    """Ray Data unit: probe and plan each input video; score and finish the one-chunk ones.
+    A generator: each row leaves as soon as it is made (a video's result the moment it is
+    stored, even from a task given several videos)."""
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         scorer = self._scorer()
-        outbox = self.config.outbox
-        rows: list[dict[str, Any]] = []
         for row in batch.to_pylist():  # one video, or a few in a batch of many short ones
-            out = video_rows(row, self.config, scorer)
-            done = [r for r in out if r["kind"] != "chunk"] if outbox is not None else []
-            if done:
-                import ray
-
-                ray.get(outbox.put.remote(done))  # each video's result as soon as it is stored
-                out = [r for r in out if r["kind"] == "chunk"]
-            rows.extend(out)
-        return pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
-
-
-class Outbox:
-    """Ray actor (no CPU): rows from the video stage's tasks to the driver, which takes them
-    all at once, waiting up to ``wait_s`` for the first."""
-
-    def __init__(self) -> None:
-        import asyncio
-
-        self.rows: list[dict[str, Any]] = []
-        self.ready = asyncio.Event()
-
-    async def put(self, rows: list[dict[str, Any]]) -> None:
-        self.rows.extend(rows)
-        self.ready.set()
-
-    async def take(self, wait_s: float) -> list[dict[str, Any]]:
-        import asyncio
-
-        if not self.rows and wait_s > 0:
-            try:
-                await asyncio.wait_for(self.ready.wait(), wait_s)
-            except asyncio.TimeoutError:
-                pass
-        rows, self.rows = self.rows, []
-        self.ready.clear()
-        return rows
+            for out in video_rows(row, self.config, scorer):
+                yield pa.Table.from_pylist([out], schema=ROW_SCHEMA)
 
 
 class ChunkStage(_ScoringStage):
@@ -331,6 +298,18 @@ def _finish_task(config: StageConfig, meta_json: str, url: str,
                  parts: list[dict[str, Any]]) -> dict[str, Any]:
     """Ray task body: finish a chunked video whose scores are all in."""
     return finish_scored(meta_json, url, parts, config)
+
+
+_WORKER_SCORER: list[ChunkScorer] = []  # one per worker process, for the chunk tasks
+
+
+def _score_task(config: StageConfig, row: dict[str, Any]) -> dict[str, Any]:
+    """Ray task body: score one chunk of a long video in a batch of whole videos."""
+    if not _WORKER_SCORER:
+        scorer = ChunkScorer(config.params.scorer)
+        scorer.setup()
+        _WORKER_SCORER.append(scorer)
+    return score_row(row, config, _WORKER_SCORER[0])
 
 
 # -- driver side -------------------------------------------------------------------------------
@@ -475,7 +454,8 @@ class _Finisher:
 
 
 class _RayFinisher(_Finisher):
-    """Runs the finish step of chunked videos as Ray tasks, at most ``limit`` at once."""
+    """Runs the finish step of chunked videos as Ray tasks, at most ``limit`` at once, and
+    (whole-video batches) the chunks of the videos long enough to be split anyway."""
 
     def __init__(self, config: StageConfig, limit: int) -> None:
         import ray
@@ -484,13 +464,22 @@ class _RayFinisher(_Finisher):
         self.ray = ray
         self.limit = max(1, limit)
         self.config_ref = ray.put(config)
-        self.task = ray.remote(num_cpus=FINISH_CPUS, max_retries=3)(_finish_task)
-        self.running: dict[Any, str] = {}  # ObjectRef -> meta JSON
+        self.finish_task = ray.remote(num_cpus=FINISH_CPUS, max_retries=3)(_finish_task)
+        self.score_task = ray.remote(num_cpus=config.params.scorer.cpus,
+                                     max_retries=3)(_score_task)
+        self.running: dict[Any, tuple[str, dict[str, Any] | str]] = {}  # ref -> (kind, what)
+        self.finishing = 0
 
     def submit(self, collector: Collector, meta: str, url: str, parts: list[dict[str, Any]]) -> None:
-        while len(self.running) >= self.limit:
+        while self.finishing >= self.limit:
             self.harvest(collector, block=True)
-        self.running[self.task.remote(self.config_ref, meta, url, parts)] = meta
+        self.running[self.finish_task.remote(self.config_ref, meta, url, parts)] = ("finish", meta)
+        self.finishing += 1
+
+    def score(self, row: dict[str, Any]) -> None:
+        """Score a chunk row in a task; its scores come back to the collector on harvest.
+        Not bounded here: the video stage makes chunk rows no faster than it probes."""
+        self.running[self.score_task.remote(self.config_ref, row)] = ("score", row)
 
     def harvest(self, collector: Collector, block: bool = False) -> None:
         if not self.running:
@@ -498,14 +487,22 @@ class _RayFinisher(_Finisher):
         ready, _ = self.ray.wait(list(self.running), num_returns=1 if block else len(self.running),
                                  timeout=None if block else 0)
         for ref in ready:
-            meta = self.running.pop(ref)
+            kind, what = self.running.pop(ref)
             try:
                 outcome = self.ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - the task died for good (retries spent)
-                outcome = {"status": "failed", "error_code": "finish_failed",
-                           "error": f"the finish step failed: {type(exc).__name__}: "
-                                    f"{str(exc).splitlines()[0] if str(exc) else ''}"}
-            collector.emit(json.loads(meta), outcome)
+                step = "the finish step" if kind == "finish" else "scoring a chunk"
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                failure = {"error": f"{step} failed: {type(exc).__name__}: {first}",
+                           "error_code": f"{kind}_failed"}
+                outcome = ({"status": "failed", **failure} if kind == "finish"
+                           else {**what, "kind": "error", **failure})  # type: ignore[dict-item]
+            if kind == "finish":
+                self.finishing -= 1
+                assert isinstance(what, str)
+                collector.emit(json.loads(what), outcome)
+            else:
+                collector.take(outcome)
 
     def pending(self) -> int:
         return len(self.running)
@@ -649,46 +646,36 @@ def _run_in_process(rows: list[dict[str, Any]], config: StageConfig, collector: 
 
 
 def _run_distributed(rows: list[dict[str, Any]], config: StageConfig, collector: Collector,
-                     finisher: _Finisher, cpus: int) -> Iterator[VideoOutcome]:
+                     finisher: _RayFinisher, cpus: int) -> Iterator[VideoOutcome]:
     import queue
 
-    import ray
     import ray.data
 
     from jobs.units import map_unit, run_unit_once
 
-    # Whole-video units (many videos) send their results through an outbox actor; with few
-    # videos (chunks) they pass through the chunk stage, which costs less than the actor's
-    # worker process (about a second of CPU to start).
-    # It lives on the driver's node: it holds rows nobody else has, so it must not die with a
-    # worker node (a lost worker costs only the tasks it ran; the driver's node is the batch).
-    outbox = None
-    if config.batch.mode == "whole":
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        outbox = ray.remote(num_cpus=0)(Outbox).options(scheduling_strategy=here).remote()
-    config = replace(config, outbox=outbox)
+    whole = config.batch.mode == "whole"
     # Many short videos: a few per task (Ray Data's per-task cost, paid once per group), still
     # at least VIDEO_TASKS_PER_CPU tasks per CPU so the last ones leave no CPU idle for long.
     per_task = (max(1, min(MAX_VIDEOS_PER_TASK, len(rows) // (cpus * VIDEO_TASKS_PER_CPU)))
-                if config.batch.mode == "whole" else 1)
+                if whole else 1)
     ds = ray.data.from_items(rows, override_num_blocks=-(-len(rows) // per_task))
     # The video stage runs with Ray Data's default task resources (one CPU: it scores the
-    # one-chunk videos) and no concurrency cap of its own: that is what lets the
-    # one-row-per-block repartition fuse into its tasks, so each chunk leaves as its own block
-    # without a task per video for the repartition. Every task does a video's work, so it
-    # never runs far ahead of the scoring (probes of many videos first would delay every
-    # result). Only chunks go on down the pipeline; the rest comes through the outbox.
+    # one-chunk videos). Every task does a video's work, so it never runs far ahead of the
+    # scoring (probes of many videos first would delay every result).
     ds = ds.map_batches(run_unit_once, fn_kwargs={"unit_cls": VideoStage, "config": config},
                         batch_size=per_task, batch_format="pyarrow", zero_copy_batch=True)
-    ds = ds.repartition(target_num_rows_per_block=1)
-    ds = map_unit(ds, ChunkStage, config, actors=config.params.actors, concurrency=cpus,
-                  num_cpus=config.params.scorer.cpus, batch_format="pyarrow")
+    if not whole:
+        ds = map_unit(ds, ChunkStage, config, actors=config.params.actors, concurrency=cpus,
+                      num_cpus=config.params.scorer.cpus, batch_format="pyarrow")
+    # Rows are a few hundred bytes (a chunk's scores a few KiB): with a target block size of
+    # one byte every row a task yields is its own block, sent on at once (a finished video
+    # does not wait for the rest of its task's videos; a video's chunks spread over the
+    # workers), where Ray Data would otherwise gather a task's rows into one block.
+    ds.context.target_max_block_size = 1
 
     # Ray Data's iterator blocks, so a thread pumps its batches to this loop, which also
-    # takes the outbox's rows and harvests finish tasks as they come.
-    batches: queue.Queue[Any] = queue.Queue(maxsize=4)
+    # harvests the finish (and chunk) tasks as they come.
+    batches: queue.Queue[Any] = queue.Queue(maxsize=16)
     stop = threading.Event()
     end = object()
 
@@ -711,43 +698,29 @@ def _run_distributed(rows: list[dict[str, Any]], config: StageConfig, collector:
     thread = threading.Thread(target=pump, name="golden-stream", daemon=True)
     thread.start()
     try:
-        finished = False
         while True:
-            wait_s = 0.0 if finished else 0.2  # the outbox or the batches: one of them waits
-            if outbox is not None:
-                for row in ray.get(outbox.take.remote(wait_s)):
-                    collector.take(row)
-                wait_s = 0.0
-            items = []
+            # tasks running: look at them often; otherwise the next batch is all there is
             try:
-                items.append(batches.get(timeout=wait_s) if wait_s else batches.get_nowait())
-                while True:
-                    items.append(batches.get_nowait())
+                item = batches.get(timeout=0.05 if finisher.pending() else 1.0)
             except queue.Empty:
-                pass
-            for item in items:
-                if item is end:
-                    finished = True
-                elif isinstance(item, BaseException):
-                    raise item
-                else:
-                    for row in item.to_pylist():
+                item = None
+            if item is end:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            if item is not None:
+                for row in item.to_pylist():
+                    if row["kind"] == "chunk":  # a long video in a batch of whole videos
+                        finisher.score(row)
+                    else:
                         collector.take(row)
             finisher.harvest(collector)
             yield from collector.drain()
-            if finished:
-                if outbox is not None:  # rows put before their tasks ended
-                    for row in ray.get(outbox.take.remote(0)):
-                        collector.take(row)
-                yield from collector.drain()
-                break
         while finisher.pending():
             finisher.harvest(collector, block=True)
             yield from collector.drain()
     finally:
         stop.set()
-        if outbox is not None:
-            ray.kill(outbox)
 
 
 def run_golden(jobs: Sequence[VideoJob], params: GoldenParams, store: Store, *,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import pyarrow.parquet as pq
 import pytest
@@ -226,3 +227,39 @@ def test_a_chunked_url_video_is_finished_by_a_task_and_equals_sequential(ray_clu
     run_golden([VideoJob(str(root / "b.mp4"), "b")], GoldenParams(top_k=3, workers=3), ref,
                distributed=False)
     _same_results(ref, LocalStore(tmp_path / "d"), "b", "b3")
+
+
+def test_long_videos_in_a_batch_of_whole_videos_are_split_and_scored_by_tasks(
+        ray_cluster, served, tmp_path, monkeypatch):
+    root, http = served
+    # every video "long": each is split in two even though videos outnumber the CPUs; its
+    # chunks are scored by tasks the driver submits, and one whose source vanishes after the
+    # probe fails alone
+    monkeypatch.setattr(stream, "plan_batch",
+                        lambda videos, cpus, **kw: replace(plan_batch(videos, cpus, **kw),
+                                                           workers=2))
+    options = SourceOptions(allowlist="127.0.0.1:*", request_timeout_s=5, deadline_s=60)
+    http.reset()
+    probe(open_source(http.url("vanish", "b.mp4"), "b", options))
+    http.after = http.stats("vanish", "b.mp4").requests
+    http.reset()
+    planned: list[tuple[str, int]] = []
+    jobs = [VideoJob(str(root / "a.mp4"), "a"), VideoJob(http.url("r", "b.mp4"), "b"),
+            VideoJob(str(root / "a.mp4"), "a-again"), VideoJob(http.url("vanish", "b.mp4"), "gone")]
+    results = run_golden(jobs, GoldenParams(top_k=3), LocalStore(tmp_path / "d"),
+                         sources=options,
+                         hooks=Hooks(on_batch=lambda b: planned.append(("batch", b.mode)),
+                                     on_planned=lambda s, i, p: planned.append((s, len(p.chunks)))))
+    assert planned[0] == ("batch", "whole")
+    assert all(n > 1 for s, n in planned[1:]) and {s for s, _ in planned[1:]} >= {"a", "b"}
+    assert [(r.scan_id, r.ok) for r in results] == [("a", True), ("b", True), ("a-again", True),
+                                                    ("gone", False)]
+    assert results[3].error_code == "source_gone"
+    assert not (tmp_path / "d" / "gone").exists()
+    ref = LocalStore(tmp_path / "seq")
+    run_golden([VideoJob(str(root / "a.mp4"), "a"), VideoJob(str(root / "b.mp4"), "b")],
+               GoldenParams(top_k=3, workers=2), ref, distributed=False)
+    store = LocalStore(tmp_path / "d")
+    for scan in ("a", "b"):
+        _same_results(ref, store, scan, scan)
+    _same_results(ref, store, "a", "a-again")
