@@ -9,8 +9,12 @@ URL rules of ``jobs.fetch``, which this layer does not import. What they share i
 one range request, one object-store ``read_at``) into the file object PyAV wants. PyAV reads
 32 KiB at a time; the file reads ahead in blocks that double while the reads are sequential
 (``block`` .. ``max_block``) and start small again after a seek, so a chunk fetches about what
-it decodes in a handful of requests. The last few blocks stay cached (FFmpeg goes back to the
-file's head after reading an index at its end). A failed read raises its ``SourceError`` once and then
+it decodes in a handful of requests. Once two blocks in a row were read sequentially (a
+decode streaming through the file, not a probe jumping between head and tail), the next block
+is fetched ahead on a background thread while this one is decoded, so the request's latency
+hides behind the decoding; fetches never overlap (the reader's client is used by one thread at
+a time), and a block fetched ahead but not wanted stays in the cache. The last few blocks stay
+cached (FFmpeg goes back to the file's head after reading an index at its end). A failed read raises its ``SourceError`` once and then
 answers end-of-file: FFmpeg retries failed reads, and PyAV keeps only the last exception, so
 raising again would cost a second timeout for nothing. ``failure`` keeps the error, so the
 caller can report it instead of the "truncated stream" that FFmpeg sees next.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import io
 import struct
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO, Callable, Iterator, Protocol, runtime_checkable
 
 from actors.errors import RangeProtocolError, SourceError, VideoError
@@ -65,6 +70,8 @@ class RangeFile(io.RawIOBase):
         self.bytes_read = len(head)
         self.failure: SourceError | None = None
         self._on_close = on_close
+        self._pool: ThreadPoolExecutor | None = None  # one thread: the block fetched ahead
+        self._ahead: tuple[int, Future[bytes]] | None = None  # (start, its bytes)
 
     def readable(self) -> bool:
         return True
@@ -119,26 +126,63 @@ class RangeFile(io.RawIOBase):
 
     def _fill(self, start: int, want: int) -> tuple[int, bytes]:
         sequential = start == self._last_end
-        self._next = min(self.max_block, self._next * 2) if sequential else self.block
-        length = min(max(want, self._next), self.size - start)
+        data = self._take_ahead(start)
+        if data is None:
+            self._next = min(self.max_block, self._next * 2) if sequential else self.block
+            data = self._get(start, min(max(want, self._next), self.size - start))
+        else:
+            self._next = len(data)
+        self._last_end = start + len(data)
+        self._keep(start, data)
+        if sequential and self._last_end < self.size:  # streaming: fetch the next one now
+            length = min(self.max_block, self._next * 2, self.size - self._last_end)
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
+            self._ahead = (self._last_end, self._pool.submit(self._get, self._last_end, length))
+        return start, data
+
+    def _get(self, start: int, length: int) -> bytes:
         data = self._fetch(start, length)
         self.requests += 1
         if len(data) != length:
             raise RangeProtocolError(self.name, f"asked for {length} bytes at offset {start}, "
                                                 f"got {len(data)}")
         self.bytes_read += length
-        self._last_end = start + length
+        return data
+
+    def _take_ahead(self, start: int) -> bytes | None:
+        """The block fetched ahead when it starts at ``start``. Any other is waited for (one
+        fetch at a time) and cached when it came, its failure dropped: nobody asked for it."""
+        if self._ahead is None:
+            return None
+        at, future = self._ahead
+        self._ahead = None
+        if at == start:
+            return future.result()  # its SourceError is this read's
+        try:
+            self._keep(at, future.result())
+        except Exception:  # noqa: BLE001 - a block nobody needs failed: nothing to report
+            pass
+        return None
+
+    def _keep(self, start: int, data: bytes) -> None:
         if start == 0:
             self._head = (start, data)
         else:
             self._blocks = [*self._blocks[-(KEEP_BLOCKS - 1):], (start, data)]
-        return start, data
 
     def close(self) -> None:
         if not self.closed:
             self._blocks, self._head = [], None
+            ahead, self._ahead = self._ahead, None
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
             if self._on_close is not None:
-                self._on_close()
+                if ahead is not None and not ahead[1].done():  # its client closes after it
+                    on_close = self._on_close
+                    ahead[1].add_done_callback(lambda _: on_close())
+                else:
+                    self._on_close()
         super().close()
 
     def stats(self) -> dict[str, int]:

@@ -45,7 +45,7 @@ import pyarrow as pa
 
 from actors.errors import FramesiftError
 from actors.records import FrameIndex, FrameScore, VideoChunk, VideoInfo, VideoSummary
-from actors.scoring import ChunkScorer
+from actors.scoring import ChunkScorer, ScorerConfig
 from actors.video import probe
 from jobs.golden.finish import WALL_TIMINGS, Hooks, VideoJob, finish_video
 from jobs.golden.limits import WorkLimits
@@ -300,16 +300,16 @@ def _finish_task(config: StageConfig, meta_json: str, url: str,
     return finish_scored(meta_json, url, parts, config)
 
 
-_WORKER_SCORER: list[ChunkScorer] = []  # one per worker process, for the chunk tasks
+_WORKER_SCORERS: dict[ScorerConfig, ChunkScorer] = {}  # a worker's scorers, for chunk tasks
 
 
 def _score_task(config: StageConfig, row: dict[str, Any]) -> dict[str, Any]:
     """Ray task body: score one chunk of a long video in a batch of whole videos."""
-    if not _WORKER_SCORER:
-        scorer = ChunkScorer(config.params.scorer)
+    scorer = _WORKER_SCORERS.get(config.params.scorer)
+    if scorer is None:
+        scorer = _WORKER_SCORERS[config.params.scorer] = ChunkScorer(config.params.scorer)
         scorer.setup()
-        _WORKER_SCORER.append(scorer)
-    return score_row(row, config, _WORKER_SCORER[0])
+    return score_row(row, config, scorer)
 
 
 # -- driver side -------------------------------------------------------------------------------
@@ -453,7 +453,7 @@ class _Finisher:
         return 0
 
 
-class _RayFinisher(_Finisher):
+class _RayTasks(_Finisher):
     """Runs the finish step of chunked videos as Ray tasks, at most ``limit`` at once, and
     (whole-video batches) the chunks of the videos long enough to be split anyway."""
 
@@ -469,6 +469,7 @@ class _RayFinisher(_Finisher):
                                      max_retries=3)(_score_task)
         self.running: dict[Any, tuple[str, dict[str, Any] | str]] = {}  # ref -> (kind, what)
         self.finishing = 0
+        self.scoring = 0
 
     def submit(self, collector: Collector, meta: str, url: str, parts: list[dict[str, Any]]) -> None:
         while self.finishing >= self.limit:
@@ -477,9 +478,16 @@ class _RayFinisher(_Finisher):
         self.finishing += 1
 
     def score(self, row: dict[str, Any]) -> None:
-        """Score a chunk row in a task; its scores come back to the collector on harvest.
-        Not bounded here: the video stage makes chunk rows no faster than it probes."""
+        """Score a chunk row in a task; its scores come back to the collector on harvest."""
         self.running[self.score_task.remote(self.config_ref, row)] = ("score", row)
+        self.scoring += 1
+
+    @property
+    def backlogged(self) -> bool:
+        """Chunk tasks enough to keep every CPU busy: the driver takes no more rows from the
+        pipeline until one ends (a batch of long videos probes much faster than it scores,
+        and the driver's state stays bounded by the videos in flight)."""
+        return self.scoring >= self.limit
 
     def harvest(self, collector: Collector, block: bool = False) -> None:
         if not self.running:
@@ -502,6 +510,7 @@ class _RayFinisher(_Finisher):
                 assert isinstance(what, str)
                 collector.emit(json.loads(what), outcome)
             else:
+                self.scoring -= 1
                 collector.take(outcome)
 
     def pending(self) -> int:
@@ -578,7 +587,7 @@ def stream_golden(jobs: Sequence[VideoJob], params: GoldenParams, store: Store, 
         hooks.on_batch(batch)
     rows, failed = _input_rows(jobs, sources)
     config = StageConfig(params, sources, batch, store, limits=limits or WorkLimits())
-    finisher = (_RayFinisher(config, max_finishing or 2 * cpus) if distributed
+    finisher = (_RayTasks(config, max_finishing or 2 * cpus) if distributed
                 else _Finisher(config))
     collector = Collector(config, hooks, keep_manifests=keep_manifests, finisher=finisher)
     for seq, job, exc in failed:
@@ -646,7 +655,7 @@ def _run_in_process(rows: list[dict[str, Any]], config: StageConfig, collector: 
 
 
 def _run_distributed(rows: list[dict[str, Any]], config: StageConfig, collector: Collector,
-                     finisher: _RayFinisher, cpus: int) -> Iterator[VideoOutcome]:
+                     finisher: _RayTasks, cpus: int) -> Iterator[VideoOutcome]:
     import queue
 
     import ray.data
@@ -699,6 +708,10 @@ def _run_distributed(rows: list[dict[str, Any]], config: StageConfig, collector:
     thread.start()
     try:
         while True:
+            if finisher.backlogged:
+                finisher.harvest(collector, block=True)
+                yield from collector.drain()
+                continue
             # tasks running: look at them often; otherwise the next batch is all there is
             try:
                 item = batches.get(timeout=0.05 if finisher.pending() else 1.0)
