@@ -246,10 +246,12 @@ def test_long_videos_in_a_batch_of_whole_videos_are_split_and_scored_by_tasks(
     planned: list[tuple[str, int]] = []
     jobs = [VideoJob(str(root / "a.mp4"), "a"), VideoJob(http.url("r", "b.mp4"), "b"),
             VideoJob(str(root / "a.mp4"), "a-again"), VideoJob(http.url("vanish", "b.mp4"), "gone")]
-    results = run_golden(jobs, GoldenParams(top_k=3), LocalStore(tmp_path / "d"),
-                         sources=options,
-                         hooks=Hooks(on_batch=lambda b: planned.append(("batch", b.mode)),
-                                     on_planned=lambda s, i, p: planned.append((s, len(p.chunks)))))
+    # max_finishing=1: one chunk task at a time, the driver waiting on it before taking more rows
+    outcomes = stream_golden(jobs, GoldenParams(top_k=3), LocalStore(tmp_path / "d"),
+                             sources=options, max_finishing=1,
+                             hooks=Hooks(on_batch=lambda b: planned.append(("batch", b.mode)),
+                                         on_planned=lambda s, i, p: planned.append((s, len(p.chunks)))))
+    results = [o.result for o in sorted(outcomes, key=lambda o: o.seq)]
     assert planned[0] == ("batch", "whole")
     assert all(n > 1 for s, n in planned[1:]) and {s for s, _ in planned[1:]} >= {"a", "b"}
     assert [(r.scan_id, r.ok) for r in results] == [("a", True), ("b", True), ("a-again", True),
