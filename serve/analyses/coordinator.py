@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import ray
 from ray import serve
-from ray.exceptions import RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError
 
 from jobs.fetch import redact_url
 from jobs.redact import install_redaction
@@ -197,6 +197,11 @@ class AnalysisCoordinator:
                         self._requeue_or_fail(rec, "its worker had moved on")
                     continue
                 events = await handle.events.remote(analysis_id, rec["runner_seq"])
+            except ActorUnavailableError:
+                # unreachable, not (yet) dead: its node may be lost but not declared so. Wait
+                # for Ray's verdict (or the analysis timeout above): a new runner started now
+                # could be placed on that very node and die with it, costing a second attempt
+                continue
             except RayActorError:
                 if self._runners.get(analysis_id) is handle:  # not ended while we waited
                     self._requeue_or_fail(rec, "the analysis worker died")

@@ -126,7 +126,7 @@ def test_a_lost_node_with_the_coordinator_and_runner_changes_no_outcome(make_dat
             rest = _follow(c, events_url, seen[-1][0], stop_at=("done", "error"))
             for aid in ids:
                 final = wait_for_status(c, aid, timeout=300)
-                assert final["status"] == "succeeded", final
+                assert final["status"] == "succeeded", json.dumps(final)
             moved = cluster.command("where")
 
         kinds = [k for _, k, _ in seen + rest]
