@@ -81,9 +81,10 @@ def test_distributed_job_equals_sequential_job(ray_cluster, videos, tmp_path):
     path, _ = videos.get(seconds=8, size=(640, 360), seed=2, bframes=3, gop=48)
     seq = run_golden([VideoJob(str(path), "s")], GoldenParams(), LocalStore(tmp_path / "a"),
                      distributed=False)[0]
-    for workers in (None, 3, 7):
-        dist = run_golden([VideoJob(str(path), "s")], GoldenParams(workers=workers),
-                          LocalStore(tmp_path / f"b{workers}"))[0]
+    # chunk stage as tasks (the default) and as a warm actor pool (--ray-compute actors)
+    for workers, actors in ((None, False), (3, False), (7, False), (3, True)):
+        dist = run_golden([VideoJob(str(path), "s")], GoldenParams(workers=workers, actors=actors),
+                          LocalStore(tmp_path / f"b{workers}{actors}"))[0]
         assert _picks(dist) == _picks(seq)
         assert dist.manifest.selection == seq.manifest.selection
         assert [g.hold for g in dist.manifest.golden_frames] == \
@@ -91,7 +92,7 @@ def test_distributed_job_equals_sequential_job(ray_cluster, videos, tmp_path):
         assert [g.glint for g in dist.manifest.golden_frames] == \
             [g.glint for g in seq.manifest.golden_frames]
         a = pq.read_table(tmp_path / "a" / "s" / "scores.parquet")
-        b = pq.read_table(tmp_path / f"b{workers}" / "s" / "scores.parquet")
+        b = pq.read_table(tmp_path / f"b{workers}{actors}" / "s" / "scores.parquet")
         assert a.equals(b)
 
 
