@@ -9,10 +9,11 @@ URL rules of ``jobs.fetch``, which this layer does not import. What they share i
 one range request, one object-store ``read_at``) into the file object PyAV wants. PyAV reads
 32 KiB at a time; the file reads ahead in blocks that double while the reads are sequential
 (``block`` .. ``max_block``) and start small again after a seek, so a chunk fetches about what
-it decodes in a handful of requests. Once two blocks in a row were read sequentially (a
-decode streaming through the file, not a probe jumping between head and tail), the next block
-is fetched ahead on a background thread while this one is decoded, so the request's latency
-hides behind the decoding; fetches never overlap (the reader's client is used by one thread at
+it decodes in a handful of requests. Once three blocks in a row were read sequentially (a
+decode streaming through the file, not an open reading past the head before it jumps to an
+index at the tail), the next block is fetched ahead on a background thread while this one is
+decoded, so the request's latency hides behind the decoding (at most one block past what the
+decode needs is fetched for nothing); fetches never overlap (the reader's client is used by one thread at
 a time), and a block fetched ahead but not wanted stays in the cache. The last few blocks stay
 cached (FFmpeg goes back to the file's head after reading an index at its end). A failed read raises its ``SourceError`` once and then
 answers end-of-file: FFmpeg retries failed reads, and PyAV keeps only the last exception, so
@@ -72,6 +73,7 @@ class RangeFile(io.RawIOBase):
         self._on_close = on_close
         self._pool: ThreadPoolExecutor | None = None  # one thread: the block fetched ahead
         self._ahead: tuple[int, Future[bytes]] | None = None  # (start, its bytes)
+        self._run = 0  # sequential fills in a row
 
     def readable(self) -> bool:
         return True
@@ -126,6 +128,7 @@ class RangeFile(io.RawIOBase):
 
     def _fill(self, start: int, want: int) -> tuple[int, bytes]:
         sequential = start == self._last_end
+        self._run = self._run + 1 if sequential else 0
         data = self._take_ahead(start)
         if data is None:
             self._next = min(self.max_block, self._next * 2) if sequential else self.block
@@ -134,7 +137,7 @@ class RangeFile(io.RawIOBase):
             self._next = len(data)
         self._last_end = start + len(data)
         self._keep(start, data)
-        if sequential and self._last_end < self.size:  # streaming: fetch the next one now
+        if self._run >= 2 and self._last_end < self.size:  # streaming: fetch the next one now
             length = min(self.max_block, self._next * 2, self.size - self._last_end)
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")

@@ -45,7 +45,7 @@ def test_read_ahead_doubles_while_sequential_and_restarts_after_a_seek():
     assert [n for _, n in calls[:6]] == [1000, 2000, 4000, 8000, 8000, 8000]  # doubling, capped
     fh.seek(500_000)
     assert fh.read(10) == data[500_000:500_010]
-    # while sequential, the block after the last one read was fetched ahead; the seek waited
+    # three blocks read in a row: the one after the last was fetched ahead; the seek waited
     # for it (never two fetches at once) before its own, small again
     assert calls[6:] == [(31_000, 8000), (500_000, 1000)]
     fh.seek(100)  # the first block is still cached: no request
@@ -54,6 +54,19 @@ def test_read_ahead_doubles_while_sequential_and_restarts_after_a_seek():
     assert fh.read(100) == data[31_500:31_600] and len(calls) == 8
     fh.seek(-10, io.SEEK_END)
     assert fh.read(100) == data[-10:] and fh.read(5) == b""
+
+
+def test_an_open_reading_past_the_head_then_the_tail_fetches_nothing_ahead():
+    data = bytes(range(256)) * 4096
+    calls: list[tuple[int, int]] = []
+    fh = RangeFile("x", len(data), lambda o, n: calls.append((o, n)) or data[o:o + n],
+                   block=1000, max_block=8000)
+    # the head and a little past it (a container's header), as PyAV reads: in small pieces
+    assert fh.read(700) + fh.read(700) == data[:1400]
+    fh.seek(-500, io.SEEK_END)  # then the index at the tail
+    assert fh.read(500) == data[-500:]
+    # a block fetched ahead would be waited for before the tail's fetch, so it would show here
+    assert calls == [(0, 1000), (1000, 2000), (len(data) - 500, 500)]
 
 
 def test_a_failed_fetch_is_raised_once_then_the_file_ends():
