@@ -93,10 +93,9 @@ def child(spec: dict) -> None:
     from jobs.golden.batch import ManifestEntry, run_batch
     from jobs.golden.finish import Hooks
     from jobs.golden.params import GoldenParams
+    from jobs.runtime import ensure_ray
     from jobs.sources import SourceOptions
     from jobs.stores.local import LocalStore
-
-    from jobs.runtime import ensure_ray
 
     entries = [ManifestEntry(v, f"s{i:05d}") for i, v in enumerate(spec["videos"])]
     plans: list[str] = []

@@ -467,54 +467,57 @@ class _RayTasks(_Finisher):
         self.finish_task = ray.remote(num_cpus=FINISH_CPUS, max_retries=3)(_finish_task)
         self.score_task = ray.remote(num_cpus=config.params.scorer.cpus,
                                      max_retries=3)(_score_task)
-        self.running: dict[Any, tuple[str, dict[str, Any] | str]] = {}  # ref -> (kind, what)
-        self.finishing = 0
-        self.scoring = 0
+        self.finishing: dict[Any, str] = {}  # ObjectRef -> the video's meta JSON
+        self.scoring: dict[Any, dict[str, Any]] = {}  # ObjectRef -> the chunk row
 
     def submit(self, collector: Collector, meta: str, url: str, parts: list[dict[str, Any]]) -> None:
-        while self.finishing >= self.limit:
+        while len(self.finishing) >= self.limit:
             self.harvest(collector, block=True)
-        self.running[self.finish_task.remote(self.config_ref, meta, url, parts)] = ("finish", meta)
-        self.finishing += 1
+        self.finishing[self.finish_task.remote(self.config_ref, meta, url, parts)] = meta
 
     def score(self, row: dict[str, Any]) -> None:
         """Score a chunk row in a task; its scores come back to the collector on harvest."""
-        self.running[self.score_task.remote(self.config_ref, row)] = ("score", row)
-        self.scoring += 1
+        self.scoring[self.score_task.remote(self.config_ref, row)] = row
 
     @property
     def backlogged(self) -> bool:
         """Chunk tasks enough to keep every CPU busy: the driver takes no more rows from the
         pipeline until one ends (a batch of long videos probes much faster than it scores,
         and the driver's state stays bounded by the videos in flight)."""
-        return self.scoring >= self.limit
+        return len(self.scoring) >= self.limit
 
     def harvest(self, collector: Collector, block: bool = False) -> None:
-        if not self.running:
+        running = [*self.finishing, *self.scoring]
+        if not running:
             return
-        ready, _ = self.ray.wait(list(self.running), num_returns=1 if block else len(self.running),
+        ready, _ = self.ray.wait(running, num_returns=1 if block else len(running),
                                  timeout=None if block else 0)
         for ref in ready:
-            kind, what = self.running.pop(ref)
             try:
                 outcome = self.ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - the task died for good (retries spent)
-                step = "the finish step" if kind == "finish" else "scoring a chunk"
-                first = str(exc).splitlines()[0] if str(exc) else ""
-                failure = {"error": f"{step} failed: {type(exc).__name__}: {first}",
-                           "error_code": f"{kind}_failed"}
-                outcome = ({"status": "failed", **failure} if kind == "finish"
-                           else {**what, "kind": "error", **failure})  # type: ignore[dict-item]
-            if kind == "finish":
-                self.finishing -= 1
-                assert isinstance(what, str)
-                collector.emit(json.loads(what), outcome)
+                outcome = exc
+            if ref in self.finishing:
+                meta = self.finishing.pop(ref)
+                if isinstance(outcome, Exception):
+                    outcome = {"status": "failed", **_task_failure("the finish step", "finish",
+                                                                   outcome)}
+                collector.emit(json.loads(meta), outcome)
             else:
-                self.scoring -= 1
+                row = self.scoring.pop(ref)
+                if isinstance(outcome, Exception):
+                    outcome = {**row, "kind": "error",
+                               **_task_failure("scoring a chunk", "score", outcome)}
                 collector.take(outcome)
 
     def pending(self) -> int:
-        return len(self.running)
+        return len(self.finishing) + len(self.scoring)
+
+
+def _task_failure(step: str, kind: str, exc: Exception) -> dict[str, str]:
+    """The error of a task whose retries are spent, as a result's ``error`` fields."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return {"error": f"{step} failed: {type(exc).__name__}: {first}", "error_code": f"{kind}_failed"}
 
 
 def _check_unique(jobs: Sequence[VideoJob]) -> None:
