@@ -4,17 +4,19 @@
 
 Starts ``ray.cluster_utils.Cluster``: a head with ``num_cpus=0`` (no work lands there, as on
 the real cluster) and WORKERS worker nodes of one CPU, every process under its own TEMP_DIR and
-on free ports, then prints ``{"address": ...}``. Commands, one per line: ``kill`` (the oldest
-worker node, its processes killed at once: a lost spot instance), ``add`` (a new worker node),
-``quit``. Each prints one JSON line. Run as a subprocess by the tests, so that the test
-session's own private Ray is neither used nor touched; stopping it stops only its nodes.
+on free ports, then answers ``{"address": ...}`` (``managed_cluster.answer``). Commands, one
+per line: ``kill`` (the oldest worker node, its processes killed at once: a lost spot
+instance), ``add`` (a new worker node), ``quit``. Each is answered with one JSON line. Run as a
+subprocess by the tests, so that the test session's own private Ray is neither used nor
+touched; stopping it stops only its nodes.
 """
 
 from __future__ import annotations
 
-import json
 import socket
 import sys
+
+from managed_cluster import answer
 
 
 def _port() -> int:
@@ -41,22 +43,22 @@ def main() -> None:
 
     nodes = [add() for _ in range(workers)]
     cluster.wait_for_nodes()
-    print(json.dumps({"address": cluster.address}), flush=True)
+    answer({"address": cluster.address})
     try:
         for line in sys.stdin:
             command = line.strip()
             if command == "kill" and nodes:
                 node = nodes.pop(0)
                 cluster.remove_node(node, allow_graceful=False)
-                print(json.dumps({"killed": node.node_id}), flush=True)
+                answer({"killed": node.node_id})
             elif command == "add":
                 nodes.append(add())
                 cluster.wait_for_nodes()
-                print(json.dumps({"added": nodes[-1].node_id}), flush=True)
+                answer({"added": nodes[-1].node_id})
             elif command == "quit":
                 break
             else:
-                print(json.dumps({"error": f"unknown command {command!r}"}), flush=True)
+                answer({"error": f"unknown command {command!r}"})
     finally:
         cluster.shutdown()
 

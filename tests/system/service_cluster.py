@@ -9,7 +9,7 @@ proxy and the ingress, placed there by the custom resource ``fs_head``) and one 
 analysis runners ask for (``FRAMESIFT_RUNNER_RESOURCES``), so both start there. Every process
 lives under TEMP_DIR. Then it deploys the application and answers ``{"ready": ...}``.
 
-Commands, one per line, each answered with one JSON line after ``FSC ``:
+Commands, one per line, each answered with one JSON line (``managed_cluster.answer``):
 
 - ``add``: a second worker node "b" like "a" (so the coordinator and runners can move there),
 - ``where``: the node ("head", "a", "b") of the coordinator replica and of each runner,
@@ -27,18 +27,13 @@ import json
 import socket
 import sys
 
-PREFIX = "FSC "
+from managed_cluster import answer
 
 
 def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def answer(data: dict) -> None:
-    """One answer line (Ray writes its own notices to stdout too: they have no prefix)."""
-    print(PREFIX + json.dumps(data), flush=True)
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ class ServiceCluster(ManagedCluster):
 
     def __init__(self, env: dict[str, str], port: int, settings: dict) -> None:
         super().__init__("service_cluster.py", [str(port), json.dumps(settings)], env,
-                         prefix="fsf-", marker="FSC ", cwd=ROOT)
+                         prefix="fsf-", cwd=ROOT)
         self.address = self.first["ready"]
 
 
