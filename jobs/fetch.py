@@ -5,7 +5,7 @@ loopback, link-local, multicast, reserved and cloud-metadata addresses unless al
 connects to the address it checked (no second DNS lookup an attacker could answer
 differently), follows redirects itself (bounded) re-checking every hop, streams the body with a
 byte cap and a deadline, refuses non-video content types, and never logs a URL's credentials or
-query string (``redact_url``).
+query string (``jobs.redact.redact_url``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 
 from actors.errors import FramesiftError
+from jobs.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -78,24 +79,6 @@ class NotVideoContentError(FetchError):
 
 class DownloadFailedError(FetchError):
     code = "download_failed"
-
-
-def redact_url(url: str) -> str:
-    """``url`` without credentials, query string or fragment: safe to log and to show.
-
-    ``https://user:pw@host/v.mp4?sig=abc`` -> ``https://***@host/v.mp4?***``.
-    """
-    try:
-        parts = urlsplit(str(url))
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "<unparseable url>"
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = ("***@" if "@" in parts.netloc else "") + host + (f":{port}" if port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "",
-                       "***" if parts.fragment else ""))
 
 
 STANDARD_PORTS = frozenset({80, 443})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import urlsplit, urlunsplit
 
 _URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s'\"]+@)?"
                   r"(?P<rest>[^\s?#'\"]*)(?P<query>\?[^\s#'\"]*)?")
@@ -13,6 +14,24 @@ _PLACEHOLDER = r"(?!<[\w.-]*>)"
 _BEARER = re.compile(r"(?i)(bearer\s+)" + _PLACEHOLDER + r"[^\s'\",]+")
 _KEYVAL = re.compile(r"(?i)((?:api[_-]?key|apikey|token|secret|password|service_role_key)"
                      r"\s*[=:]\s*)" + _PLACEHOLDER + r"[^\s'\",&]+")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials, query string or fragment: safe to log and to show.
+
+    ``https://user:pw@host/v.mp4?sig=abc`` -> ``https://***@host/v.mp4?***``.
+    """
+    try:
+        parts = urlsplit(str(url))
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparseable url>"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = ("***@" if "@" in parts.netloc else "") + host + (f":{port}" if port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "",
+                       "***" if parts.fragment else ""))
 
 
 def redact_text(text: str) -> str:

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from actors.errors import InvalidParameterError
 from actors.sources import DEFAULT_BLOCK, DEFAULT_MAX_BLOCK, MediaSource
-from jobs.fetch import redact_url
+from jobs.redact import redact_url
 
 if TYPE_CHECKING:
     from jobs.settings import Settings

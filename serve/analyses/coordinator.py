@@ -34,7 +34,7 @@ import ray
 from ray import serve
 from ray.exceptions import ActorUnavailableError, RayActorError
 
-from jobs.fetch import redact_url
+from jobs.redact import redact_url
 from jobs.redact import install_redaction
 from serve.analyses.runner import RUNNER_NAMESPACE, AnalysisRunner, new_runner_name
 from serve.analyses.state import ACTIVE, FINAL, AnalysisDB, now, open_analysis_db
