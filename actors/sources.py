@@ -15,7 +15,10 @@ index at the tail), the next block is fetched ahead on a background thread while
 decoded, so the request's latency hides behind the decoding (at most one block past what the
 decode needs is fetched for nothing); fetches never overlap (the reader's client is used by one thread at
 a time), and a block fetched ahead but not wanted stays in the cache. The last few blocks stay
-cached (FFmpeg goes back to the file's head after reading an index at its end). A failed read raises its ``SourceError`` once and then
+cached (FFmpeg goes back to the file's head after reading an index at its end). A source
+opened more than once (probed, then decoded, then the picks extracted) keeps the blocks its
+last file held in ``KnownBlocks``, so the next open starts with the head and the index instead
+of fetching them again. A failed read raises its ``SourceError`` once and then
 answers end-of-file: FFmpeg retries failed reads, and PyAV keeps only the last exception, so
 raising again would cost a second timeout for nothing. ``failure`` keeps the error, so the
 caller can report it instead of the "truncated stream" that FFmpeg sees next.
@@ -26,7 +29,7 @@ from __future__ import annotations
 import io
 import struct
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, BinaryIO, Callable, Iterator, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 from actors.errors import RangeProtocolError, SourceError, VideoError
 
@@ -48,11 +51,31 @@ class MediaSource(Protocol):
         """A new seekable, read-only file object on the video. Raises ``SourceError``."""
 
 
+Block = tuple[int, bytes]  # (offset in the object, its bytes)
+
+
+class KnownBlocks:
+    """The blocks one source's files held when they closed, for its next open (bounded: the
+    head and the ``KEEP_BLOCKS`` most recent of the last file closed). Only for opens of the
+    same object: the source checks that it did not change."""
+
+    def __init__(self) -> None:
+        self.blocks: tuple[Block, ...] = ()
+
+    def keep(self, blocks: Sequence[Block]) -> None:
+        self.blocks = tuple(blocks)
+
+
 class RangeFile(io.RawIOBase):
-    """Seekable read-only file over positioned reads, with adaptive read-ahead (module doc)."""
+    """Seekable read-only file over positioned reads, with adaptive read-ahead (module doc).
+
+    ``prefetched``: the object's first bytes, read by the opener (counted as read);
+    ``known``: blocks an earlier file of the same object read (``KnownBlocks``), handed back
+    to it when this one closes."""
 
     def __init__(self, name: str, size: int, fetch: Fetch, *, block: int = DEFAULT_BLOCK,
                  max_block: int = DEFAULT_MAX_BLOCK, prefetched: bytes = b"",
+                 known: KnownBlocks | None = None,
                  on_close: Callable[[], None] | None = None) -> None:
         super().__init__()
         if size < 0 or block < 1 or max_block < block:
@@ -62,10 +85,16 @@ class RangeFile(io.RawIOBase):
         self._fetch = fetch
         self.block, self.max_block = block, max_block
         self._next = block
+        self._known = known
+        self._head: Block | None = None
+        self._blocks: list[Block] = []  # the most recent others, newest last
+        for start, data in (known.blocks if known else ()):
+            if start + len(data) <= size:  # (the source checked it is the same object)
+                self._keep(start, data)
         head = prefetched[:size]  # bytes [0, len(prefetched)) when the opener read them
-        self._head: tuple[int, bytes] | None = (0, head) if head else None
-        self._blocks: list[tuple[int, bytes]] = []  # the most recent others, newest last
-        self._last_end = len(head) if head else -1
+        if head:
+            self._head = (0, head)
+        self._last_end = len(self._head[1]) if self._head else -1
         self.pos = 0
         self.requests = 0
         self.bytes_read = len(head)
@@ -120,13 +149,13 @@ class RangeFile(io.RawIOBase):
             self.pos += len(piece)
         return bytes(out)
 
-    def _cached(self, pos: int) -> tuple[int, bytes] | None:
+    def _cached(self, pos: int) -> Block | None:
         for start, data in (*reversed(self._blocks), *([self._head] if self._head else [])):
             if start <= pos < start + len(data):
                 return start, data
         return None
 
-    def _fill(self, start: int, want: int) -> tuple[int, bytes]:
+    def _fill(self, start: int, want: int) -> Block:
         sequential = start == self._last_end
         self._run = self._run + 1 if sequential else 0
         data = self._take_ahead(start)
@@ -176,6 +205,8 @@ class RangeFile(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
+            if self._known is not None:
+                self._known.keep([*([self._head] if self._head else []), *self._blocks])
             self._blocks, self._head = [], None
             ahead, self._ahead = self._ahead, None
             if self._pool is not None:

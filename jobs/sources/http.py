@@ -30,14 +30,16 @@ import logging
 import re
 import ssl
 import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import httpx
 
 from actors.errors import (RangeProtocolError, SourceAccessDeniedError, SourceError,
                            SourceGoneError, SourceTimeoutError)
-from actors.sources import RangeFile
+from actors.sources import KnownBlocks, RangeFile
 from jobs.fetch import (Allowlist, CheckedTarget, FetchError, check_target, redirect_target,
                         video_content_type)
 from jobs.sources.options import SourceOptions
@@ -58,7 +60,11 @@ class HttpSource:
 
     ``identity`` is the object's (size, ETag) as first opened (or as given: what the probe
     saw, carried to the workers that score it); a later open that finds another object fails
-    with ``source_gone`` instead of decoding something else.
+    with ``source_gone`` instead of decoding something else. The first open's answer is kept:
+    a later open of the same source sends no first request (its range requests still carry
+    ``If-Range``, so a replaced object is still ``source_gone``), starts with the blocks the
+    last file held (``KnownBlocks``: the head and the index at the tail, which every open
+    reads first), and reads a server without ranges from the body downloaded once.
     """
 
     def __init__(self, url: str, name: str, options: SourceOptions,
@@ -67,21 +73,39 @@ class HttpSource:
         self.name = name
         self.options = options
         self.identity = identity
+        self._answer: _FirstAnswer | None = None
+        self._known = KnownBlocks()
 
     def __repr__(self) -> str:  # never the URL: it may carry credentials or a signature
         return f"HttpSource({self.name!r})"
 
     def open(self) -> RangeFile:
-        reader = HttpRangeReader(self.url, self.name, self.options)
-        fh = reader.open()
+        reader = HttpRangeReader(self.url, self.name, self.options, self._answer)
+        fh = reader.open(self._known)
+        if self._answer is not None:
+            return fh
         found = (reader.size, reader.etag)
         if self.identity is None:
             self.identity = found
         elif not same_object(self.identity, found):
             fh.close()
+            reader.drop_spool()
             raise SourceGoneError(self.name, f"the object changed since it was probed (it had "
                                              f"{self.identity[0]} bytes, now {found[0]})")
+        self._answer = reader.answer()
         return fh
+
+
+@dataclass(frozen=True)
+class _FirstAnswer:
+    """What a source's first open learned: where the object is (checked), its size and ETag,
+    and its body when the server has no ranges (``spool``; reads take ``lock``)."""
+
+    target: CheckedTarget
+    size: int
+    etag: str | None
+    spool: Any = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def same_object(expected: tuple[int, str | None], found: tuple[int, str | None]) -> bool:
@@ -98,9 +122,11 @@ def _tls_context() -> ssl.SSLContext:
 
 
 class HttpRangeReader:
-    """The HTTP side of one open file: first answer, range requests, or the spooled body."""
+    """The HTTP side of one open file: first answer, range requests, or the spooled body
+    (``answer``: the first answer of an earlier open of the same source, not asked again)."""
 
-    def __init__(self, url: str, name: str, options: SourceOptions) -> None:
+    def __init__(self, url: str, name: str, options: SourceOptions,
+                 answer: _FirstAnswer | None = None) -> None:
         self.url = url
         self.name = name
         self.options = options
@@ -115,21 +141,35 @@ class HttpRangeReader:
         self.received = 0
         self.requests = 0
         self.spool: Any = None
+        self.spool_lock = threading.Lock()
+        if answer is not None:
+            self.target, self.size, self.etag = answer.target, answer.size, answer.etag
+            self.spool, self.spool_lock = answer.spool, answer.lock
 
     # -- open -------------------------------------------------------------------------------
 
-    def open(self) -> RangeFile:
-        try:
-            prefetched = self._first()
-        except BaseException:
-            self.close()
-            raise
+    def open(self, known: KnownBlocks | None = None) -> RangeFile:
+        """A file on the object: the first request now, unless an earlier open's answer was
+        given (then nothing is sent until a block is read that ``known`` lacks)."""
+        prefetched = b""
+        if self.target is None:
+            try:
+                prefetched = self._first()
+            except BaseException:
+                self.close()
+                self.drop_spool()
+                raise
         fetch = self._from_spool if self.spool is not None else self._range
         log.debug("opened %s: %d bytes, %s", self.name, self.size,
                   "full download (no ranges)" if self.spool is not None else "range requests")
         return RangeFile(self.name, self.size, fetch, block=self.options.block_bytes,
                          max_block=self.options.max_block_bytes, prefetched=prefetched,
-                         on_close=self.close)
+                         known=known, on_close=self.close)
+
+    def answer(self) -> _FirstAnswer:
+        """This open's first answer, for the later opens of the same source."""
+        assert self.target is not None
+        return _FirstAnswer(self.target, self.size, self.etag, self.spool, self.spool_lock)
 
     @property
     def mode(self) -> str:
@@ -264,8 +304,9 @@ class HttpRangeReader:
             response.close()
 
     def _from_spool(self, offset: int, length: int) -> bytes:
-        self.spool.seek(offset)
-        return self.spool.read(length)
+        with self.spool_lock:  # the files of one source share it (a read-ahead thread too)
+            self.spool.seek(offset)
+            return self.spool.read(length)
 
     # -- bodies -----------------------------------------------------------------------------
 
@@ -371,7 +412,12 @@ class HttpRangeReader:
                                       f"without ranges)")
 
     def close(self) -> None:
+        """The connection; the spooled body stays for the source's later opens (it is freed
+        with the source: in memory, or a file already unlinked)."""
         self.client.close()
+
+    def drop_spool(self) -> None:
+        """The spooled body of an open that failed: no later open will read it."""
         if self.spool is not None:
             self.spool.close()
 

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from actors.errors import (SourceAccessDeniedError, SourceError, SourceGoneError,
                            SourceTimeoutError)
-from actors.sources import RangeFile
+from actors.sources import KnownBlocks, RangeFile
 from jobs.sources.options import SourceOptions
 
 _GONE = ("NO_SUCH_KEY", "NoSuchKey", "NoSuchBucket", "NO_SUCH_BUCKET", "does not exist",
@@ -44,6 +44,7 @@ class ObjectSource:
         self.name = name
         self.options = options
         self.identity = identity  # (size, None) as first opened or probed: see HttpSource
+        self._known = KnownBlocks()  # what the last file held, for the next open (HttpSource)
 
     def __repr__(self) -> str:
         return f"ObjectSource({self.name!r})"
@@ -84,7 +85,8 @@ class ObjectSource:
             return data
 
         return RangeFile(self.name, size, fetch, block=self.options.block_bytes,
-                         max_block=self.options.max_block_bytes, on_close=handle.close)
+                         max_block=self.options.max_block_bytes, known=self._known,
+                         on_close=handle.close)
 
 
 def object_error(name: str, exc: BaseException) -> SourceError:

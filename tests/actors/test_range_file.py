@@ -10,7 +10,7 @@ import pytest
 
 from actors.errors import CorruptVideoError, SourceGoneError
 from actors.records import FrameRange
-from actors.sources import MediaSource, RangeFile, mp4_lacks_index
+from actors.sources import KnownBlocks, MediaSource, RangeFile, mp4_lacks_index
 from actors.video import iter_frames, probe, read_frames
 
 
@@ -67,6 +67,34 @@ def test_an_open_reading_past_the_head_then_the_tail_fetches_nothing_ahead():
     assert fh.read(500) == data[-500:]
     # a block fetched ahead would be waited for before the tail's fetch, so it would show here
     assert calls == [(0, 1000), (1000, 2000), (len(data) - 500, 500)]
+
+
+def test_a_second_file_of_a_source_starts_with_the_blocks_the_first_held():
+    data = bytes(range(256)) * 4096
+    calls: list[tuple[int, int]] = []
+
+    def fetch(offset: int, n: int) -> bytes:
+        calls.append((offset, n))
+        return data[offset:offset + n]
+
+    known = KnownBlocks()
+    first = RangeFile("x", len(data), fetch, block=1000, max_block=8000, known=known)
+    first.read(100)  # an open: the head, then the index at the tail
+    first.seek(-300, io.SEEK_END)
+    first.read(300)
+    first.close()
+    assert calls == [(0, 1000), (len(data) - 300, 300)]
+    second = RangeFile("x", len(data), fetch, block=1000, max_block=8000, known=known)
+    assert second.read(100) == data[:100]
+    second.seek(-300, io.SEEK_END)
+    assert second.read(300) == data[-300:]
+    assert len(calls) == 2  # both from the first file's blocks
+    second.seek(500_000)
+    assert second.read(10) == data[500_000:500_010] and len(calls) == 3
+    # a file of another size (the source saw another object) takes no block past its end
+    short = RangeFile("x", 2000, fetch, block=1000, max_block=8000, known=known)
+    assert short.read(100) == data[:100] and len(calls) == 3
+    assert short.seek(1500) and short.read(10) == data[1500:1510] and len(calls) == 4
 
 
 def test_a_failed_fetch_is_raised_once_then_the_file_ends():

@@ -114,6 +114,37 @@ def test_private_and_metadata_addresses_are_refused_without_a_request():
         assert info.value.code == "url_blocked" and time.monotonic() - t < 5
 
 
+def test_a_source_opened_again_fetches_nothing_twice(http, media):
+    """A whole video is opened to probe it, to decode it and to read its picks: the first
+    request is sent once, no byte range is fetched twice, and a server without ranges is
+    downloaded once for all three."""
+    root, local = media
+    size = (root / "v.mp4").stat().st_size
+    for mode in ("r", "n"):
+        http.reset()
+        source = open_source(http.url(mode, "v.mp4"), "v", LOOPBACK)
+        info = probe(source)
+        assert len(_frames(source, FrameRange(0, info.frame_count), local.index)) == 180
+        assert sorted(read_frames(source, [10, 170, 90], local.index)) == [10, 90, 170]
+        stats = http.stats(mode, "v.mp4")
+        if mode == "n":
+            assert stats.requests == 1 and stats.bytes == size
+        else:
+            assert len(set(stats.ranges)) == len(stats.ranges), stats.ranges
+            assert stats.bytes < 1.1 * size, (stats.bytes, size)  # three opens: ~2.2x before
+
+
+def test_a_source_replaced_between_its_opens_is_gone_at_its_next_fetch(http, media):
+    _, local = media
+    http.after = _probe_requests(http, "v.mp4")
+    source = open_source(http.url("change", "v.mp4"), "v", LOOPBACK)
+    http.reset()
+    probe(source)  # honest; then the object is replaced
+    with pytest.raises(SourceGoneError) as info:
+        _frames(source, FrameRange(150, 180), local.index)
+    assert "changed during the run" in str(info.value)
+
+
 def _probe_requests(http, name: str) -> int:
     http.reset()
     probe(open_source(http.url("r", name), name, LOOPBACK))
@@ -291,8 +322,8 @@ def test_supabase_objects_are_signed_by_the_driver_and_read_by_url(media):
         assert reads and all("apikey" not in r.headers and "authorization" not in r.headers
                              for r in reads)  # the workers never hold the key
         del fake.objects[("scans", "a/v.mp4")]  # deleted after signing: gone, by its body
-        with pytest.raises(SourceGoneError) as info:
-            probe(source)
+        with pytest.raises(SourceGoneError) as info:  # (a worker's own open of the URL)
+            probe(open_source(url, "supabase://scans/a/v.mp4", LOOPBACK))
         assert "statusCode 404" in str(info.value) and "token" not in str(info.value)
         bad = open_source(url.replace("token=tok-", "token=x"), "supabase://scans/a/v.mp4", LOOPBACK)
         with pytest.raises(SourceError) as info:
