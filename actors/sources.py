@@ -3,7 +3,7 @@
 A ``MediaSource`` names a video (``name``: shown in errors and results, never with credentials)
 and opens it as a seekable, read-only file object that PyAV reads through ``av.open(fileobj)``.
 The readers themselves (HTTP ranges, object stores) live in ``jobs.sources``: they apply the
-URL rules of ``jobs.fetch``, which this layer does not import. What they share is here:
+URL rules of ``jobs.url_rules``, which this layer does not import. What they share is here:
 
 ``RangeFile`` turns positioned reads of an object of known size (``fetch(offset, length)``:
 one range request, one object-store ``read_at``) into the file object PyAV wants. PyAV reads

@@ -24,9 +24,9 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.datastructures import UploadFile
 
 from actors.image_analysis import ImageError, ImageLimits
-from jobs.fetch import Allowlist, check_url, redact_url
+from jobs.redact import install_redaction, redact_url
+from jobs.url_rules import Allowlist, check_url
 from jobs.images import ImageItem, analyze_stream
-from jobs.redact import install_redaction
 from serve.console import router as console_router
 from serve.analyses.coordinator import AnalysisCoordinator
 from serve.errors import ApiError, install_error_handlers

@@ -1,6 +1,6 @@
 """Videos at http(s) URLs, read by the workers with range requests.
 
-The URL rules of ``jobs.fetch`` hold on every open, in every worker: http/https only, the host
+The URL rules of ``jobs.url_rules`` hold on every open, in every worker: http/https only, the host
 resolved here and refused when it is private, loopback, link-local, multicast, reserved or a
 cloud metadata address (unless ``FRAMESIFT_URL_ALLOWLIST`` lists it), each redirect re-checked,
 and every request sent to the address that was checked (pinned: no second DNS lookup). The
@@ -40,7 +40,7 @@ import httpx
 from actors.errors import (RangeProtocolError, SourceAccessDeniedError, SourceError,
                            SourceGoneError, SourceTimeoutError)
 from actors.sources import KnownBlocks, RangeFile
-from jobs.fetch import (Allowlist, CheckedTarget, FetchError, check_target, redirect_target,
+from jobs.url_rules import (Allowlist, CheckedTarget, FetchError, check_target, redirect_target,
                         video_content_type)
 from jobs.sources.options import SourceOptions
 

@@ -382,7 +382,7 @@ class PostgresAnalysisDB(_Sql):
     @property
     def where(self) -> str:
         """The database's URL without credentials or options (safe to log)."""
-        from jobs.fetch import redact_url
+        from jobs.redact import redact_url
 
         if "://" in self._url:
             return redact_url(self._url)

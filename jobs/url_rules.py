@@ -1,34 +1,29 @@
-"""Download a video given as a URL, safely (manifests now; the HTTP API reuses it).
+"""The rules every URL a worker or the service reads must pass (``jobs.sources.http`` applies
+them on every request, the HTTP API when it accepts a ``video_url``).
 
-``fetch_to_file`` only speaks http/https, resolves the host itself and refuses private,
-loopback, link-local, multicast, reserved and cloud-metadata addresses unless allow-listed,
-connects to the address it checked (no second DNS lookup an attacker could answer
-differently), follows redirects itself (bounded) re-checking every hop, streams the body with a
-byte cap and a deadline, refuses non-video content types, and never logs a URL's credentials or
-query string (``jobs.redact.redact_url``).
+Only http/https; the host is resolved here and refused when any of its addresses is private,
+loopback, link-local, multicast, reserved, 6to4, site-local or a cloud metadata address, unless
+``Allowlist`` (``FRAMESIFT_URL_ALLOWLIST``) exempts it, per port; a ``CheckedTarget`` then sends
+its requests to the address that was checked (no second DNS lookup an attacker could answer
+differently) with the original Host and TLS SNI; each redirect is resolved here
+(``redirect_target``) and checked again by the caller; ``video_content_type`` says which
+Content-Types may be a video. Errors are ``FetchError`` subclasses with a ``code``; their URL is
+redacted (``jobs.redact.redact_url``: no credentials, no query string).
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import logging
-import os
 import re
 import socket
-import time
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
 from actors.errors import FramesiftError
 from jobs.redact import redact_url
-
-log = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -48,7 +43,7 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class FetchError(FramesiftError):
-    """A URL could not be downloaded. ``url`` is redacted (no credentials, no query)."""
+    """A URL that may not or cannot be read. ``url`` is redacted (no credentials, no query)."""
 
     code = "fetch_failed"
 
@@ -63,18 +58,6 @@ class UrlSchemeError(FetchError):
 
 class UrlBlockedError(FetchError):
     code = "url_blocked"
-
-
-class TooManyRedirectsError(FetchError):
-    code = "too_many_redirects"
-
-
-class DownloadTooLargeError(FetchError):
-    code = "download_too_large"
-
-
-class NotVideoContentError(FetchError):
-    code = "not_video_content"
 
 
 class DownloadFailedError(FetchError):
@@ -253,21 +236,6 @@ def check_url(url: str, allowlist: Allowlist) -> tuple[str, int, IPAddress]:
     return host, port, addresses[0]
 
 
-def _content_type_ok(value: str | None) -> bool:
-    if not value:  # no type given: a generic binary body (RFC 9110 8.3); probing decides
-        return True
-    mime = value.split(";", 1)[0].strip().lower()
-    return mime.startswith(VIDEO_CONTENT_TYPES) or mime in GENERIC_CONTENT_TYPES
-
-
-def _file_name(url: str) -> str:
-    """Deterministic, safe local name: a hash of the full URL plus the path's base name."""
-    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
-    base = os.path.basename(urlsplit(url).path) or "video"
-    base = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-.")[:80] or "video"
-    return f"{digest}-{base}"
-
-
 def _pinned_request(client: httpx.Client, url: str, host: str, port: int,
                     addr: IPAddress) -> httpx.Request:
     """A GET to ``addr`` (the checked address) carrying the original Host and TLS SNI."""
@@ -281,87 +249,6 @@ def _pinned_request(client: httpx.Client, url: str, host: str, port: int,
     return client.build_request("GET", target, headers={"Host": host_header,
                                                         "Accept": "video/*, */*;q=0.1"},
                                 extensions={"sni_hostname": host})
-
-
-def fetch_to_file(url: str, dest_dir: str | os.PathLike[str], *, max_bytes: int,
-                  timeout_s: float, allowlist: "str | Sequence[str] | Allowlist | None" = None,
-                  max_redirects: int = 5) -> Path:
-    """Download ``url`` into ``dest_dir`` and return the file's path.
-
-    Raises a ``FetchError`` subclass (each with a ``code``): ``UrlSchemeError``,
-    ``UrlBlockedError``, ``TooManyRedirectsError``, ``DownloadTooLargeError``,
-    ``NotVideoContentError`` or ``DownloadFailedError`` (HTTP status, network error, timeout).
-    The file appears complete or not at all; the same URL always maps to the same name.
-    """
-    if max_bytes < 1 or timeout_s <= 0 or max_redirects < 0:
-        raise ValueError("max_bytes and timeout_s must be positive, max_redirects >= 0")
-    allow = Allowlist.parse(allowlist)
-    dest = Path(dest_dir)
-    dest.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout_s
-    current = url
-    log.info("downloading %s", redact_url(url))
-    with httpx.Client(timeout=httpx.Timeout(timeout_s), follow_redirects=False,
-                      trust_env=False) as client:  # no proxy from the env: it would skip our checks
-        for hop in range(max_redirects + 1):
-            host, port, addr = check_url(current, allow)
-            request = _pinned_request(client, current, host, port, addr)
-            try:
-                response = client.send(request, stream=True)
-            except httpx.TimeoutException:
-                raise DownloadFailedError(url, f"timed out after {timeout_s:g} s") from None
-            except httpx.HTTPError as exc:
-                raise DownloadFailedError(url, f"request failed ({type(exc).__name__})") from None
-            try:
-                if response.status_code in _REDIRECTS:
-                    location = response.headers.get("location")
-                    if not location:
-                        raise DownloadFailedError(url, f"HTTP {response.status_code} without a "
-                                                       "Location header")
-                    current = urljoin(current, location)
-                    log.info("redirected to %s", redact_url(current))
-                    continue
-                if response.status_code != 200:
-                    raise DownloadFailedError(url, f"HTTP {response.status_code}; expected 200")
-                ctype = response.headers.get("content-type")
-                if not _content_type_ok(ctype):
-                    raise NotVideoContentError(url, f"content type {ctype!r} is not a video; "
-                                                    "expected video/* (e.g. video/mp4)")
-                length = response.headers.get("content-length")
-                if length and length.isdigit() and int(length) > max_bytes:
-                    raise DownloadTooLargeError(url, f"{int(length)} bytes announced, more than "
-                                                     f"the limit of {max_bytes} bytes")
-                return _stream(response, url, dest / _file_name(url), max_bytes, deadline,
-                               timeout_s)
-            finally:
-                response.close()
-    raise TooManyRedirectsError(url, f"more than {max_redirects} redirects")
-
-
-def _stream(response: httpx.Response, url: str, final: Path, max_bytes: int, deadline: float,
-            timeout_s: float) -> Path:
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.part")
-    written = 0
-    try:
-        with open(tmp, "wb") as fh:
-            for chunk in response.iter_bytes():  # as received: the deadline is checked often
-                written += len(chunk)
-                if written > max_bytes:
-                    raise DownloadTooLargeError(url, f"more than the limit of {max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise DownloadFailedError(url, f"timed out after {timeout_s:g} s")
-                fh.write(chunk)
-        if written == 0:
-            raise DownloadFailedError(url, "empty response body")
-        os.replace(tmp, final)
-    except httpx.TimeoutException:
-        raise DownloadFailedError(url, f"timed out after {timeout_s:g} s") from None
-    except httpx.HTTPError as exc:
-        raise DownloadFailedError(url, f"download interrupted ({type(exc).__name__})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    log.info("downloaded %s (%d bytes)", redact_url(url), written)
-    return final
 
 
 # -- checked targets for readers that make many requests (jobs.sources.http) ------------------
@@ -401,4 +288,7 @@ def redirect_target(current: str, response: httpx.Response, original: str) -> st
 
 def video_content_type(value: str | None) -> bool:
     """Whether a Content-Type may be a video (video/*, generic binary, or none given)."""
-    return _content_type_ok(value)
+    if not value:  # no type given: a generic binary body (RFC 9110 8.3); probing decides
+        return True
+    mime = value.split(";", 1)[0].strip().lower()
+    return mime.startswith(VIDEO_CONTENT_TYPES) or mime in GENERIC_CONTENT_TYPES

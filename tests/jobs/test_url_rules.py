@@ -1,4 +1,6 @@
-"""jobs/fetch.py against a real HTTP server on 127.0.0.1 started here (no other network)."""
+"""The URL rules (jobs/url_rules.py) as the workers' HTTP reader applies them on every request
+(jobs/sources/http.py), against a real HTTP server on 127.0.0.1 started here (no other
+network). This server has no ranges: each read is one download of the whole body."""
 
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from actors.errors import FramesiftError
-from jobs.fetch import (Allowlist, DownloadFailedError, DownloadTooLargeError, FetchError,
-                        NotVideoContentError, TooManyRedirectsError, UrlBlockedError,
-                        UrlSchemeError, address_refusal, fetch_to_file, redact_url)
+from actors.errors import FramesiftError, SourceError, SourceGoneError, SourceTimeoutError
+from jobs.redact import redact_url
+from jobs.sources import SourceOptions
+from jobs.sources.http import HttpSource
+from jobs.url_rules import Allowlist, address_refusal
 
 VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 64  # 16 KiB, an MP4-looking body
 
@@ -112,55 +115,55 @@ def server():
 LOOPBACK = "127.0.0.1:*"  # the test server listens on a free port, not 80/443
 
 
-def _fetch(url, tmp_path, allowlist=LOOPBACK, **kw):
+def _read(url, allowlist=LOOPBACK, **kw) -> bytes:
+    """The whole body of ``url`` through a worker's reader (a ``SourceError`` if refused)."""
     kw.setdefault("max_bytes", 1 << 20)
-    kw.setdefault("timeout_s", 10.0)
-    return fetch_to_file(url, tmp_path / "dl", allowlist=allowlist, **kw)
+    kw.setdefault("deadline_s", 10.0)
+    options = SourceOptions(allowlist=allowlist if isinstance(allowlist, str) or allowlist is None
+                            else ",".join(allowlist), **kw)
+    with HttpSource(url, "v", options).open() as fh:
+        return fh.read()
 
 
-def test_downloads_an_allow_listed_loopback_video(server, tmp_path):
-    path = _fetch(f"{server}/video.mp4?sig=abc", tmp_path)
-    assert path.read_bytes() == VIDEO
-    assert path.parent == tmp_path / "dl" and path.name.endswith("video.mp4")
-    # the same URL maps to the same file; no partial files are left behind
-    assert _fetch(f"{server}/video.mp4?sig=abc", tmp_path) == path
-    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == [path.name]
+def test_reads_an_allow_listed_loopback_video(server):
+    assert _read(f"{server}/video.mp4?sig=abc") == VIDEO
     # generic binary type (object stores' default) is accepted; probing proves it is a video
-    assert _fetch(f"{server}/octet.bin", tmp_path).read_bytes() == VIDEO
+    assert _read(f"{server}/octet.bin") == VIDEO
 
 
-def test_host_header_is_the_original_host_although_the_checked_address_is_dialled(server, tmp_path):
+def test_host_header_is_the_original_host_although_the_checked_address_is_dialled(server):
     port = server.rsplit(":", 1)[1]
     Handler.hits.clear()
-    _fetch(f"http://localhost:{port}/video.mp4", tmp_path, allowlist=f"localhost:{port}")
+    _read(f"http://localhost:{port}/video.mp4", allowlist=f"localhost:{port}")
     assert Handler.hits[-1][1] == f"localhost:{port}"
 
 
 @pytest.mark.parametrize("allowlist", ["127.0.0.0/8:*", "10.0.0.0/8, 127.0.0.1:{port}",
                                        ["127.0.0.1:*"], "127.0.0.1/32:{port}"])
-def test_allow_list_forms(server, tmp_path, allowlist):
+def test_allow_list_forms(server, allowlist):
     port = server.rsplit(":", 1)[1]
-    allowlist = Allowlist.parse([a.format(port=port) for a in allowlist]
-                                if isinstance(allowlist, list) else allowlist.format(port=port))
-    assert _fetch(f"{server}/video.mp4", tmp_path, allowlist=allowlist).read_bytes() == VIDEO
+    allowlist = ([a.format(port=port) for a in allowlist] if isinstance(allowlist, list)
+                 else allowlist.format(port=port))
+    assert _read(f"{server}/video.mp4", allowlist=allowlist) == VIDEO
 
 
-def test_allow_list_entries_are_port_scoped(server, tmp_path):
+def test_allow_list_entries_are_port_scoped(server):
     """An entry without a port opens 80 and 443 only: allow-listing a media host must not open
     its other services, e.g. the API's own port reached through a redirect."""
     port = int(server.rsplit(":", 1)[1])
     for allowlist in ("127.0.0.1", "127.0.0.0/8", f"127.0.0.1:{port + 1}", "localhost"):
-        with pytest.raises(UrlBlockedError, match=f"127.0.0.1:{port}"):
-            _fetch(f"{server}/video.mp4", tmp_path, allowlist=allowlist)
+        with pytest.raises(SourceError, match=f"127.0.0.1:{port}") as info:
+            _read(f"{server}/video.mp4", allowlist=allowlist)
+        assert info.value.code == "url_blocked"
     with socket.socket() as other:  # another loopback service (say, this API)
         other.bind(("127.0.0.1", 0))
         other.listen()
         other_port = other.getsockname()[1]
         Handler.routes["/to-other-port"] = _redirect(f"http://127.0.0.1:{other_port}/v1/analyses")
-        with pytest.raises(UrlBlockedError, match=f"127.0.0.1:{other_port}"):
-            _fetch(f"{server}/to-other-port", tmp_path, allowlist=f"127.0.0.1:{port}")
-    assert _fetch(f"{server}/video.mp4", tmp_path, allowlist=f"127.0.0.1:{port}").read_bytes() \
-        == VIDEO
+        with pytest.raises(SourceError, match=f"127.0.0.1:{other_port}") as info:
+            _read(f"{server}/to-other-port", allowlist=f"127.0.0.1:{port}")
+        assert info.value.code == "url_blocked"
+    assert _read(f"{server}/video.mp4", allowlist=f"127.0.0.1:{port}") == VIDEO
 
 
 @pytest.mark.parametrize("entry, host, port, allowed", [
@@ -184,10 +187,10 @@ def test_address_entries_and_ports(entry, addr, port, allowed):
 
 
 @pytest.mark.parametrize("allowlist", [None, "", "10.0.0.0/8", "media.example.com"])
-def test_loopback_is_refused_unless_allow_listed(server, tmp_path, allowlist):
+def test_loopback_is_refused_unless_allow_listed(server, allowlist):
     Handler.hits.clear()
-    with pytest.raises(UrlBlockedError) as info:
-        _fetch(f"{server}/video.mp4?token=s3cret", tmp_path, allowlist=allowlist)
+    with pytest.raises(SourceError) as info:
+        _read(f"{server}/video.mp4?token=s3cret", allowlist=allowlist)
     assert info.value.code == "url_blocked"
     assert isinstance(info.value, FramesiftError)
     assert "loopback" in str(info.value) and "FRAMESIFT_URL_ALLOWLIST" in str(info.value)
@@ -195,20 +198,20 @@ def test_loopback_is_refused_unless_allow_listed(server, tmp_path, allowlist):
     assert Handler.hits == []  # refused before any connection
 
 
-def test_localhost_name_is_refused_like_its_address(server, tmp_path):
+def test_localhost_name_is_refused_like_its_address(server):
     port = server.rsplit(":", 1)[1]
-    with pytest.raises(UrlBlockedError):
-        _fetch(f"http://localhost:{port}/video.mp4", tmp_path, allowlist=None)
+    with pytest.raises(SourceError) as info:
+        _read(f"http://localhost:{port}/video.mp4", allowlist=None)
+    assert info.value.code == "url_blocked"
 
 
 @pytest.mark.parametrize("route, where", [("/to-private", "private"),
                                           ("/to-metadata", "metadata"),
                                           ("/to-metadata6", "metadata")])
-def test_redirect_to_a_private_or_metadata_address_is_refused(server, tmp_path, route, where):
-    with pytest.raises(UrlBlockedError) as info:
-        _fetch(f"{server}{route}", tmp_path)
-    assert where in str(info.value)
-    assert not any((tmp_path / "dl").iterdir())
+def test_redirect_to_a_private_or_metadata_address_is_refused(server, route, where):
+    with pytest.raises(SourceError) as info:
+        _read(f"{server}{route}")
+    assert info.value.code == "url_blocked" and where in str(info.value)
 
 
 def test_metadata_address_needs_an_exact_allow_list_entry():
@@ -219,70 +222,73 @@ def test_metadata_address_needs_an_exact_allow_list_entry():
     assert wide.allows_address(ipaddress.ip_address("169.254.1.1"), 80)
 
 
-def test_relative_and_absolute_redirects_are_followed(server, tmp_path):
-    assert _fetch(f"{server}/to-video", tmp_path).read_bytes() == VIDEO
-    assert _fetch(f"{server}/to-video-abs", tmp_path).read_bytes() == VIDEO
+def test_relative_and_absolute_redirects_are_followed(server):
+    assert _read(f"{server}/to-video") == VIDEO
+    assert _read(f"{server}/to-video-abs") == VIDEO
 
 
-def test_redirects_are_bounded(server, tmp_path):
-    with pytest.raises(TooManyRedirectsError) as info:
-        _fetch(f"{server}/loop", tmp_path, max_redirects=3)
+def test_redirects_are_bounded(server):
+    Handler.hits.clear()
+    with pytest.raises(SourceError) as info:
+        _read(f"{server}/loop")
     assert info.value.code == "too_many_redirects"
-    with pytest.raises(TooManyRedirectsError):
-        _fetch(f"{server}/to-video", tmp_path, max_redirects=0)
+    assert len(Handler.hits) == 6  # the first request and five redirects followed
 
 
 @pytest.mark.parametrize("route", ["/big.mp4", "/big-unannounced.mp4"])
-def test_size_cap(server, tmp_path, route):
-    with pytest.raises(DownloadTooLargeError) as info:
-        _fetch(f"{server}{route}", tmp_path, max_bytes=len(VIDEO) * 2)
+def test_size_cap(server, route):
+    with pytest.raises(SourceError) as info:
+        _read(f"{server}{route}", max_bytes=len(VIDEO) * 2)
     assert info.value.code == "download_too_large"
-    assert not any((tmp_path / "dl").iterdir())  # no partial file left
-    assert _fetch(f"{server}{route}", tmp_path, max_bytes=len(VIDEO) * 8).stat().st_size == \
-        len(VIDEO) * 8
+    assert "FRAMESIFT_DOWNLOAD_MAX_BYTES" in str(info.value)
+    assert len(_read(f"{server}{route}", max_bytes=len(VIDEO) * 8)) == len(VIDEO) * 8
 
 
 @pytest.mark.parametrize("route, ctype", [("/page.html", "text/html"), ("/image.jpg", "image/jpeg")])
-def test_non_video_content_type_is_refused(server, tmp_path, route, ctype):
-    with pytest.raises(NotVideoContentError) as info:
-        _fetch(f"{server}{route}", tmp_path)
+def test_non_video_content_type_is_refused(server, route, ctype):
+    with pytest.raises(SourceError) as info:
+        _read(f"{server}{route}")
     assert info.value.code == "not_video_content" and ctype in str(info.value)
-    assert not any((tmp_path / "dl").iterdir())
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://127.0.0.1/v.mp4",
                                  "gopher://127.0.0.1:70/", "127.0.0.1/video.mp4",
                                  "http:///video.mp4"])
-def test_bad_scheme_or_url_is_refused(tmp_path, url):
-    with pytest.raises(UrlSchemeError) as info:
-        _fetch(url, tmp_path)
+def test_bad_scheme_or_url_is_refused(url):
+    with pytest.raises(SourceError) as info:
+        _read(url)
     assert info.value.code == "url_scheme_not_allowed"
 
 
-def test_redirect_to_a_file_url_is_refused(server, tmp_path):
-    with pytest.raises(UrlSchemeError):
-        _fetch(f"{server}/to-file", tmp_path)
+def test_redirect_to_a_file_url_is_refused(server):
+    with pytest.raises(SourceError) as info:
+        _read(f"{server}/to-file")
+    assert info.value.code == "url_scheme_not_allowed"
 
 
-def test_http_errors_and_timeouts_are_typed(server, tmp_path):
-    with pytest.raises(DownloadFailedError) as info:
-        _fetch(f"{server}/missing.mp4", tmp_path)
-    assert "404" in str(info.value) and info.value.code == "download_failed"
-    with pytest.raises(DownloadFailedError, match="500"):
-        _fetch(f"{server}/server-error", tmp_path)
-    with pytest.raises(DownloadFailedError, match="timed out"):
-        _fetch(f"{server}/slow.mp4", tmp_path, timeout_s=0.8)
-    assert not any((tmp_path / "dl").iterdir())
+def test_http_errors_and_timeouts_are_typed(server):
+    with pytest.raises(SourceGoneError) as info:
+        _read(f"{server}/missing.mp4")
+    assert "404" in str(info.value) and info.value.code == "source_gone"
+    with pytest.raises(SourceError, match="500"):
+        _read(f"{server}/server-error")
+    t = time.monotonic()
+    with pytest.raises(SourceTimeoutError, match="longer than 0.8 s"):
+        _read(f"{server}/slow.mp4", deadline_s=0.8)
+    assert time.monotonic() - t < 3  # the deadline holds while the body trickles in
 
 
-def test_logs_and_errors_never_show_credentials_or_query(server, tmp_path, caplog):
+def test_logs_and_errors_never_show_credentials_or_query(server, caplog):
     port = server.rsplit(":", 1)[1]
-    caplog.set_level(logging.DEBUG, logger="jobs.fetch")
+    caplog.set_level(logging.DEBUG, logger="jobs.sources.http")
     url = f"http://alice:hunter2@127.0.0.1:{port}/video.mp4?X-Amz-Signature=s3cret#frag"
-    _fetch(url, tmp_path)
-    with pytest.raises(FetchError) as info:
-        _fetch(url.replace("/video.mp4", "/page.html"), tmp_path)
-    text = caplog.text + str(info.value)
+    source = HttpSource(url, redact_url(url), SourceOptions(allowlist=LOOPBACK))
+    with source.open() as fh:
+        assert fh.read() == VIDEO
+    with pytest.raises(SourceError) as info:
+        bad = url.replace("/video.mp4", "/page.html")
+        HttpSource(bad, redact_url(bad), SourceOptions(allowlist=LOOPBACK)).open()
+    text = caplog.text + str(info.value) + repr(source)
     assert "127.0.0.1" in caplog.text
     for secret in ("alice", "hunter2", "s3cret", "frag"):
         assert secret not in text
