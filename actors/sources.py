@@ -5,23 +5,23 @@ and opens it as a seekable, read-only file object that PyAV reads through ``av.o
 The readers themselves (HTTP ranges, object stores) live in ``jobs.sources``: they apply the
 URL rules of ``jobs.url_rules``, which this layer does not import. What they share is here:
 
-``RangeFile`` turns positioned reads of an object of known size (``fetch(offset, length)``:
-one range request, one object-store ``read_at``) into the file object PyAV wants. PyAV reads
-32 KiB at a time; the file reads ahead in blocks that double while the reads are sequential
-(``block`` .. ``max_block``) and start small again after a seek, so a chunk fetches about what
-it decodes in a handful of requests. Once three blocks in a row were read sequentially (a
-decode streaming through the file, not an open reading past the head before it jumps to an
-index at the tail), the next block is fetched ahead on a background thread while this one is
-decoded, so the request's latency hides behind the decoding (at most one block past what the
-decode needs is fetched for nothing); fetches never overlap (the reader's client is used by one thread at
-a time), and a block fetched ahead but not wanted stays in the cache. The last few blocks stay
-cached (FFmpeg goes back to the file's head after reading an index at its end). A source
-opened more than once (probed, then decoded, then the picks extracted) keeps the blocks its
-last file held in ``KnownBlocks``, so the next open starts with the head and the index instead
-of fetching them again. A failed read raises its ``SourceError`` once and then
-answers end-of-file: FFmpeg retries failed reads, and PyAV keeps only the last exception, so
-raising again would cost a second timeout for nothing. ``failure`` keeps the error, so the
-caller can report it instead of the "truncated stream" that FFmpeg sees next.
+``RangeFile`` turns positioned reads of an object of known size (``fetch(offset, length)``: one
+range request, one object-store ``read_at``) into the file object PyAV wants. PyAV reads 32 KiB
+at a time; the file reads ahead in blocks that double while the reads are sequential (``block``
+.. ``max_block``) and start small again after a seek, so a chunk fetches about what it decodes
+in a handful of requests. Once three blocks in a row were read sequentially (a decode streaming
+through the file, not an open reading past the head before it jumps to an index at the tail),
+the next block is fetched ahead on a background thread while this one is decoded, so the
+request's latency hides behind the decoding (at most one block past what the decode needs is
+fetched for nothing); fetches never overlap (the reader's client is used by one thread at a
+time), and a block fetched ahead but not wanted stays in the cache. The last few blocks stay
+cached (FFmpeg goes back to the file's head after reading an index at its end). A source opened
+more than once (probed, then decoded, then the picks extracted) keeps the blocks its last file
+held in ``KnownBlocks``, so the next open starts with the head and the index instead of
+fetching them again. A failed read raises its ``SourceError`` once and then answers
+end-of-file: FFmpeg retries failed reads, and PyAV keeps only the last exception, so raising again
+would cost a second timeout for nothing. ``failure`` keeps the error, so the caller can report
+it instead of the "truncated stream" that FFmpeg sees next.
 """
 
 from __future__ import annotations
