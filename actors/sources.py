@@ -19,9 +19,9 @@ cached (FFmpeg goes back to the file's head after reading an index at its end). 
 more than once (probed, then decoded, then the picks extracted) keeps the blocks its last file
 held in ``KnownBlocks``, so the next open starts with the head and the index instead of
 fetching them again. A failed read raises its ``SourceError`` once and then answers
-end-of-file: FFmpeg retries failed reads, and PyAV keeps only the last exception, so raising again
-would cost a second timeout for nothing. ``failure`` keeps the error, so the caller can report
-it instead of the "truncated stream" that FFmpeg sees next.
+end-of-file: FFmpeg retries failed reads, and PyAV keeps only the last exception, so raising
+again would cost a second timeout for nothing. ``failure`` keeps the error, so the caller can
+report it instead of the "truncated stream" that FFmpeg sees next.
 """
 
 from __future__ import annotations
