@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.redact import redact_text
+from jobs.redact import redact_text, redact_url
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -22,3 +22,13 @@ def test_secrets_are_masked(text, expected):
 ])
 def test_placeholders_are_not_garbled(text):
     assert redact_text(text) == text
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("https://user:pw@cdn.example.com/a/v.mp4?sig=1&exp=2", "https://***@cdn.example.com/a/v.mp4?***"),
+    ("http://example.com:8080/v.mp4", "http://example.com:8080/v.mp4"),
+    ("https://token@[::1]:9000/x#secret", "https://***@[::1]:9000/x#***"),
+    ("https://cdn.example.com/v.mp4", "https://cdn.example.com/v.mp4"),
+])
+def test_redact_url(url, expected):
+    assert redact_url(url) == expected
