@@ -1,10 +1,11 @@
 """Videos at http(s) URLs, read by the workers with range requests.
 
-The URL rules of ``jobs.url_rules`` hold on every open, in every worker: http/https only, the host
-resolved here and refused when it is private, loopback, link-local, multicast, reserved or a
-cloud metadata address (unless ``FRAMESIFT_URL_ALLOWLIST`` lists it), each redirect re-checked,
-and every request sent to the address that was checked (pinned: no second DNS lookup). The
-first request asks for the first block (``Range: bytes=0-...``, no HEAD round trip):
+The URL rules of ``jobs.url_rules`` hold on every request, in every worker: http/https only,
+the host resolved here and refused when it is private, loopback, link-local, multicast,
+reserved or a cloud metadata address (unless ``FRAMESIFT_URL_ALLOWLIST`` lists it), each
+redirect re-checked, and every request sent to the address that was checked (pinned: no second
+DNS lookup). The first request asks for the first block (``Range: bytes=0-...``, no HEAD round
+trip):
 
 - ``206``: the server has ranges. Later reads ask for exactly the bytes ``RangeFile`` wants,
   with ``If-Range`` on the first answer's strong ETag. Every ``206`` is checked: the
@@ -40,8 +41,8 @@ import httpx
 from actors.errors import (RangeProtocolError, SourceAccessDeniedError, SourceError,
                            SourceGoneError, SourceTimeoutError)
 from actors.sources import KnownBlocks, RangeFile
-from jobs.url_rules import (Allowlist, CheckedTarget, FetchError, check_target, redirect_target,
-                        video_content_type)
+from jobs.url_rules import (Allowlist, CheckedTarget, FetchError, check_target,
+                            redirect_target, video_content_type)
 from jobs.sources.options import SourceOptions
 
 log = logging.getLogger(__name__)
