@@ -229,7 +229,8 @@ def golden(
     store: Annotated[Optional[str], typer.Option(help="local or supabase [local]")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     manifest: Annotated[Optional[Path], typer.Option(
-        help="CSV/JSONL of video (path, URL or object), scan_id, item_type: a batch job")] = None,
+        help="a batch job: a list of videos (paths, URLs or objects), one per line, or a "
+             "CSV/JSONL of video, scan_id, item_type")] = None,
     resume: Annotated[bool, typer.Option(
         help="with --manifest: skip scans already complete in the store")] = True,
     cluster_cpus: Annotated[Optional[int], typer.Option(

@@ -1,6 +1,7 @@
 """Batch golden-frame jobs over many videos: manifest parsing, resume, progress, summary.
 
-A manifest is a CSV (header row) or JSONL file of ``{video, scan_id, item_type}``; ``video`` is a
+A manifest is a CSV (header row) or JSONL file of ``{video, scan_id, item_type}``, or a plain
+list with one video per line (``ls *.mp4 > list.txt``; ``#`` comments allowed); ``video`` is a
 path (relative paths are resolved from the manifest's folder), an http(s) URL, or an
 ``s3://``, ``gs://`` or ``supabase://`` object: the workers read it where it lives
 (``jobs.sources``). All videos flow through one streaming pipeline (``stream_golden``): each
@@ -48,8 +49,15 @@ class ManifestEntry:
         return is_remote(self.video)
 
 
+def _names_a_video(line: str) -> bool:
+    """Whether a manifest's first line is itself a video (a plain list), not a CSV header: a
+    URL, or a file name with an extension and no comma."""
+    return "://" in line or ("," not in line and Path(line).suffix != "")
+
+
 def _rows(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
-    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    lines = [(n, ln.strip()) for n, ln in enumerate(text.splitlines(), start=1)]
+    first = next((ln for _, ln in lines if ln), "")
     if path.suffix.lower() in (".jsonl", ".ndjson") or first.startswith("{"):
         rows = []
         for n, line in enumerate(text.splitlines(), start=1):
@@ -65,11 +73,15 @@ def _rows(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
                 raise ManifestError(f"{path}:{n}: expected a JSON object, found {type(row).__name__}")
             rows.append((n, row))
         return rows
+    listed = [(n, ln) for n, ln in lines if ln and not ln.startswith("#")]
+    if listed and _names_a_video(listed[0][1]):
+        return [(n, {"video": ln}) for n, ln in listed]
     reader = csv.DictReader(text.splitlines())
     header = [h.strip() for h in (reader.fieldnames or [])]
     if "video" not in header:
         raise ManifestError(f"{path}: a CSV manifest needs a header row with a 'video' column "
-                            f"(and optionally scan_id, item_type); found {header or 'no header'}")
+                            f"(and optionally scan_id, item_type); found {header or 'no header'}. "
+                            "A plain list of videos, one per line, needs no header")
     # line numbers: header is line 1 (blank lines are skipped by the reader, close enough)
     return [(n, {(k or "").strip(): v for k, v in row.items()})
             for n, row in enumerate(reader, start=2)]

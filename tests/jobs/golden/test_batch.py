@@ -53,6 +53,19 @@ def test_jsonl_manifest_with_comments_and_blank_lines(tmp_path):
     assert (b.video, b.scan_id, b.line) == ("/abs/b.mp4", "b", 4)
 
 
+def test_a_plain_list_of_videos_is_a_manifest(tmp_path):
+    m = tmp_path / "list.txt"  # what ``ls clips/*.mp4 > list.txt`` or a bucket listing gives
+    m.write_text("# Monday's scans\nclips/a.mp4\n\nhttps://cdn.example.com/v/x,y.mp4?sig=1\n"
+                 "s3://scans/2024/ring-7.mp4\n")
+    a, url, s3 = read_manifest(m)
+    assert (a.video, a.scan_id, a.line) == (str(tmp_path / "clips" / "a.mp4"), "a", 2)
+    assert (url.video, url.line) == ("https://cdn.example.com/v/x,y.mp4?sig=1", 4)
+    assert (s3.scan_id, s3.is_remote) == ("ring-7", True)
+    with pytest.raises(ManifestError, match="line 2: ftp:// is not accepted"):
+        (tmp_path / "bad.txt").write_text("a.mp4\nftp://host/b.mp4\n")
+        read_manifest(tmp_path / "bad.txt")
+
+
 @pytest.mark.parametrize("name, text, message", [
     ("m.csv", "path,scan_id\na.mp4,a\n", "needs a header row with a 'video' column"),
     ("m.csv", "video,scan_id,colour\na.mp4,a,red\n", "line 2: unknown field(s) colour"),
