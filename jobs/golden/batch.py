@@ -60,8 +60,8 @@ def _rows(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
     first = next((ln for _, ln in lines if ln), "")
     if path.suffix.lower() in (".jsonl", ".ndjson") or first.startswith("{"):
         rows = []
-        for n, line in enumerate(text.splitlines(), start=1):
-            if not line.strip() or line.lstrip().startswith("#"):
+        for n, line in lines:
+            if not line or line.startswith("#"):
                 continue
             try:
                 row = json.loads(line)
