@@ -10,6 +10,9 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@# torch's PyPI build brings CUDA libraries: the venv takes about 7.5 GB
+	@free=$$(df -Pk $(VENV) | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	if [ "$$free" -lt 9 ]; then echo "warning: $$free GB free where .venv lives; the install needs about 8 GB (torch with its CUDA libraries)" >&2; fi
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,models]'
 	touch $(STAMP)
