@@ -39,19 +39,35 @@ class FrameRange:
 
 @dataclass(frozen=True)
 class FrameIndex:
-    """Presentation-order pts of every frame of a stream, and which frames are keyframes.
+    """The frames of a stream: frame ``i`` is the i-th frame the decoder delivers.
 
-    Built by demuxing (no decoding). Frame ``i`` is the i-th frame in presentation order;
-    this is what makes exact seeks possible with B-frames and variable frame rate.
+    ``pts`` holds each frame's presentation time (in ``time_base``, strictly increasing) and
+    ``keyframes`` the frames a decode can start from. Built from the container's listing when
+    the decoder delivers its frames in the listed order (the usual case: no decoding needed);
+    built from a sequential decode when it does not (packed B-frames, broken composition
+    offsets, repeated timestamps): then ``keys`` holds the timestamp the decoder gives each
+    frame (``av.VideoFrame.pts``, in the stream's time base), in delivery order, while ``pts``
+    stays increasing. ``keys`` is None when it equals ``pts``.
+
+    A *gap* is a frame the container lists but the decoder never delivers (a discarded last
+    sample, a broken slice): ``gaps`` holds the ones known in advance (a decoded index); a
+    listed index learns its gaps while decoding (``actors.video.iter_frames`` skips them).
     """
 
     pts: tuple[int, ...]
     keyframes: tuple[int, ...]
     time_base: Fraction
+    keys: tuple[int, ...] | None = None
+    gaps: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if any(b <= a for a, b in zip(self.pts, self.pts[1:])):
             raise ValueError("FrameIndex.pts must be strictly increasing")
+        if self.keys is not None and len(self.keys) != len(self.pts):
+            raise ValueError(f"FrameIndex.keys has {len(self.keys)} entries for "
+                             f"{len(self.pts)} frames")
+        if any(not 0 <= g < len(self.pts) for g in self.gaps):
+            raise ValueError("FrameIndex.gaps must be frame positions")
         if not self.keyframes or self.keyframes[0] != 0:
             object.__setattr__(self, "keyframes", (0, *[k for k in self.keyframes if k != 0]))
 
@@ -65,19 +81,43 @@ class FrameIndex:
     def keyframe_at_or_before(self, index: int) -> int:
         return self.keyframes[bisect.bisect_right(self.keyframes, index) - 1]
 
-    def position_of(self, pts: int) -> int | None:
-        i = bisect.bisect_left(self.pts, pts)
-        return i if i < len(self.pts) and self.pts[i] == pts else None
+    def key(self, index: int) -> int:
+        """The timestamp the decoder gives frame ``index`` (what seeks and lookups use)."""
+        return self.pts[index] if self.keys is None else self.keys[index]
+
+    def positions_of(self, key: int) -> Sequence[int]:
+        """The frames the decoder gives timestamp ``key`` (in order; usually one)."""
+        if self.keys is None:
+            i = bisect.bisect_left(self.pts, key)
+            return (i,) if i < len(self.pts) and self.pts[i] == key else ()
+        table = self.__dict__.get("_key_table")
+        if table is None:
+            table = {}
+            for i, k in enumerate(self.keys):
+                table.setdefault(k, []).append(i)
+            object.__setattr__(self, "_key_table", table)
+        return table.get(key, ())
+
+    def position_of(self, key: int, after: int = -1) -> int | None:
+        """The first frame after frame ``after`` that the decoder gives timestamp ``key``."""
+        found = self.positions_of(key)
+        i = bisect.bisect_right(found, after)
+        return found[i] if i < len(found) else None
 
     def to_columns(self) -> dict[str, Any]:
         """Plain, Arrow-friendly fields (for Ray Data rows)."""
         return {"pts": list(self.pts), "keyframes": list(self.keyframes),
-                "tb_num": self.time_base.numerator, "tb_den": self.time_base.denominator}
+                "tb_num": self.time_base.numerator, "tb_den": self.time_base.denominator,
+                "keys": [] if self.keys is None else list(self.keys), "gaps": list(self.gaps)}
 
     @classmethod
     def from_columns(cls, row: dict[str, Any]) -> "FrameIndex":
+        keys = row.get("keys")
+        gaps = row.get("gaps")
         return cls(tuple(int(p) for p in row["pts"]), tuple(int(k) for k in row["keyframes"]),
-                   Fraction(int(row["tb_num"]), int(row["tb_den"])))
+                   Fraction(int(row["tb_num"]), int(row["tb_den"])),
+                   tuple(int(k) for k in keys) if keys is not None and len(keys) else None,
+                   tuple(int(g) for g in gaps) if gaps is not None else ())
 
 
 def batch_rows(batch: dict[str, Any]) -> list[dict[str, Any]]:

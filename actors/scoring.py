@@ -100,6 +100,30 @@ class FlowEstimator:
         return cv2.calcOpticalFlowFarneback(prev, cur, None, 0.5, 3, 15, 3, 5, 1.2, 0)
 
 
+class FrameMeasure:
+    """The metrics of consecutive delivered frames of one video: holds the previous frame at
+    the analysis size (the flow's reference) and the last frame's sharpness, motion, thumb."""
+
+    def __init__(self, flow: FlowEstimator, width: int, height: int, long_side: int) -> None:
+        self.flow = flow
+        self.size = analysis_size(width, height, long_side)
+        self.to_source_px = max(width, height) / max(self.size)
+        self.prev: np.ndarray | None = None
+        self.sharpness = self.motion = float("nan")
+        self.thumb = b""
+
+    def take(self, frame: Any, full: bool = True) -> None:
+        """Measure the next delivered frame (``full=False``: its motion only). Motion is NaN
+        for the first frame taken (no reference)."""
+        gray = cv2.resize(luma(frame), self.size, interpolation=cv2.INTER_AREA)
+        self.motion = (float("nan") if self.prev is None
+                       else flow_magnitude(self.flow(self.prev, gray)) * self.to_source_px)
+        if full:
+            self.sharpness = laplacian_variance(gray)
+            self.thumb = thumbnail(gray)
+        self.prev = gray
+
+
 @dataclass(frozen=True)
 class ScorerConfig:
     """Settings of the chunk scorer. ``cpus`` is what the unit asks of its worker."""
@@ -125,43 +149,53 @@ class ChunkScorer:
 
     def score(self, task: VideoChunk, source: Source | None = None,
               keep: Callable[[int, Any], None] | None = None) -> list[FrameScore]:
-        """Decode ``[start-1, stop)`` and score ``[start, stop)`` (frame 0: see module doc).
+        """Score the delivered frames of ``task.frames``, each against the frame delivered
+        before it (decoded too, not scored); the video's first delivered frame: see module doc.
+        Frames the decoder never delivers (gaps) get no score.
 
         ``source`` reads the video when it is not a local file at ``task.path`` (a URL or an
-        object: ``actors.sources``). ``keep(i, frame)`` is given every decoded frame of the
-        range (``av.VideoFrame``), for a caller that wants some of them later."""
+        object: ``actors.sources``). ``keep(i, frame)`` is given every scored frame
+        (``av.VideoFrame``), for a caller that wants some of them later."""
         if self._flow is None:
             self.setup()
-        assert self._flow is not None
-        size = analysis_size(task.width, task.height, self.config.analysis_long_side)
-        to_source_px = max(task.width, task.height) / max(size)
         index = task.index
         scores: list[FrameScore] = []
-        prev: np.ndarray | None = None
-        for i, frame in iter_frames(source or task.path, task.frames.with_predecessor(), index,
+        measure = self._measure(task)
+        first_of_video = True
+        for i, frame in iter_frames(source or task.path, task.frames, index, predecessor=True,
                                     threads=self.config.decode_threads):
-            gray = cv2.resize(luma(frame), size, interpolation=cv2.INTER_AREA)
-            if prev is not None:
-                motion = flow_magnitude(self._flow(prev, gray)) * to_source_px
-            else:
-                motion = float("nan")  # frame 0 (or the look-back frame): filled below
-            if i >= task.frames.start:
-                scores.append(FrameScore(i, index.pts[i], index.time_s(i),
-                                         laplacian_variance(gray), motion, thumbnail(gray)))
-                if keep is not None:
-                    keep(i, frame)
-            prev = gray
-        if scores and scores[0].frame_index == 0:
+            if i < task.frames.start:
+                measure.take(frame, full=False)  # the predecessor: decoded for the flow only
+                first_of_video = False
+                continue
+            measure.take(frame)
+            scores.append(FrameScore(i, index.pts[i], index.time_s(i), measure.sharpness,
+                                     measure.motion, measure.thumb))
+            if keep is not None:
+                keep(i, frame)
+        if scores and first_of_video:
             first = scores[0]
-            motion0 = scores[1].motion if len(scores) > 1 else (
-                self._motion_of_frame1(task, source) if len(index) > 1 else 0.0)
+            motion0 = scores[1].motion if len(scores) > 1 else self._motion_after(task, source)
             scores[0] = replace(first, motion=motion0)
         return scores
 
-    def _motion_of_frame1(self, task: VideoChunk, source: Source | None = None) -> float:
-        """Motion of frame 1, for a chunk that holds frame 0 only."""
-        one = replace(task, frames=FrameRange(1, 2))
-        return self.score(one, source)[0].motion
+    def _measure(self, task: VideoChunk) -> "FrameMeasure":
+        assert self._flow is not None
+        return FrameMeasure(self._flow, task.width, task.height, self.config.analysis_long_side)
+
+    def _motion_after(self, task: VideoChunk, source: Source | None) -> float:
+        """Motion of the frame delivered after a chunk's only frame (the video's first):
+        0.0 when there is none (a one-frame video)."""
+        rest = FrameRange(task.frames.stop, len(task.index))
+        if not len(rest):
+            return 0.0
+        measure = self._measure(task)
+        for i, frame in iter_frames(source or task.path, rest, task.index, predecessor=True,
+                                    threads=self.config.decode_threads):
+            measure.take(frame, full=False)
+            if i >= rest.start:
+                return measure.motion
+        return 0.0
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
         """Ray Data batch of ``VideoChunk.to_row()`` rows -> one row per scored frame (or error)."""

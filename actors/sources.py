@@ -308,10 +308,12 @@ def _find_moov(fh: BinaryIO) -> bytes | None:
     return None
 
 
-def video_composition_offsets(moov: bytes) -> list[int] | None:
+def video_composition_offsets(moov: bytes, samples: int) -> list[int] | None:
     """Per-sample composition offsets (``ctts``, decode order) of the first video track of a
-    ``moov`` box: ``[]`` when it has none (pts == dts), None when there is no video track or
-    the table is malformed."""
+    ``moov`` box that lists ``samples`` samples: ``[]`` when it has none (pts == dts), None
+    when there is no video track or the table is malformed or claims other than ``samples``
+    samples (checked before anything is expanded). Offsets are signed in both versions of the
+    box, as FFmpeg reads them (version 0 files with negative offsets exist)."""
     for kind, start, end in _boxes(moov, 8, len(moov)):
         if kind != b"trak":
             continue
@@ -324,17 +326,16 @@ def video_composition_offsets(moov: bytes) -> list[int] | None:
                 elif k == b"hdlr" and y - x >= 12:
                     found["video"] = moov[x + 8:x + 12] == b"vide"
                 elif k == b"ctts" and y - x >= 8:
-                    version = moov[x]
                     count = struct.unpack(">I", moov[x + 4:x + 8])[0]
                     if x + 8 + 8 * count > y:
                         found["bad"] = True
                         return
-                    fmt = ">Ii" if version else ">II"
-                    offsets: list[int] = []
-                    for i in range(count):
-                        n, off = struct.unpack(fmt, moov[x + 8 + 8 * i:x + 16 + 8 * i])
-                        offsets.extend([off] * n)
-                    found["ctts"] = offsets
+                    entries = [struct.unpack(">Ii", moov[x + 8 + 8 * i:x + 16 + 8 * i])
+                               for i in range(count)]
+                    if sum(n for n, _ in entries) != samples:
+                        found["bad"] = True
+                        return
+                    found["ctts"] = [off for n, off in entries for _ in range(n)]
 
         walk(start, end)
         if found.get("video"):

@@ -1,15 +1,22 @@
 """Probe a video and decode exact frame ranges with PyAV.
 
-Frame ``i`` is the i-th frame in presentation order. ``probe`` builds a ``FrameIndex`` (pts of
-every frame, keyframe positions) by demuxing once without decoding; ``iter_frames`` seeks to the
-keyframe at or before the range start, decodes forward and drops frames before the target,
-keyed on pts, so it holds for B-frames and variable frame rate.
+A frame is what the decoder delivers: frame ``i`` is the i-th frame a plain sequential decode
+gives (FFmpeg's output order). ``probe`` builds a ``FrameIndex`` (time of every frame, keyframe
+positions) from the container's listing, without decoding, when the first frames the decoder
+delivers agree with that listing; when they do not (MPEG-4 Part 2 with packed B-frames, an
+H.264 stream whose composition offsets disagree with its pictures, repeated timestamps), from
+one sequential decode. ``iter_frames`` seeks to the keyframe at or before a range, decodes
+forward and places every delivered frame by the timestamp the decoder gives it, so ranges
+decoded anywhere give the frames of the sequential decode, B-frames and variable frame rate
+included. A listed frame the decoder never delivers is a *gap*: skipped, never a failure.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -38,6 +45,9 @@ Source = Union[str, "os.PathLike[str]", MediaSource]
 
 # Frame-rate spread above which a stream counts as variable frame rate.
 _VFR_TOLERANCE = 0.02
+# The probe decodes this many frames to check the container's listing against what the decoder
+# delivers (reordering shows within the first frames that have B-frames).
+CHECKED_FRAMES = 24
 
 
 @dataclass(frozen=True)
@@ -72,8 +82,14 @@ def source_name(source: Source) -> str:
 # numbered sequence, and so on. An uploaded playlist naming file:///some/private.ts would be
 # analysed as that private file. None of the demuxers below opens anything but the input (the
 # mov demuxer follows external data references only with ``enable_drefs``, off by default).
-ALLOWED_CONTAINERS = ("mov", "mp4", "matroska", "webm", "avi", "mpegts", "mpeg", "flv", "asf",
-                      "ogg")
+CONTAINERS = ("mov", "mp4", "matroska", "webm", "avi", "mpegts", "mpeg", "flv", "asf", "ogg")
+# Raw elementary streams: no container at all, the demuxer only cuts its input into frames, so
+# it cannot name another file. Old archives and camera dumps come this way: a ``.mpg``/``.m1v``
+# that is bare MPEG-1/2 video (mpegvideo), bare MPEG-4 Part 2 (m4v), H.261/H.263/H.264/HEVC
+# Annex B streams, VP8/VP9/AV1 in IVF, AV1 OBU streams, DV from tape camcorders and YUV4MPEG.
+ELEMENTARY_STREAMS = ("mpegvideo", "m4v", "h261", "h263", "h264", "hevc", "ivf", "obu", "dv",
+                      "yuv4mpegpipe")
+ALLOWED_CONTAINERS = CONTAINERS + ELEMENTARY_STREAMS
 # FFmpeg options that enforce it: the demuxer must be on the list (checked before the demuxer
 # reads its header), and the input is read through the local file protocol only.
 CONTAINER_OPTIONS = {"format_whitelist": ",".join(ALLOWED_CONTAINERS),
@@ -206,10 +222,11 @@ def _display_rotation(frame: av.VideoFrame) -> int:
 
 
 def _demux_index(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                 path: str) -> tuple[list[tuple[int, bool]], av.VideoFrame | None]:
-    """(pts, is keyframe) of every packet in decode order, and the first decoded frame."""
+                 path: str) -> tuple[list[tuple[int, bool]], list[av.VideoFrame]]:
+    """(pts, is keyframe) of every packet in decode order, and the first frames the decoder
+    delivers (``CHECKED_FRAMES``), decoded in the same pass."""
     pts_keys: list[tuple[int, bool]] = []
-    first_frame: av.VideoFrame | None = None
+    first: list[av.VideoFrame] = []
     with _decode_errors(path, stream):
         for packet in container.demux(stream):
             if packet.size == 0:
@@ -218,11 +235,20 @@ def _demux_index(container: av.container.InputContainer, stream: av.video.stream
             if ts is None:
                 raise CorruptVideoError(path, f"packet {len(pts_keys)} has no timestamp")
             pts_keys.append((ts, bool(packet.is_keyframe)))
-            if first_frame is None:
-                first_frame = next(iter(packet.decode()), None)
-        if first_frame is None and pts_keys:
-            first_frame = _flushed_frame(stream)
-    return pts_keys, first_frame
+            if len(first) < CHECKED_FRAMES:
+                first.extend(_decode_quietly(stream, packet))
+        if len(first) < CHECKED_FRAMES and pts_keys:
+            first.extend(_decode_quietly(stream, None))
+    return pts_keys, first[:CHECKED_FRAMES]
+
+
+def _decode_quietly(stream: av.video.stream.VideoStream, packet: Any) -> list[av.VideoFrame]:
+    """The frames one packet (None: the flush) gives; a packet the decoder rejects gives none
+    (a broken slice: FFmpeg goes on with the next one, and so does a sequential decode)."""
+    try:
+        return list(stream.codec_context.decode(packet))
+    except av.error.InvalidDataError:
+        return []
 
 
 @contextlib.contextmanager
@@ -236,13 +262,8 @@ def _decode_errors(path: str, stream: av.video.stream.VideoStream) -> Iterator[N
         raise CorruptVideoError(path, str(exc)) from exc
 
 
-def _flushed_frame(stream: av.video.stream.VideoStream) -> av.VideoFrame | None:
-    """The first frame the decoder gives when flushed (a stream of one short GOP)."""
-    return next(iter(stream.codec_context.decode(None)), None)
-
-
 def _moov_index(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                fh: Any, path: str) -> tuple[list[tuple[int, bool]], av.VideoFrame | None] | None:
+                fh: Any, path: str) -> tuple[list[tuple[int, bool]], list[av.VideoFrame]] | None:
     """The frame index of an MP4/MOV from its ``moov`` box alone, without reading the media
     data (what ``_demux_index`` would read: the whole file, costly for a remote source).
 
@@ -258,7 +279,7 @@ def _moov_index(container: av.container.InputContainer, stream: av.video.stream.
     if n == 0 or n != stream.frames or any(e.is_discard for e in entries):
         return None
     moov = mp4_moov(fh)
-    offsets = video_composition_offsets(moov) if moov is not None else None
+    offsets = video_composition_offsets(moov, n) if moov is not None else None
     if offsets is None:
         return None
     if not offsets:
@@ -266,49 +287,60 @@ def _moov_index(container: av.container.InputContainer, stream: av.video.stream.
     if len(offsets) != n:
         return None
     pts_keys = [(e.timestamp + off, bool(e.is_keyframe)) for e, off in zip(entries, offsets)]
-    first_frame: av.VideoFrame | None = None
+    first: list[av.VideoFrame] = []
     with _decode_errors(path, stream):
         for packet in container.demux(stream):
-            if packet.size == 0:
-                continue
-            first_frame = next(iter(packet.decode()), None)
-            if first_frame is not None:
+            if packet.size:
+                first.extend(_decode_quietly(stream, packet))
+            if len(first) >= CHECKED_FRAMES:
                 break
         else:
-            first_frame = _flushed_frame(stream)
-    return pts_keys, first_frame
+            first.extend(_decode_quietly(stream, None))
+    return pts_keys, first[:CHECKED_FRAMES]
 
 
 def probe(source: Source, limits: DimensionLimits = DimensionLimits()) -> VideoInfo:
-    """Describe a video and index its frames. Raises a ``VideoError`` subclass on bad input."""
+    """Describe a video and index its frames. Raises a ``VideoError`` subclass on bad input.
+
+    The index comes from the container's listing (no decoding) when the first frames the
+    decoder delivers (``CHECKED_FRAMES``) agree with it; otherwise (packed B-frames, broken
+    composition offsets, repeated timestamps) from one sequential decode of the whole stream.
+    Either way frame ``i`` is the i-th frame a sequential decode delivers (``FrameIndex``).
+    """
     path = source_name(source)
     with _open_with_file(source) as (container, fh):
         stream = _video_stream(container, path)
         ctx = stream.codec_context
         limits.check(path, ctx.width, ctx.height)
         codec_name = ctx.name
-        time_base = stream.time_base or Fraction(1, 90000)
+        time_base = Fraction(stream.time_base or Fraction(1, 90000))
+        average_rate = float(stream.average_rate or 0.0)
         indexed = _moov_index(container, stream, fh, path) if fh is not None else None
-        pts_keys, first_frame = indexed or _demux_index(container, stream, path)
-    if not pts_keys:
+        listed, first = indexed or _demux_index(container, stream, path)
+    if not listed:
         raise EmptyVideoError(path)
-    if first_frame is None:
-        raise CorruptVideoError(path, f"{len(pts_keys)} packets but no decodable frame")
-    pts_keys.sort()
-    pts = tuple(p for p, _ in pts_keys)
-    if len(set(pts)) != len(pts):
-        raise CorruptVideoError(path, "duplicate frame timestamps")
-    keyframes = tuple(i for i, (_, key) in enumerate(pts_keys) if key)
-    index = FrameIndex(pts=pts, keyframes=keyframes, time_base=Fraction(time_base))
-    n = len(pts)
-    deltas = np.diff(np.asarray(pts, dtype=np.int64)) if n > 1 else np.zeros(0)
+    if not first:
+        raise CorruptVideoError(path, f"{len(listed)} packets but no decodable frame")
+    listed.sort()
+    if _listing_holds(listed, first):
+        index = FrameIndex(pts=tuple(p for p, _ in listed),
+                           keyframes=tuple(i for i, (_, key) in enumerate(listed) if key),
+                           time_base=time_base)
+    else:
+        with _decoder(source, path, 1) as (container, stream):
+            with _decode_errors(path, stream):
+                delivered = [(_frame_key(frame, path), bool(frame.key_frame))
+                             for frame in _delivered(container, stream)]
+        index = decoded_index(listed, delivered, time_base)
+    n = len(index)
+    deltas = np.diff(np.asarray(index.pts, dtype=np.int64)) if n > 1 else np.zeros(0)
     if n > 1:
         span_s = index.time_s(n - 1)
-        avg_fps = (n - 1) / span_s if span_s > 0 else float(stream.average_rate or 0)
+        avg_fps = (n - 1) / span_s if span_s > 0 else average_rate
         variable = bool(deltas.max() > deltas.min() * (1 + _VFR_TOLERANCE) + 1)
-        mean_delta = float(deltas.mean() * time_base)
+        mean_delta = float(deltas.mean() * index.time_base)
     else:
-        avg_fps = float(stream.average_rate or 0.0)
+        avg_fps = average_rate
         variable = False
         mean_delta = 1.0 / avg_fps if avg_fps else 0.0
     return VideoInfo(
@@ -320,18 +352,88 @@ def probe(source: Source, limits: DimensionLimits = DimensionLimits()) -> VideoI
         height=ctx.height,
         duration_s=round(index.time_s(n - 1) + mean_delta, 6),
         codec=codec_name,
-        rotation=_display_rotation(first_frame),
+        rotation=_display_rotation(first[0]),
         index=index,
     )
 
 
-def iter_frames(path: Source, frames: FrameRange, index: FrameIndex, *,
-                threads: int = 1) -> Iterator[tuple[int, av.VideoFrame]]:
-    """Yield ``(frame_index, frame)`` for every frame in ``frames``, exactly and in order.
+def _frame_key(frame: av.VideoFrame, path: str) -> int:
+    """The timestamp the decoder gives a frame (its pts; its dts when it has none)."""
+    key = frame.pts if frame.pts is not None else frame.dts
+    if key is None:
+        raise CorruptVideoError(path, "the decoder delivered a frame without a timestamp")
+    return int(key)
+
+
+def _listing_holds(listed: list[tuple[int, bool]], first: list[av.VideoFrame]) -> bool:
+    """Whether the sorted listing describes what the decoder delivers: unique timestamps, and
+    the first delivered frames in listed order (frames it skips are gaps)."""
+    pts = [p for p, _ in listed]
+    if any(b <= a for a, b in zip(pts, pts[1:])):
+        return False
+    last = -1
+    for frame in first:
+        key = frame.pts if frame.pts is not None else frame.dts
+        i = bisect.bisect_left(pts, key) if key is not None else len(pts)
+        if i >= len(pts) or pts[i] != key or i <= last:
+            return False
+        last = i
+    return True
+
+
+def decoded_index(listed: list[tuple[int, bool]], delivered: list[tuple[int, bool]],
+                  time_base: Fraction) -> FrameIndex:
+    """The index of what a sequential decode delivered: ``delivered`` holds (timestamp the
+    decoder gave, keyframe) of each frame in delivery order, ``listed`` (timestamp, keyframe)
+    of each packet the container lists.
+
+    Frame ``i`` is the i-th delivered frame, except that each listed timestamp never delivered
+    (a gap) takes the place its time gives it among the others. Presentation times are the
+    sorted timestamps (listed and delivered): the decoder's order with the container's clock.
+    Repeated timestamps are spread evenly over their span, on a finer time base.
+    """
+    if not delivered:
+        raise ValueError("no frame was delivered")
+    wanted = Counter(p for p, _ in listed)
+    got = Counter(k for k, _ in delivered)
+    missing = sorted((wanted - got).elements())
+    slots = sorted([(k, False) for k in got.elements()] + [(m, True) for m in missing])
+    gaps = tuple(i for i, (_, gap) in enumerate(slots) if gap)
+    keys: list[int] = [t for t, _ in slots]
+    keyframes: list[int] = []
+    frames = iter(delivered)
+    for i, (_, gap) in enumerate(slots):
+        if not gap:
+            keys[i], is_key = next(frames)
+            if is_key:
+                keyframes.append(i)
+    times = [t for t, _ in slots]
+    if any(b <= a for a, b in zip(times, times[1:])):
+        times, time_base = _spread(times, time_base)
+    return FrameIndex(pts=tuple(times), keyframes=tuple(keyframes), time_base=time_base,
+                      keys=tuple(keys), gaps=gaps)
+
+
+def _spread(times: list[int], time_base: Fraction) -> tuple[list[int], Fraction]:
+    """Strictly increasing times evenly over the span of ``times`` (repeated timestamps), on a
+    time base fine enough for each step to be at least one unit."""
+    n, first, span = len(times), times[0], times[-1] - times[0]
+    if span <= 0:  # all equal: one unit apart on the stream's time base
+        return [first + i for i in range(n)], time_base
+    scale = max(1, -(-(n - 1) // span))
+    return ([first * scale + (i * span * scale) // (n - 1) for i in range(n)],
+            time_base / scale)
+
+
+def iter_frames(path: Source, frames: FrameRange, index: FrameIndex, *, threads: int = 1,
+                predecessor: bool = False) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Yield ``(frame_index, frame)`` for every frame of ``frames`` the decoder delivers,
+    exactly and in order; frames it never delivers (gaps) are skipped.
 
     Decodes from the keyframe at or before ``frames.start``; frames before the target are
-    dropped by pts. Raises ``CorruptVideoError`` when the stream does not deliver the frames
-    the index promised.
+    dropped. ``predecessor``: first yield the last frame delivered before ``frames.start``, if
+    any (none: ``frames.start`` is at or before the video's first delivered frame). Raises
+    ``CorruptVideoError`` when the decoder delivers frames the index does not describe.
     """
     if len(frames) == 0:
         return
@@ -339,7 +441,8 @@ def iter_frames(path: Source, frames: FrameRange, index: FrameIndex, *,
         raise ValueError(f"{frames} is past the end of a {len(index)}-frame video")
     name = source_name(path)
     with _decoder(path, name, threads) as (container, stream):
-        yield from _decode_range(container, stream, name, frames, index, fresh=True)
+        yield from _decode_range(container, stream, name, frames, index, fresh=True,
+                                 predecessor=predecessor)
 
 
 @contextlib.contextmanager
@@ -353,44 +456,104 @@ def _decoder(path: Source, name: str, threads: int
         yield container, stream
 
 
+def _delivered(container: av.container.InputContainer,
+               stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
+    """Every frame the decoder delivers from here on, flushed at the end of the stream."""
+    for packet in container.demux(stream):
+        yield from _decode_quietly(stream, packet)  # the last packet (size 0) flushes
+
+
+def _prime(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> None:
+    """Feed the stream's first packet to a new decoder before it seeks: some streams carry
+    parameter sets (H.264 SPS/PPS) in their first packet only, and a later keyframe decodes
+    to garbage without them (seen on real phone clips)."""
+    for packet in container.demux(stream):
+        if packet.size:
+            _decode_quietly(stream, packet)
+            return
+
+
+class _Restart(Exception):
+    """Decode again from an earlier keyframe (raised before anything was yielded)."""
+
+    def __init__(self, keyframe: int) -> None:
+        self.keyframe = keyframe
+
+
 def _decode_range(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                  path: str, frames: FrameRange, index: FrameIndex, *,
-                  fresh: bool) -> Iterator[tuple[int, av.VideoFrame]]:
-    """The frames of ``frames`` from an open container (``fresh``: nothing decoded yet, so a
-    range starting in the first GOP needs no seek)."""
-    keyframe = index.keyframe_at_or_before(frames.start)
-    for attempt in range(2):
-        seek_from = keyframe if attempt == 0 else 0
-        if seek_from > 0 or attempt or not fresh:
-            container.seek(index.pts[seek_from], stream=stream, backward=True, any_frame=False)
-        expected = frames.start
-        target_pts = index.pts[frames.start]
-        overshot = False
+                  path: str, frames: FrameRange, index: FrameIndex, *, fresh: bool,
+                  predecessor: bool = False) -> Iterator[tuple[int, av.VideoFrame]]:
+    """The delivered frames of ``frames`` from an open container (``fresh``: nothing decoded
+    yet, so a range starting in the first GOP needs no seek); see ``iter_frames``."""
+    keyframe = index.keyframe_at_or_before(max(0, frames.start - predecessor))
+    seek = keyframe > 0 or not fresh
+    if fresh and seek:
+        _prime(container, stream)
+    while True:
+        if seek:
+            container.seek(index.key(keyframe), stream=stream, backward=True, any_frame=False)
         try:
-            for frame in container.decode(stream):
-                if frame.pts is None:
-                    raise CorruptVideoError(path, f"decoded frame near {expected} has no pts")
-                if frame.pts < target_pts:
-                    continue
-                position = index.position_of(frame.pts)
-                if position != expected:
-                    if expected == frames.start and attempt == 0:
-                        overshot = True  # the seek landed past the target: decode from 0
-                        break
-                    raise CorruptVideoError(
-                        path, f"expected frame {expected} (pts {index.pts[expected]}), "
-                              f"decoder gave pts {frame.pts}")
-                yield expected, frame
-                expected += 1
-                if expected == frames.stop:
-                    return
-        except av.error.FFmpegError as exc:
-            raise CorruptVideoError(path, f"decoding failed near frame {expected}: {exc}") from exc
-        if not overshot:
-            raise CorruptVideoError(
-                path, f"stream ended at frame {expected}, index promised {len(index)} frames")
-        if stream.codec_context.is_open:
-            stream.codec_context.flush_buffers()
+            yield from _walk(container, stream, path, frames, index, keyframe, predecessor)
+            return
+        except _Restart as again:
+            keyframe, seek = again.keyframe, True
+            if stream.codec_context.is_open:
+                stream.codec_context.flush_buffers()
+
+
+def _walk(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+          path: str, frames: FrameRange, index: FrameIndex, keyframe: int,
+          predecessor: bool) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Map each delivered frame to its place in ``index`` (decoding from ``keyframe``) and
+    yield those of ``frames``. Frames the decoder skips are gaps; on a decoded index they must
+    be the known ones."""
+    known_gaps = frozenset(index.gaps) if index.keys is not None else None
+    last, held, started = -1, None, False
+    try:
+        for frame in _delivered(container, stream):
+            key = _frame_key(frame, path)
+            if last < 0:  # the first frame after the seek: where it landed
+                found = index.positions_of(key)
+                pos = max((i for i in found if i <= keyframe), default=None)
+                if pos is None:
+                    if found and keyframe > 0:
+                        raise _Restart(0)  # the seek landed past the target: decode from 0
+                    pos = found[0] if found and keyframe == 0 else None
+            else:
+                pos = index.position_of(key, after=last)
+            if pos is None:
+                raise CorruptVideoError(
+                    path, f"the decoder delivered a frame (timestamp {key}) out of the index's "
+                          f"order after frame {last}")
+            _check_skipped(path, known_gaps, range(max(last + 1, frames.start - predecessor), pos))
+            last = pos
+            if pos < frames.start:
+                held = (pos, frame)
+                continue
+            if pos >= frames.stop:
+                return
+            if not started:
+                started = True
+                if predecessor:
+                    if held is not None:
+                        yield held
+                    elif keyframe > 0:  # the frames before the range were all gaps: look further back
+                        raise _Restart(index.keyframe_at_or_before(keyframe - 1))
+            yield pos, frame
+    except av.error.FFmpegError as exc:
+        raise CorruptVideoError(path, f"decoding failed after frame {last}: {exc}") from exc
+    _check_skipped(path, known_gaps, range(max(last + 1, frames.start), frames.stop))
+
+
+def _check_skipped(path: str, known_gaps: frozenset[int] | None, skipped: range) -> None:
+    """Frames of a decoded index the decoder skipped must be its known gaps (else this decode
+    differs from the sequential one the index was built from)."""
+    if known_gaps is None:
+        return
+    unknown = [i for i in skipped if i not in known_gaps]
+    if unknown:
+        raise CorruptVideoError(path, f"the decoder skipped frame {unknown[0]}, which a "
+                                      "sequential decode delivers")
 
 
 def luma(frame: av.VideoFrame) -> np.ndarray:

@@ -8,6 +8,7 @@ absent.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -67,12 +68,22 @@ def _version() -> str:
 _IMAGE_TYPES = {"png": ("png", "image/png"), "jpeg": ("jpg", "image/jpeg")}
 
 
-def scores_table(scores: Sequence[FrameScore], selection: Selection) -> pa.Table:
-    """``scores.parquet``: every frame's metrics with the selection's view of it: ``still``
-    (windowed, see jobs/golden/reducer.py), ``hold`` (hold id, -1 = none) and ``picked``."""
+def gap_note(gaps: Sequence[int], listed: int) -> str:
+    """The selection note for frames the decoder never delivered."""
+    shown = ", ".join(str(i) for i in gaps[:8]) + (", ..." if len(gaps) > 8 else "")
+    return (f"{len(gaps)} of {listed} listed frame(s) never decoded (frame {shown}): the "
+            f"decoder delivered no picture for them, so they have no score")
+
+
+def scores_table(scores: Sequence[FrameScore], selection: Selection,
+                 gaps: Sequence[int] = ()) -> pa.Table:
+    """``scores.parquet``: every delivered frame's metrics with the selection's view of it:
+    ``still`` (windowed, see jobs/golden/reducer.py), ``hold`` (hold id, -1 = none) and
+    ``picked``. The frames listed but never delivered are in the schema metadata
+    (``framesift.gaps``, a JSON list of frame indices)."""
     picked = {p.score.frame_index for p in selection.picks}
     hold_of = {i: h.id for h in selection.holds for i in range(h.start, h.stop)}
-    return pa.table({
+    table = pa.table({
         "frame_index": [s.frame_index for s in scores],
         "pts": [s.pts for s in scores],
         "time_s": [s.time_s for s in scores],
@@ -82,6 +93,7 @@ def scores_table(scores: Sequence[FrameScore], selection: Selection) -> pa.Table
         "hold": pa.array([hold_of.get(s.frame_index, -1) for s in scores], pa.int32()),
         "picked": [s.frame_index in picked for s in scores],
     })
+    return table.replace_schema_metadata({"framesift.gaps": json.dumps(list(gaps))})
 
 
 # Timings that add up to a video's work (score_cpu_s is the chunks' CPU, alongside score_s).
@@ -104,6 +116,9 @@ def finish_video(job: VideoJob, info: VideoInfo, plan: ChunkPlan, scores: Sequen
                               min_hold_s=params.min_hold_s, edge_margin_s=params.edge_margin_s,
                               hold_sharpness_ratio=params.hold_sharpness_ratio,
                               dup_max_diff=params.dup_max_diff)
+    scored = {s.frame_index for s in scores}
+    gaps = [i for i in range(len(info.index)) if i not in scored]
+    notes = list(selection.notes) + ([gap_note(gaps, len(info.index))] if gaps else [])
     t1 = time.perf_counter()
     wanted = [p.score.frame_index for p in selection.picks]
     decoded = decoded or {}
@@ -128,7 +143,7 @@ def finish_video(job: VideoJob, info: VideoInfo, plan: ChunkPlan, scores: Sequen
             golden.append(frame)
             if hooks and hooks.on_pick:
                 hooks.on_pick(job.scan_id, frame)
-        scores_key = session.put_scores(scores_table(scores, selection))
+        scores_key = session.put_scores(scores_table(scores, selection, gaps))
         timings = {**timings, "select_s": t1 - t0, "extract_s": t2 - t1,
                    "store_s": time.perf_counter() - t2}
         timings["total_s"] = sum(v for k, v in timings.items() if k in WALL_TIMINGS)
@@ -139,9 +154,9 @@ def finish_video(job: VideoJob, info: VideoInfo, plan: ChunkPlan, scores: Sequen
             selection=SelectionSummary(still_frames=selection.still_frames,
                                        relaxed=selection.relaxed,
                                        motion_max_used=selection.motion_max_used,
-                                       picked=len(golden), notes=list(selection.notes),
+                                       picked=len(golden), notes=notes,
                                        holds=list(selection.holds)),
             timings_s={k: round(v, 4) for k, v in timings.items()},
-            golden_frames=golden, scores_key=scores_key, store=store.name)
+            golden_frames=golden, scores_key=scores_key, store=store.name, gaps=gaps)
         location = session.commit(manifest)
     return GoldenResult(job.scan_id, info.path, "succeeded", manifest=manifest, location=location)

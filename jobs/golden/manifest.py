@@ -94,6 +94,9 @@ class GoldenManifest(_Record):
     scores_key: str
     store: str
     supabase: UploadSection | None = None
+    # Frames the container lists but the decoder never delivered (``actors.video``): no score,
+    # never picked. Empty on manifests written before gaps were recorded.
+    gaps: list[int] = Field(default_factory=list)
 
     @property
     def params(self) -> GoldenParams:
@@ -105,9 +108,12 @@ class GoldenManifest(_Record):
         return self.parameters == params.recorded()
 
     def to_json(self) -> str:
-        """The ``manifest.json`` text: no ``supabase`` key unless a store added one, and in it
+        """The ``manifest.json`` text: no ``supabase`` key unless a store added one, no ``gaps``
+        key when every listed frame decoded, and in the ``supabase`` section
         ``retry`` and the signed URLs only when they are set (as manifests always had it)."""
         data = self.model_dump(mode="json")
+        if not self.gaps:
+            del data["gaps"]
         if self.selection.holds is None:
             del data["selection"]["holds"]
         if self.supabase is None:

@@ -38,12 +38,11 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from fractions import Fraction
 from typing import Any, Iterator, Sequence
 
 import pyarrow as pa
 
-from actors.errors import FramesiftError
+from actors.errors import CorruptVideoError, FramesiftError
 from actors.records import FrameIndex, FrameScore, VideoChunk, VideoInfo, VideoSummary
 from actors.scoring import ChunkScorer, ScorerConfig
 from actors.video import probe
@@ -78,7 +77,7 @@ ROW_SCHEMA = pa.schema([
     ("kind", _STR), ("video_id", _STR), ("path", _STR), ("url", _STR), ("start", _INT),
     ("stop", _INT), ("width", _INT), ("height", _INT), ("rotation", _INT), ("stride", _INT),
     ("pts", pa.list_(_INT)), ("keyframes", pa.list_(_INT)), ("tb_num", _INT), ("tb_den", _INT),
-    ("chunk", _INT), ("n_chunks", _INT),
+    ("keys", pa.list_(_INT)), ("gaps", pa.list_(_INT)), ("chunk", _INT), ("n_chunks", _INT),
     ("frame_index", pa.list_(_INT)), ("frame_pts", pa.list_(_INT)),
     ("frame_time_s", pa.list_(_FLOAT)), ("frame_sharpness", pa.list_(_FLOAT)),
     ("frame_motion", pa.list_(_FLOAT)), ("frame_thumb", pa.list_(pa.binary())),
@@ -87,10 +86,13 @@ ROW_SCHEMA = pa.schema([
 ])
 _SCORE_FIELDS = ("frame_index", "frame_pts", "frame_time_s", "frame_sharpness", "frame_motion",
                  "frame_thumb")
+# The video's frame index (``FrameIndex.to_columns``): every chunk row carries it to its
+# scorer; of the scored rows only chunk 0's keeps it, for the finish step.
+_INDEX_FIELDS = ("pts", "keyframes", "tb_num", "tb_den", "keys", "gaps")
 _EMPTY_ROW: dict[str, Any] = {
     "kind": "", "video_id": "", "path": "", "url": "", "start": 0, "stop": 0, "width": 0,
     "height": 0, "rotation": 0, "stride": 1, "pts": [], "keyframes": [], "tb_num": 1,
-    "tb_den": 1, "chunk": 0, "n_chunks": 0, **{f: [] for f in _SCORE_FIELDS}, "t_start": 0.0,
+    "tb_den": 1, "keys": [], "gaps": [], "chunk": 0, "n_chunks": 0, **{f: [] for f in _SCORE_FIELDS}, "t_start": 0.0,
     "t_end": 0.0, "seconds": 0.0, "meta": "", "result": "", "error": "", "error_code": ""}
 
 
@@ -148,10 +150,8 @@ def video_rows(row: dict[str, Any], config: StageConfig,
             log.exception("probing %s failed", row["name"])
         return [{**base, "kind": "error", "meta": json.dumps(meta), "error": _error_text(exc),
                  "error_code": _error_code(exc)}]
-    meta.update(info=info.summary(), identity=source_identity(source),
-                keyframes=list(info.index.keyframes),
-                tb=[info.index.time_base.numerator, info.index.time_base.denominator],
-                plan=plan.to_dict(), probe_s=time.perf_counter() - t0)
+    meta.update(info=info.summary(), identity=source_identity(source), plan=plan.to_dict(),
+                probe_s=time.perf_counter() - t0)
     meta_json = json.dumps(meta)
     n = len(plan.chunks)
     chunks = [{**base, **VideoChunk.of(row["scan_id"], info, frames).to_row(), "kind": "chunk",
@@ -193,7 +193,8 @@ def score_row(row: dict[str, Any], config: StageConfig, scorer: ChunkScorer,
     frames the scorer kept when they fit in ``PICK_CACHE_BYTES``."""
     if row["kind"] != "chunk":
         return row
-    out = {**row, "pts": [], "keyframes": []}
+    out = dict(row) if row["chunk"] == 0 else {**row, "pts": [], "keyframes": [], "keys": [],
+                                               "gaps": []}
     t_start, p0 = time.time(), time.process_time()
     decoded: dict[int, Any] = {}
     whole = row["n_chunks"] == 1
@@ -215,7 +216,7 @@ def score_row(row: dict[str, Any], config: StageConfig, scorer: ChunkScorer,
     if whole:  # a whole-video unit: finished by the task that scored it
         result = finish_scored(row["meta"], row["url"], [out], config, source, decoded)
         decoded.clear()
-        out.update({f: [] for f in _SCORE_FIELDS})
+        out.update({f: [] for f in _SCORE_FIELDS}, pts=[], keyframes=[], keys=[], gaps=[])
         out.update(kind="done", result=json.dumps(result))
     return out
 
@@ -229,13 +230,14 @@ def finish_scored(meta_json: str, url: str, parts: Sequence[dict[str, Any]],
     scores = _frame_scores(parts)
     summary = meta["info"]
     try:
-        if [s.frame_index for s in scores] != list(range(summary["frame_count"])):
-            got = {s.frame_index for s in scores}
-            missing = sorted(set(range(summary["frame_count"])) - got)[:5]
-            raise RuntimeError(f"expected frames 0..{summary['frame_count'] - 1} once each; got "
-                               f"{len(scores)} scores, first missing {missing}")
-        index = FrameIndex(tuple(s.pts for s in scores), tuple(meta["keyframes"]),
-                           Fraction(*meta["tb"]))
+        index = FrameIndex.from_columns(parts[0])
+        positions = [s.frame_index for s in scores]
+        if len(set(positions)) != len(positions) or not set(positions) <= set(range(len(index))):
+            raise RuntimeError(f"expected each of frames 0..{len(index) - 1} at most once; got "
+                               f"{len(scores)} scores")
+        if not scores:
+            raise CorruptVideoError(meta["name"], f"none of its {len(index)} listed frames "
+                                                  "decodes")
         info = VideoInfo(**summary, index=index)
         timings = {"probe_s": meta["probe_s"],
                    "score_s": max(p["t_end"] for p in parts) - min(p["t_start"] for p in parts),
@@ -382,8 +384,8 @@ class Collector:
                                                      "error_code": row["error_code"]})
             else:
                 self._planned(partial)
-                partial.parts[row["chunk"]] = {k: row[k] for k in (*_SCORE_FIELDS, "t_start",
-                                                                   "t_end", "seconds")}
+                partial.parts[row["chunk"]] = {k: row[k] for k in (*_SCORE_FIELDS, *_INDEX_FIELDS,
+                                                                   "t_start", "t_end", "seconds")}
                 if self.hooks.on_frames:
                     self.hooks.on_frames(scan, len(row["frame_index"]))
                 if len(partial.parts) == partial.n_chunks:
