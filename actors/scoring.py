@@ -3,9 +3,17 @@
 * sharpness: variance of the Laplacian (CV_64F) of the grayscale (luma) frame resized so its
   longer side is ``analysis_long_side`` pixels (640 by default). A fixed analysis size makes
   scores comparable across source resolutions.
-* motion: mean optical-flow magnitude between a frame and its predecessor, computed at the
-  analysis size and converted to source pixels. Frame 0 has no predecessor: it gets the motion
-  of frame 1 (the flow between frames 0 and 1 describes both), or 0.0 in a one-frame video.
+* motion: how fast the fastest-moving tenth of the picture moves between a frame and the frame
+  delivered before it, in source pixels (``motion_of``): dense optical flow at the analysis
+  size, averaged over 16x16-pixel blocks, where a block counts as moving only when its flow
+  explains its change (the previous frame warped by the flow matches the frame much better
+  than unwarped). What a person calls still stays still on real cameras: sensor noise on a
+  wall or a dark background changes pixels but no warp explains it; exposure flicker is
+  matched away (a grey-level gain) before the flow; a small subject crossing a tripod shot
+  moves less than a tenth of the picture; a focus pull changes sharpness, not flow. An item
+  moved by hand (a larger share of the picture) and hand-held shake move. The video's first
+  delivered frame has no predecessor: it gets the motion of the second (the flow between them
+  describes both), or 0.0 in a one-frame video.
 * thumb: 16x16 block means of the analysis-size grayscale frame (256 bytes), the signature the
   reducer compares to avoid near-duplicate picks. Integer arithmetic: exact in every process.
 """
@@ -53,6 +61,66 @@ def flow_magnitude(flow: np.ndarray) -> float:
     x += y
     np.sqrt(x, out=x)
     return float(np.mean(x))
+
+
+# The motion measure (``motion_of``): block side (analysis pixels), the share of the picture
+# that may move while the frame still counts as still, and how much of a block's change its
+# flow must explain for the block to count as moving.
+MOTION_BLOCK = 16
+MOVING_SHARE = 0.1
+EXPLAINED_SHARE = 0.3
+
+
+def gain_matched(gray: np.ndarray, reference_sum: int) -> np.ndarray:
+    """``gray`` with its grey levels scaled to the total brightness ``reference_sum`` of the
+    previous frame (exposure flicker), through an exact 256-entry lookup table."""
+    total = int(gray.sum(dtype=np.int64))
+    if total <= 0 or total == reference_sum:
+        return gray
+    lut = np.clip(np.rint(np.arange(256) * (reference_sum / total)), 0, 255).astype(np.uint8)
+    return cv2.LUT(gray, lut)
+
+
+def _block_sums(values: np.ndarray, block: int) -> np.ndarray:
+    """Sums over ``block`` x ``block`` tiles of an (H, W[, C]) array whose sides are multiples
+    of ``block``: row sums first, then column sums, each an element-wise addition in a fixed
+    order (the same bits in every process)."""
+    h, w = values.shape[:2]
+    rows = values.reshape(h // block, block, w, *values.shape[2:]).sum(axis=1, dtype=np.float64)
+    return rows.reshape(h // block, w // block, block, *values.shape[2:]).sum(axis=2)
+
+
+def moving_block_speeds(prev: np.ndarray, cur: np.ndarray, flow: np.ndarray,
+                        block: int = MOTION_BLOCK) -> np.ndarray:
+    """Per block of the picture (``block`` x ``block`` analysis pixels), the length of its mean
+    flow vector when that flow explains the block's change, else 0: warping ``cur`` back by the
+    flow must leave at most ``1 - EXPLAINED_SHARE`` of the block's absolute difference to
+    ``prev`` (checked at half resolution). Noise moves pixels but no warp explains it."""
+    h, w = (prev.shape[0] // block) * block, (prev.shape[1] // block) * block
+    field = flow[:h, :w]
+    mean = _block_sums(field, block) / (block * block)
+    speeds = np.sqrt(mean[..., 0] * mean[..., 0] + mean[..., 1] * mean[..., 1])
+    half = (w // 2, h // 2)
+    p = cv2.resize(prev[:h, :w], half, interpolation=cv2.INTER_AREA)
+    c = cv2.resize(cur[:h, :w], half, interpolation=cv2.INTER_AREA)
+    step = field[::2, ::2] * np.float32(0.5)
+    gy, gx = np.mgrid[0:half[1], 0:half[0]].astype(np.float32)
+    warped = cv2.remap(c, gx + step[..., 0], gy + step[..., 1], cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
+    before = _block_sums(cv2.absdiff(p, c), block // 2)
+    after = _block_sums(cv2.absdiff(p, warped), block // 2)
+    return np.where(after <= (1.0 - EXPLAINED_SHARE) * before, speeds, 0.0)
+
+
+def motion_of(prev: np.ndarray, cur: np.ndarray, flow: np.ndarray,
+              block: int = MOTION_BLOCK, moving_share: float = MOVING_SHARE) -> float:
+    """Motion of ``cur`` against ``prev`` (grayscale, analysis size; ``flow`` from prev to
+    cur) in analysis pixels: the speed that only ``moving_share`` of the picture's blocks
+    exceed (``moving_block_speeds``). A picture too small for one block: the mean flow."""
+    if min(prev.shape[:2]) < block:
+        return flow_magnitude(flow)
+    speeds = np.sort(moving_block_speeds(prev, cur, flow, block).ravel())
+    return float(speeds[min(len(speeds) - 1, int((1.0 - moving_share) * len(speeds)))])
 
 
 THUMB_SIDE = 16
@@ -109,6 +177,7 @@ class FrameMeasure:
         self.size = analysis_size(width, height, long_side)
         self.to_source_px = max(width, height) / max(self.size)
         self.prev: np.ndarray | None = None
+        self.prev_sum = 0
         self.sharpness = self.motion = float("nan")
         self.thumb = b""
 
@@ -116,12 +185,17 @@ class FrameMeasure:
         """Measure the next delivered frame (``full=False``: its motion only). Motion is NaN
         for the first frame taken (no reference)."""
         gray = cv2.resize(luma(frame), self.size, interpolation=cv2.INTER_AREA)
-        self.motion = (float("nan") if self.prev is None
-                       else flow_magnitude(self.flow(self.prev, gray)) * self.to_source_px)
+        if self.prev is None:
+            self.motion = float("nan")
+        else:
+            matched = gain_matched(gray, self.prev_sum)
+            self.motion = motion_of(self.prev, matched, self.flow(self.prev, matched)) \
+                * self.to_source_px
         if full:
             self.sharpness = laplacian_variance(gray)
             self.thumb = thumbnail(gray)
         self.prev = gray
+        self.prev_sum = int(gray.sum(dtype=np.int64))
 
 
 @dataclass(frozen=True)
