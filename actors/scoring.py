@@ -69,6 +69,7 @@ def flow_magnitude(flow: np.ndarray) -> float:
 MOTION_BLOCK = 16
 MOVING_SHARE = 0.1
 EXPLAINED_SHARE = 0.3
+CHANGE_OVER_QUIET = 3.0
 
 
 def gain_matched(gray: np.ndarray, reference_sum: int) -> np.ndarray:
@@ -107,9 +108,15 @@ def moving_block_speeds(prev: np.ndarray, cur: np.ndarray, flow: np.ndarray,
     gy, gx = np.mgrid[0:half[1], 0:half[0]].astype(np.float32)
     warped = cv2.remap(c, gx + step[..., 0], gy + step[..., 1], cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REPLICATE)
-    before = _block_sums(cv2.absdiff(p, c), block // 2)
-    after = _block_sums(cv2.absdiff(p, warped), block // 2)
-    return np.where(after <= (1.0 - EXPLAINED_SHARE) * before, speeds, 0.0)
+    pixels = (block // 2) ** 2
+    before = _block_sums(cv2.absdiff(p, c), block // 2) / pixels
+    after = _block_sums(cv2.absdiff(p, warped), block // 2) / pixels
+    # Noise changes every block about alike; what moves changes the blocks that have texture
+    # far more than the quietest blocks change.
+    quiet = float(np.quantile(before, 0.1))
+    explained = (after <= (1.0 - EXPLAINED_SHARE) * before) & (before - after > float(np.median(after)))
+    changed = before > CHANGE_OVER_QUIET * quiet
+    return np.where(explained | changed, speeds, 0.0)
 
 
 def motion_of(prev: np.ndarray, cur: np.ndarray, flow: np.ndarray,

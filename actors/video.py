@@ -458,9 +458,13 @@ def _decoder(path: Source, name: str, threads: int
 
 def _delivered(container: av.container.InputContainer,
                stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
-    """Every frame the decoder delivers from here on, flushed at the end of the stream."""
+    """Every frame the decoder delivers from here on, flushed at the end of the stream. Empty
+    packets are skipped (Theora and AVI mark a dropped or repeated frame with one; given to
+    the decoder, it would read as the end of the stream), as the listing skips them."""
     for packet in container.demux(stream):
-        yield from _decode_quietly(stream, packet)  # the last packet (size 0) flushes
+        if packet.size:
+            yield from _decode_quietly(stream, packet)
+    yield from _decode_quietly(stream, None)
 
 
 def _prime(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> None:

@@ -41,7 +41,8 @@ def result_summary(manifest: GoldenManifest, location: str | None) -> dict[str, 
     """What the API returns for a finished analysis (no server paths in it: the location is
     the manifest's key in the store, ``<scan_id>/manifest.json``)."""
     data = manifest.model_dump(mode="json", include={"golden_frames", "selection", "plan",
-                                                      "timings_s", "scores_key", "store"})
+                                                      "timings_s", "scores_key", "store",
+                                                      "gaps"})
     public = f"{manifest.scan_id}/{Path(location).name}" if location else None
     return {**data, "video": manifest.video.public(), "location": public}
 
