@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Literal
 
@@ -72,13 +73,18 @@ EXPLAINED_SHARE = 0.3
 CHANGE_OVER_QUIET = 3.0
 
 
-def gain_matched(gray: np.ndarray, reference_sum: int) -> np.ndarray:
-    """``gray`` with its grey levels scaled to the total brightness ``reference_sum`` of the
-    previous frame (exposure flicker), through an exact 256-entry lookup table."""
-    total = int(gray.sum(dtype=np.int64))
-    if total <= 0 or total == reference_sum:
+def brightness(gray: np.ndarray) -> int:
+    """The sum of a grey frame's levels (exact: integer sums, whatever the summation order)."""
+    return int(cv2.sumElems(gray)[0])
+
+
+def gain_matched(gray: np.ndarray, reference: int) -> np.ndarray:
+    """``gray`` with its grey levels scaled to the total ``brightness`` of the previous frame
+    (exposure flicker), through an exact 256-entry lookup table."""
+    total = brightness(gray)
+    if total <= 0 or total == reference:
         return gray
-    lut = np.clip(np.rint(np.arange(256) * (reference_sum / total)), 0, 255).astype(np.uint8)
+    lut = np.clip(np.rint(np.arange(256) * (reference / total)), 0, 255).astype(np.uint8)
     return cv2.LUT(gray, lut)
 
 
@@ -87,36 +93,44 @@ def _block_sums(values: np.ndarray, block: int) -> np.ndarray:
     of ``block``: row sums first, then column sums, each an element-wise addition in a fixed
     order (the same bits in every process)."""
     h, w = values.shape[:2]
-    rows = values.reshape(h // block, block, w, *values.shape[2:]).sum(axis=1, dtype=np.float64)
+    rows = values.reshape(h // block, block, w, *values.shape[2:]).sum(axis=1, dtype=np.float32)
     return rows.reshape(h // block, w // block, block, *values.shape[2:]).sum(axis=2)
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_grid(width: int, height: int) -> np.ndarray:
+    """(height, width, 2) float32 pixel coordinates (x, y), read-only."""
+    xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    grid = np.dstack([xs, ys])
+    grid.setflags(write=False)
+    return grid
 
 
 def moving_block_speeds(prev: np.ndarray, cur: np.ndarray, flow: np.ndarray,
                         block: int = MOTION_BLOCK) -> np.ndarray:
     """Per block of the picture (``block`` x ``block`` analysis pixels), the length of its mean
-    flow vector when that flow explains the block's change, else 0: warping ``cur`` back by the
-    flow must leave at most ``1 - EXPLAINED_SHARE`` of the block's absolute difference to
-    ``prev`` (checked at half resolution). Noise moves pixels but no warp explains it."""
+    flow vector where the block moves, else 0. Checked at half resolution (every other flow
+    vector): a block moves when its flow explains its change (warping ``cur`` back by the flow
+    leaves at most ``1 - EXPLAINED_SHARE`` of its absolute difference to ``prev``, and removes
+    more than the typical block's residual), or when it changed ``CHANGE_OVER_QUIET`` times
+    more than the quietest tenth of the blocks. Noise moves pixels, but no warp explains it and
+    it changes every block alike."""
     h, w = (prev.shape[0] // block) * block, (prev.shape[1] // block) * block
-    field = flow[:h, :w]
-    mean = _block_sums(field, block) / (block * block)
+    half, cell = (w // 2, h // 2), block // 2
+    step = cv2.resize(flow[:h, :w], half, interpolation=cv2.INTER_NEAREST)  # every other vector
+    mean = _block_sums(step, cell) / np.float32(cell * cell)
     speeds = np.sqrt(mean[..., 0] * mean[..., 0] + mean[..., 1] * mean[..., 1])
-    half = (w // 2, h // 2)
     p = cv2.resize(prev[:h, :w], half, interpolation=cv2.INTER_AREA)
     c = cv2.resize(cur[:h, :w], half, interpolation=cv2.INTER_AREA)
-    step = field[::2, ::2] * np.float32(0.5)
-    gy, gx = np.mgrid[0:half[1], 0:half[0]].astype(np.float32)
-    warped = cv2.remap(c, gx + step[..., 0], gy + step[..., 1], cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REPLICATE)
-    pixels = (block // 2) ** 2
-    before = _block_sums(cv2.absdiff(p, c), block // 2) / pixels
-    after = _block_sums(cv2.absdiff(p, warped), block // 2) / pixels
-    # Noise changes every block about alike; what moves changes the blocks that have texture
-    # far more than the quietest blocks change.
-    quiet = float(np.quantile(before, 0.1))
-    explained = (after <= (1.0 - EXPLAINED_SHARE) * before) & (before - after > float(np.median(after)))
-    changed = before > CHANGE_OVER_QUIET * quiet
-    return np.where(explained | changed, speeds, 0.0)
+    where = step * np.float32(0.5)
+    where += _pixel_grid(*half)
+    warped = cv2.remap(c, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    before = _block_sums(cv2.absdiff(p, c), cell)
+    after = _block_sums(cv2.absdiff(p, warped), cell)
+    explained = (after <= np.float32(1.0 - EXPLAINED_SHARE) * before) \
+        & (before - after > np.median(after))
+    changed = before > np.float32(CHANGE_OVER_QUIET) * np.quantile(before, 0.1)
+    return np.where(explained | changed, speeds, np.float32(0.0))
 
 
 def motion_of(prev: np.ndarray, cur: np.ndarray, flow: np.ndarray,
@@ -184,7 +198,7 @@ class FrameMeasure:
         self.size = analysis_size(width, height, long_side)
         self.to_source_px = max(width, height) / max(self.size)
         self.prev: np.ndarray | None = None
-        self.prev_sum = 0
+        self.prev_brightness = 0
         self.sharpness = self.motion = float("nan")
         self.thumb = b""
 
@@ -195,14 +209,14 @@ class FrameMeasure:
         if self.prev is None:
             self.motion = float("nan")
         else:
-            matched = gain_matched(gray, self.prev_sum)
+            matched = gain_matched(gray, self.prev_brightness)
             self.motion = motion_of(self.prev, matched, self.flow(self.prev, matched)) \
                 * self.to_source_px
         if full:
             self.sharpness = laplacian_variance(gray)
             self.thumb = thumbnail(gray)
         self.prev = gray
-        self.prev_sum = int(gray.sum(dtype=np.int64))
+        self.prev_brightness = brightness(gray)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import bisect
 import contextlib
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterator, Union
@@ -313,6 +313,7 @@ def probe(source: Source, limits: DimensionLimits = DimensionLimits()) -> VideoI
         ctx = stream.codec_context
         limits.check(path, ctx.width, ctx.height)
         codec_name = ctx.name
+        demuxer = (container.format.name or "").split(",")[0]
         time_base = Fraction(stream.time_base or Fraction(1, 90000))
         average_rate = float(stream.average_rate or 0.0)
         indexed = _moov_index(container, stream, fh, path) if fh is not None else None
@@ -332,6 +333,10 @@ def probe(source: Source, limits: DimensionLimits = DimensionLimits()) -> VideoI
                 delivered = [(_frame_key(frame, path), bool(frame.key_frame))
                              for frame in _delivered(container, stream)]
         index = decoded_index(listed, delivered, time_base)
+    if demuxer in ELEMENTARY_STREAMS:
+        # no container, no timestamps: after a seek the demuxer guesses them from the byte
+        # position, so every decode starts at the first frame
+        index = replace(index, keyframes=(0,))
     n = len(index)
     deltas = np.diff(np.asarray(index.pts, dtype=np.int64)) if n > 1 else np.zeros(0)
     if n > 1:
@@ -520,9 +525,9 @@ def _walk(container: av.container.InputContainer, stream: av.video.stream.VideoS
                 found = index.positions_of(key)
                 pos = max((i for i in found if i <= keyframe), default=None)
                 if pos is None:
-                    if found and keyframe > 0:
-                        raise _Restart(0)  # the seek landed past the target: decode from 0
-                    pos = found[0] if found and keyframe == 0 else None
+                    if keyframe > 0:  # the seek landed past the target, or somewhere its
+                        raise _Restart(0)  # timestamps are guessed (raw streams): from 0
+                    pos = found[0] if found else None
             else:
                 pos = index.position_of(key, after=last)
             if pos is None:

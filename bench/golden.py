@@ -206,13 +206,17 @@ def cold_start(path: str, tmp: str, rounds: int = 2) -> dict:
 
 def stage_costs(path: str) -> dict:
     """CPU ms per frame of each scoring stage on one core (decode, luma plane, resize to the
-    analysis size, Laplacian, DIS flow, flow magnitude, thumbnail), over the whole video."""
-    from actors.scoring import FlowEstimator, analysis_size, flow_magnitude, thumbnail
+    analysis size, Laplacian, exposure gain match, DIS flow, the motion measure, thumbnail),
+    over the whole video. ``previous_motion_measure`` is what the measure before the
+    real-camera one cost on the same flow fields (the mean flow length), not in the total."""
+    from actors.scoring import (FlowEstimator, analysis_size, brightness, flow_magnitude,
+                                gain_matched, motion_of, thumbnail)
     from actors.video import luma
 
     cv2.setNumThreads(1)
-    names = ("decode", "luma", "resize", "laplacian", "flow", "magnitude", "thumbnail")
+    names = ("decode", "luma", "resize", "laplacian", "gain", "flow", "motion", "thumbnail")
     spent = dict.fromkeys(names, 0.0)
+    previous = 0.0
     flow, prev, n = FlowEstimator(), None, 0
     clock = time.process_time
     with av.open(path) as c:
@@ -231,20 +235,27 @@ def stage_costs(path: str) -> dict:
             t3 = clock()
             laplacian_variance(gray)
             t4 = clock()
-            field = flow(prev, gray) if prev is not None else None
+            matched = gain_matched(gray, brightness(prev)) if prev is not None else gray
             t5 = clock()
+            field = flow(prev, matched) if prev is not None else None
+            t6 = clock()
+            if field is not None:
+                motion_of(prev, matched, field)
+            t7 = clock()
+            thumbnail(gray)
+            t8 = clock()
             if field is not None:
                 flow_magnitude(field)
-            t6 = clock()
-            thumbnail(gray)
-            t7 = clock()
+            previous += clock() - t8
             for name, dt in zip(names, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5,
-                                        t7 - t6)):
+                                        t7 - t6, t8 - t7)):
                 spent[name] += dt
             prev, n = gray, n + 1
     out = {k: round(v / n * 1e3, 2) for k, v in spent.items()}
     out["total"] = round(sum(spent.values()) / n * 1e3, 2)
     out["decode_share"] = round(spent["decode"] / sum(spent.values()), 2)
+    out["previous_motion_measure"] = round(previous / n * 1e3, 2)
+    out["motion_measure_vs_previous"] = round((spent["gain"] + spent["motion"]) / previous, 2)
     return out
 
 

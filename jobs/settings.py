@@ -16,7 +16,8 @@ class Settings(BaseSettings):
     # selection
     top_k: int = Field(5, ge=1, le=100, description="golden frames to pick per video")
     min_gap_s: float = Field(0.5, ge=0, description="minimum seconds between picks")
-    motion_max: float = Field(1.0, ge=0, description="stillness bar: mean flow in source px")
+    motion_max: float = Field(1.0, ge=0, description="stillness bar in source px: the speed "
+                              "that at most a tenth of the picture exceeds")
     still_window_s: float = Field(0.2, ge=0, description="a frame is steady when every frame "
                                   "within this many seconds of it is under the motion bar; a "
                                   "hold needs a steady core")

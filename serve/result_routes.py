@@ -43,7 +43,8 @@ class ScoreSeries(BaseModel):
     frame_index: list[int]
     time_s: list[float | None]
     sharpness: list[float | None] = Field(description="variance of the Laplacian")
-    motion: list[float | None] = Field(description="mean optical flow, source pixels per frame")
+    motion: list[float | None] = Field(description="motion, source pixels per frame: the speed "
+                                       "that at most a tenth of the picture exceeds")
     still: list[bool] = Field(description="motion <= the analysis's motion_max")
     picked: list[bool]
 

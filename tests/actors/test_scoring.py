@@ -10,8 +10,9 @@ import pytest
 
 from actors.glint import glint_metrics, highlight_mask
 from actors.records import FrameRange, VideoChunk
-from actors.scoring import (ChunkScorer, FlowEstimator, ScorerConfig, analysis_size,
-                            flow_magnitude, laplacian_variance, thumbnail)
+from actors.scoring import (ChunkScorer, FlowEstimator, ScorerConfig, analysis_size, brightness,
+                            flow_magnitude, gain_matched, laplacian_variance, motion_of,
+                            thumbnail)
 from actors.video import probe
 
 
@@ -135,6 +136,16 @@ def test_metrics_do_not_depend_on_buffer_alignment():
     assert len({laplacian_variance(x) for x in _misaligned_copies(img)}) == 1
     assert len({thumbnail(x) for x in _misaligned_copies(img)}) == 1
     assert len({flow_magnitude(x) for x in _misaligned_copies(flow)}) == 1
+    # the motion measure (block means, warp, residuals) and the flicker match, too
+    cur = np.roll(img, 2, axis=0)
+    moved = FlowEstimator("dis")(img, cur)
+    motions = {motion_of(p, c, f) for p, c, f in zip(_misaligned_copies(img),
+                                                     _misaligned_copies(cur),
+                                                     _misaligned_copies(moved))}
+    assert len(motions) == 1 and motions.pop() > 1.0
+    darker = (cur * 0.9).astype(np.uint8)
+    assert len({gain_matched(x, brightness(img)).tobytes()
+                for x in _misaligned_copies(darker)}) == 1
 
 
 def test_flow_magnitude_is_the_exact_float64_mean_length():
