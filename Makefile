@@ -4,8 +4,10 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# where `make realclips` puts real clips and the tests look for them (outside the tree)
+export FRAMESIFT_REALCLIPS ?= $(HOME)/.cache/framesift/realclips
 
-.PHONY: install demo test test-gpu bench clean postgres browser
+.PHONY: install demo test test-gpu bench clean postgres browser realclips
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 2; }
@@ -46,7 +48,13 @@ postgres:
 browser:
 	$(call debian,command -v chromium && command -v chromedriver,chromium chromium-driver,the web console browser tests)
 
-test: $(STAMP) postgres browser
+# Real clips that other people recorded (OpenCV's and imageio's sample videos, from Debian
+# packages: apt-get download, no install) into a cache outside the tree; skipped with a note
+# when not root or no apt-get (the real-clip tests then skip, saying why). tests/realclips.py
+realclips: $(STAMP)
+	@$(PY) tests/realclips.py fetch
+
+test: $(STAMP) postgres browser realclips
 	$(PY) -m pytest
 
 # On a machine with a CUDA GPU: the gpu-marked tests, failing (not skipping) without CUDA.

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from jobs.cli.console import fail, out
+
+SCENARIOS = ("windows", "holds", "camera")
 
 
 def sample_video(
@@ -23,21 +25,37 @@ def sample_video(
                                             "distinct views (shake, focus pulls); its length "
                                             "follows from the holds, --seconds and --vfr are "
                                             "not used; 0 = the window video")] = 0,
+    scenario: Annotated[Optional[str], typer.Option(
+        help="windows (sharp/blurred/shaking/pan windows), holds (a hand-held scan; 5 holds "
+             "unless --holds) or camera (real camera conditions: sensor noise, a small moving "
+             "subject, flicker, a hand-moved item, shake, a focus pull; about 12.6 s, --seconds "
+             "and --vfr are not used); default: holds when --holds is given, else windows")] = None,
 ) -> None:
     """Write a synthetic scan video and its ground truth (<path>.truth.json)."""
     from actors.synthetic import make_hold_video, make_sample_video, truth_path
 
+    chosen = scenario or ("holds" if holds else "windows")
+    if chosen not in SCENARIOS:
+        fail(f"bad sample-video option: --scenario must be one of {', '.join(SCENARIOS)}, got {chosen!r}")
+    if holds and chosen != "holds":
+        fail(f"bad sample-video option: --holds {holds} makes a holds video, not --scenario {chosen}")
     try:
         w, h = (int(x) for x in size.lower().split("x"))
-        if holds:
-            truth = make_hold_video(path, holds=holds, size=(w, h), fps=fps, seed=seed,
+        if chosen == "camera":
+            from actors.synthetic_camera import make_camera_video
+
+            truth = make_camera_video(path, size=(w, h), fps=fps, seed=seed, bframes=bframes, gop=gop)
+        elif chosen == "holds":
+            truth = make_hold_video(path, holds=holds or 5, size=(w, h), fps=fps, seed=seed,
                                     bframes=bframes, gop=gop)
         else:
             truth = make_sample_video(path, seconds=seconds, size=(w, h), fps=fps, seed=seed,
                                       bframes=bframes, gop=gop, variable_fps=vfr)
     except ValueError as exc:
         fail(f"bad sample-video option: {exc}")
-    if holds:
+    if chosen == "camera":
+        what = "segments " + ", ".join(f"{name} [{start}, {stop})" for name, start, stop in truth.segments)
+    elif chosen == "holds":
         what = f"{len(truth.holds)} steady holds"
     else:
         what = f"{sum(1 for w_ in truth.windows if w_.kind == 'sharp_still')} sharp+still windows"
