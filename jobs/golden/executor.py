@@ -72,10 +72,9 @@ def local_ray_address(temp_dir: str | None = None, timeout_s: float = 0.2) -> st
 
 
 def estimate_work_s(paths: Sequence[str], sample: int = 64) -> float | None:
-    """Seconds of scoring on one CPU for local videos, from their headers only (frame count
-    and size; no demux), with the planner's cost model. None when the work cannot be known
-    here (a remote input, a header without a frame count or duration): the run then goes to
-    Ray. A file that is missing or not a video counts as no work (it fails at its probe). A
+    """Seconds of scoring on one CPU for local videos, from their headers (frame count and
+    size; a header without either has its packets counted), with the planner's cost model.
+    None when the work cannot be known here (a remote input): the run then goes to Ray. A file that is missing or not a video counts as no work (it fails at its probe). A
     long batch is estimated from ``sample`` of its videos, evenly spread, scaled to its length.
     """
     if not paths or any("://" in p for p in paths):
@@ -110,12 +109,30 @@ def _header_work_s(path: str) -> float | None:
                 frames = int(stream.duration * stream.time_base * rate)
             if not frames and container.duration and rate:
                 frames = int(container.duration / 1e6 * rate)
+            if not frames:  # no count in the header (raw elementary streams, some Ogg): a
+                frames = _counted_packets(container, stream)  # demux is cheap next to Ray's start
             if not frames:
                 return None
             return frames * CostModel().frame_s(stream.codec_context.width,
                                                 stream.codec_context.height)
     except av.error.FFmpegError:
         return 0.0  # not a video: the pipeline reports what is wrong with it
+
+
+# A header without a frame count: packets are counted up to this many (a demux of a local
+# file, no decoding: well under a second); a video longer than that is Ray's work anyway.
+COUNT_PACKETS_UP_TO = 20_000
+
+
+def _counted_packets(container, stream) -> int:
+    """Video packets of a local file with data, up to ``COUNT_PACKETS_UP_TO``."""
+    n = 0
+    for packet in container.demux(stream):
+        if packet.size:
+            n += 1
+            if n >= COUNT_PACKETS_UP_TO:
+                break
+    return n
 
 
 def choose_executor(requested: ExecutorMode, *, address: str | None, local_ray: str | None,

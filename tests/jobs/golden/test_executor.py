@@ -92,6 +92,32 @@ def test_the_work_is_estimated_from_local_headers_only(clips):
     assert estimate_work_s([]) is None
 
 
+def test_a_header_without_a_frame_count_is_counted_not_sent_to_ray(tmp_path):
+    """A raw MPEG-2 elementary stream (an old .m2v) has no frame count or duration in its
+    header: its packets are counted, so a short clip still runs in process."""
+    import av
+    import numpy as np
+
+    es = tmp_path / "old.m2v"
+    rng = np.random.default_rng(0)
+    with av.open(str(es), "w", format="mpeg2video") as out:
+        s = out.add_stream("mpeg2video", rate=25)
+        s.width, s.height = 320, 240
+        s.pix_fmt = "yuv420p"
+        for _ in range(50):
+            img = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(pkt)
+        for pkt in s.encode(None):
+            out.mux(pkt)
+    with av.open(str(es)) as c:
+        assert not c.streams.video[0].frames and c.duration is None  # nothing in the header
+    work = estimate_work_s([str(es)])
+    assert work is not None and 0 < work < PRIVATE_RAY_STARTUP_S
+    assert choose_executor("auto", address=None, local_ray=None, work_s=work,
+                           cpus=2).mode == "in-process"
+
+
 def test_in_process_threads_give_the_sequential_result(clips, tmp_path):
     jobs = [VideoJob(str(clips / "a.mp4"), "a"), VideoJob(str(clips / "bad.mp4"), "bad"),
             VideoJob(str(clips / "b.mp4"), "b")]
