@@ -175,6 +175,18 @@ def _render(world: np.ndarray, margin: int, width: int, height: int, dx: float, 
     return frame
 
 
+def h264_stream(out: "av.container.OutputContainer", width: int, height: int, fps: int,
+                time_base: Fraction, gop: int, bframes: int, crf: int = 18) -> "av.VideoStream":
+    """The libx264 stream every generator writes (yuv420p, ``veryfast``)."""
+    stream = out.add_stream("libx264", rate=fps)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.time_base = time_base
+    stream.codec_context.time_base = time_base
+    stream.codec_context.gop_size = gop
+    stream.options = {"bf": str(bframes), "crf": str(crf), "preset": "veryfast"}
+    return stream
+
+
 def make_sample_video(path: str | Path, *, seconds: float = 10.0, size: tuple[int, int] = (1280, 720),
                       fps: int = 30, seed: int = 0, bframes: int = 2, gop: int = 60,
                       variable_fps: bool = False) -> SampleTruth:
@@ -193,12 +205,7 @@ def make_sample_video(path: str | Path, *, seconds: float = 10.0, size: tuple[in
     path.parent.mkdir(parents=True, exist_ok=True)
     tb = Fraction(1, 1000) if variable_fps else Fraction(1, fps)
     with av.open(str(path), mode="w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.time_base = tb
-        stream.codec_context.time_base = tb
-        stream.codec_context.gop_size = gop
-        stream.options = {"bf": str(bframes), "crf": "18", "preset": "veryfast"}
+        stream = h264_stream(out, width, height, fps, tb, gop, bframes)
         pts = 0
         base = (0.0, 0.0)
         for w_i, window in enumerate(windows):
@@ -453,14 +460,9 @@ def make_hold_video(path: str | Path, *, holds: int = 5, soft_holds: int = 0,
     noise_rng = np.random.default_rng(seed + 7919)  # sensor grain: a bank of frames, rolled
     grain_bank = [np.round(noise_rng.normal(0, 1.5, (height, width, 3))).astype(np.int16)
                   for _ in range(4)]
+    tb = Fraction(1, fps)
     with av.open(str(path), mode="w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        tb = Fraction(1, fps)
-        stream.time_base = tb
-        stream.codec_context.time_base = tb
-        stream.codec_context.gop_size = gop
-        stream.options = {"bf": str(bframes), "crf": "18", "preset": "veryfast"}
+        stream = h264_stream(out, width, height, fps, tb, gop, bframes)
         prev_m: np.ndarray | None = None
         for i, pose in enumerate(poses):
             if pose.to_view >= 0:  # a move: part way between two views

@@ -45,7 +45,8 @@ import av
 import cv2
 import numpy as np
 
-from actors.synthetic import _camera, _motion_blur, _noise_layer, _photo_texture, _pick_views, truth_path
+from actors.synthetic import (_camera, _motion_blur, _noise_layer, _photo_texture, _pick_views,
+                              h264_stream, truth_path)
 
 CAMERA_SEGMENTS = ("tripod_flat_noise", "tripod_small_subject", "flicker", "hand_moved_item",
                    "handheld_shake", "focus_pull", "tripod_textured")
@@ -255,12 +256,7 @@ def make_camera_video(path: str | Path, *, size: tuple[int, int] = (1280, 720), 
     tb = Fraction(1, fps)
     frames: list[CameraFrameTruth] = []
     with av.open(str(path), mode="w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.time_base = tb
-        stream.codec_context.time_base = tb
-        stream.codec_context.gop_size = gop
-        stream.options = {"bf": str(bframes), "crf": str(crf), "preset": "veryfast"}
+        stream = h264_stream(out, width, height, fps, tb, gop, bframes, crf)
 
         def add(seg: str, j: int, img: np.ndarray, noise: float, *, blur: float = 0.0, gain: float = 1.0,
                 camera: float = 0.0, subject: float = 0.0, alpha: np.ndarray | None = None,

@@ -17,6 +17,7 @@ import pytest
 from actors.records import FrameIndex, FrameRange
 from actors.sources import video_composition_offsets
 from actors.video import iter_frames, probe, read_frames
+from media_fixtures import random_video
 
 
 def _gray(frame: av.VideoFrame) -> np.ndarray:
@@ -119,22 +120,10 @@ def test_repeated_timestamps(videos, tmp_path):
     _exact_everywhere(dup, original)
 
 
-def _mjpeg(path: Path, frames: int = 24, size: tuple[int, int] = (96, 64)) -> list[np.ndarray]:
-    rng = np.random.default_rng(0)
-    out_frames = []
-    with av.open(str(path), "w", format="avi") as out:
-        s = out.add_stream("mjpeg", rate=10)
-        s.width, s.height = size
-        s.pix_fmt = "yuvj420p"
-        for _ in range(frames):
-            img = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
-            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(pkt)
-        for pkt in s.encode(None):
-            out.mux(pkt)
+def _mjpeg(path: Path) -> list[np.ndarray]:
+    random_video(path, "avi", "mjpeg", 24, (96, 64), rate=10, pix_fmt="yuvj420p")
     with av.open(str(path)) as c:
-        out_frames = [_gray(f) for f in c.decode(video=0)]
-    return out_frames
+        return [_gray(f) for f in c.decode(video=0)]
 
 
 def test_a_listed_frame_the_decoder_never_delivers_is_a_gap(tmp_path):
@@ -169,18 +158,7 @@ def test_frames_listed_past_the_end_of_the_data_are_gaps(videos):
 
 def test_a_raw_mpeg1_elementary_stream_opens(tmp_path):
     """A bare MPEG-1 video stream (an old .mpg: FFmpeg's mpegvideo demuxer) is a video."""
-    es = tmp_path / "old.mpg"
-    rng = np.random.default_rng(1)
-    with av.open(str(es), "w", format="mpeg1video") as out:
-        s = out.add_stream("mpeg1video", rate=25)
-        s.width, s.height = 176, 144
-        s.pix_fmt = "yuv420p"
-        for _ in range(30):
-            img = rng.integers(0, 255, (144, 176, 3), dtype=np.uint8)
-            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(pkt)
-        for pkt in s.encode(None):
-            out.mux(pkt)
+    es = random_video(tmp_path / "old.mpg", "mpeg1video", "mpeg1video", 30, (176, 144))
     info = probe(es)
     assert info.codec == "mpeg1video" and info.frame_count == 30
     _exact_everywhere(es, _ffmpeg_frames(es))

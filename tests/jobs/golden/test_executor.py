@@ -96,20 +96,10 @@ def test_a_header_without_a_frame_count_is_counted_not_sent_to_ray(tmp_path):
     """A raw MPEG-2 elementary stream (an old .m2v) has no frame count or duration in its
     header: its packets are counted, so a short clip still runs in process."""
     import av
-    import numpy as np
 
-    es = tmp_path / "old.m2v"
-    rng = np.random.default_rng(0)
-    with av.open(str(es), "w", format="mpeg2video") as out:
-        s = out.add_stream("mpeg2video", rate=25)
-        s.width, s.height = 320, 240
-        s.pix_fmt = "yuv420p"
-        for _ in range(50):
-            img = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
-            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(pkt)
-        for pkt in s.encode(None):
-            out.mux(pkt)
+    from media_fixtures import random_video
+
+    es = random_video(tmp_path / "old.m2v", "mpeg2video", "mpeg2video", 50, (320, 240))
     with av.open(str(es)) as c:
         assert not c.streams.video[0].frames and c.duration is None  # nothing in the header
     work = estimate_work_s([str(es)])
