@@ -1,25 +1,51 @@
 # framesift: `make demo` runs the golden-frame job on a generated video; `make test` runs the suite.
-# Both create .venv and install the project with its dependencies on first use.
+# Both create .venv on first use: demo installs the core (no torch, about 1 GB), test the
+# core with the model extras and the test tools (about 7.5 GB). One venv serves both: after
+# `make test`, demo finds the core installed; after `make demo`, test adds the rest.
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+CORE   := $(VENV)/.installed-core
+FULL   := $(VENV)/.installed-full
 
-.PHONY: install demo test test-gpu bench clean postgres browser
+.PHONY: install install-core demo test test-gpu bench clean postgres browser
 
-$(STAMP): pyproject.toml
+$(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 2; }
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# One OpenCV, headless: a venv installed before the headless variants holds ultralytics and
+# opencv-python, which own the same files as ultralytics-opencv-headless and
+# opencv-python-headless. Remove them, then put their headless twins' files back.
+define one_opencv
+	@stale=$$($(PY) -m pip list --format=freeze 2>/dev/null | grep -ioE '^(ultralytics|opencv-python|opencv-contrib-python)==' | tr -d '='); \
+	if [ -n "$$stale" ]; then \
+		echo "removing $$stale (the headless variants replace them)"; \
+		$(PY) -m pip uninstall --quiet -y $$stale && \
+		twins=$$($(PY) -m pip list --format=freeze | grep -iE '^(opencv-python-headless|ultralytics-opencv-headless)=='); \
+		if [ -n "$$twins" ]; then $(PY) -m pip install --quiet --force-reinstall --no-deps $$twins; fi; \
+	fi
+endef
+
+$(CORE): pyproject.toml | $(PY)
+	$(one_opencv)
+	$(PY) -m pip install --quiet -e .
+	touch $(CORE)
+
+$(FULL): pyproject.toml | $(PY)
 	@# torch's PyPI build brings CUDA libraries: the venv takes about 7.5 GB
 	@free=$$(df -Pk $(VENV) | awk 'NR==2 {print int($$4 / 1048576)}'); \
 	if [ "$$free" -lt 9 ]; then echo "warning: $$free GB free where .venv lives; the install needs about 8 GB (torch with its CUDA libraries)" >&2; fi
-	$(PY) -m pip install --quiet --upgrade pip
+	$(one_opencv)
 	$(PY) -m pip install --quiet -e '.[dev,models]'
-	touch $(STAMP)
+	touch $(FULL) $(CORE)
 
-install: $(STAMP)
+install-core: $(CORE)
 
-demo: $(STAMP)
+install: $(FULL)
+
+demo: $(CORE)
 	$(VENV)/bin/framesift sample-video demo/sample.mp4 --seconds 12 --size 1280x720 --seed 7
 	# on the local Ray (a clip this short would run in process by default: --executor auto)
 	$(VENV)/bin/framesift golden demo/sample.mp4 --scan-id demo-scan --out output --executor private
@@ -46,14 +72,14 @@ postgres:
 browser:
 	$(call debian,command -v chromium && command -v chromedriver,chromium chromium-driver,the web console browser tests)
 
-test: $(STAMP) postgres browser
+test: $(FULL) postgres browser
 	$(PY) -m pytest
 
 # On a machine with a CUDA GPU: the gpu-marked tests, failing (not skipping) without CUDA.
-test-gpu: $(STAMP)
+test-gpu: $(FULL)
 	FRAMESIFT_REQUIRE_GPU=1 $(PY) -m pytest -m gpu -v
 
-bench: $(STAMP)
+bench: $(FULL)
 	$(PY) bench/golden.py
 
 clean:
