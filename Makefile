@@ -19,7 +19,7 @@ $(PY):
 # opencv-python, which own the same files as ultralytics-opencv-headless and
 # opencv-python-headless. Remove them, then put their headless twins' files back.
 define one_opencv
-	@stale=$$($(PY) -m pip list --format=freeze 2>/dev/null | grep -ioE '^(ultralytics|opencv-python|opencv-contrib-python)==' | tr -d '='); \
+	@stale=$$($(PY) -m pip list --format=freeze 2>/dev/null | grep -ioE '^(ultralytics|opencv-python|opencv-contrib-python)==' | tr -d '=' | tr '\n' ' '); \
 	if [ -n "$$stale" ]; then \
 		echo "removing $$stale (the headless variants replace them)"; \
 		$(PY) -m pip uninstall --quiet -y $$stale && \
