@@ -1,12 +1,12 @@
 # framesift: `make demo` runs the golden-frame job on a generated video; `make test` runs the suite.
-# Both create .venv on first use: demo installs the core (no torch, about 1 GB), test the
+# Both create .venv on first use: demo installs the core (no torch, about 1.3 GB), test the
 # core with the model extras and the test tools (about 7.5 GB). One venv serves both: after
 # `make test`, demo finds the core installed; after `make demo`, test adds the rest.
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
-CORE   := $(VENV)/.installed-core
-FULL   := $(VENV)/.installed-full
+STAMP  := $(VENV)/.installed       # the full install: the core with [dev,models]
+CORE   := $(VENV)/.installed-core  # the core only (what make demo needs)
 
 .PHONY: install install-core demo test test-gpu bench clean postgres browser
 
@@ -33,17 +33,17 @@ $(CORE): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e .
 	touch $(CORE)
 
-$(FULL): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml | $(PY)
 	@# torch's PyPI build brings CUDA libraries: the venv takes about 7.5 GB
 	@free=$$(df -Pk $(VENV) | awk 'NR==2 {print int($$4 / 1048576)}'); \
 	if [ "$$free" -lt 9 ]; then echo "warning: $$free GB free where .venv lives; the install needs about 8 GB (torch with its CUDA libraries)" >&2; fi
 	$(one_opencv)
 	$(PY) -m pip install --quiet -e '.[dev,models]'
-	touch $(FULL) $(CORE)
+	touch $(STAMP) $(CORE)
 
 install-core: $(CORE)
 
-install: $(FULL)
+install: $(STAMP)
 
 demo: $(CORE)
 	$(VENV)/bin/framesift sample-video demo/sample.mp4 --seconds 12 --size 1280x720 --seed 7
@@ -72,14 +72,14 @@ postgres:
 browser:
 	$(call debian,command -v chromium && command -v chromedriver,chromium chromium-driver,the web console browser tests)
 
-test: $(FULL) postgres browser
+test: $(STAMP) postgres browser
 	$(PY) -m pytest
 
 # On a machine with a CUDA GPU: the gpu-marked tests, failing (not skipping) without CUDA.
-test-gpu: $(FULL)
+test-gpu: $(STAMP)
 	FRAMESIFT_REQUIRE_GPU=1 $(PY) -m pytest -m gpu -v
 
-bench: $(FULL)
+bench: $(STAMP)
 	$(PY) bench/golden.py
 
 clean:
