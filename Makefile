@@ -5,8 +5,9 @@
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed       # the full install: the core with [dev,models]
-CORE   := $(VENV)/.installed-core  # the core only (what make demo needs)
+# what is installed: STAMP the core with [dev,models] (test, install), CORE the core (demo)
+STAMP  := $(VENV)/.installed
+CORE   := $(VENV)/.installed-core
 
 .PHONY: install install-core demo test test-gpu bench clean postgres browser
 
