@@ -7,6 +7,7 @@ are set, so a missing ``.pt`` can never turn into a download attempt.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
@@ -16,6 +17,37 @@ from actors.errors import FramesiftError
 
 YOLO_SUFFIXES = (".pt", ".yaml", ".yml")
 UPSCALER_SUFFIXES = (".pth", ".pt", ".safetensors")
+# The extra of each model (pyproject.toml) and the modules it brings that the model imports:
+# the core install leaves them out.
+MODEL_EXTRAS = {"detector": ("yolo", ("torch", "ultralytics")),
+                "upscaler": ("upscale", ("torch", "spandrel"))}
+
+
+class ModelExtraMissingError(FramesiftError):
+    """A model's libraries are not installed: says which extra brings them."""
+
+    code = "model_extra_missing"
+
+
+def missing_extra(model: str) -> str | None:
+    """The extra to install before ``model`` ("detector", "upscaler") can load here, or None
+    when its modules are importable."""
+    extra, modules = MODEL_EXTRAS[model]
+    return extra if any(importlib.util.find_spec(m) is None for m in modules) else None
+
+
+def install_hint(model: str) -> str:
+    return f"pip install 'framesift[{MODEL_EXTRAS[model][0]}]'"
+
+
+def require_extra(model: str) -> None:
+    """``ModelExtraMissingError`` naming the extra, unless ``model``'s modules are importable."""
+    extra = missing_extra(model)
+    if extra is not None:
+        raise ModelExtraMissingError(
+            f"the {model} needs {' and '.join(MODEL_EXTRAS[model][1])}, which the core install "
+            f"leaves out: install the {extra} extra ({install_hint(model)}, or `make install` "
+            "in a checkout) and run it again")
 
 
 class ModelWeightsError(FramesiftError):
@@ -89,6 +121,7 @@ def restore_pil_open() -> None:
 
 def load_yolo(path: str | None, setting: str = "FRAMESIFT_YOLO_WEIGHTS") -> Any:
     """An ultralytics ``YOLO`` from a local .pt (weights) or .yaml (architecture, random weights)."""
+    require_extra("detector")
     weights = resolve_weights(path, setting, "a YOLO .pt (or .yaml) file", YOLO_SUFFIXES)
     prepare_ultralytics_env()
     from ultralytics import YOLO  # imported only now: YOLO_OFFLINE is set
@@ -105,6 +138,7 @@ def load_yolo(path: str | None, setting: str = "FRAMESIFT_YOLO_WEIGHTS") -> Any:
 
 def load_spandrel(path: str | None, setting: str = "FRAMESIFT_UPSCALER_WEIGHTS") -> Any:
     """A spandrel ``ImageModelDescriptor`` (architecture auto-detected from the state dict)."""
+    require_extra("upscaler")
     weights = resolve_weights(path, setting, "a Real-ESRGAN .pth file (e.g. "
                               "RealESRGAN_x4plus.pth or realesr-general-x4v3.pth)", UPSCALER_SUFFIXES)
     import spandrel

@@ -13,12 +13,17 @@ cost more per request than the batching saved.
 
 Errors a caller can fix come back as ``{"error": {"code", "message"}}`` values, not exceptions,
 so the ingress answers them as JSON without unwrapping Ray errors.
+
+Each model's libraries come with an extra (pyproject.toml): ``[yolo]`` for the detector,
+``[upscale]`` for the upscaler. Where the app is built without it, the model is not deployed
+(a warning says which extra to install) and its routes answer 503 ``model_not_configured``.
 """
 
 import asyncio
 import base64
 import functools
 import io
+import logging
 import os
 import threading
 import zipfile
@@ -34,10 +39,13 @@ from actors.errors import FramesiftError
 from actors.image_analysis import ImageLimits, decode_image
 from actors.records import Detections
 from actors.upscaler import Upscaler, UpscalerConfig
+from actors.weights import install_hint, missing_extra
 
 DEFAULT_BATCH = {"max_batch_size": 16, "batch_wait_timeout_s": 0.01}
 DETECTOR_AUTOSCALING = {"min_replicas": 1, "target_ongoing_requests": 16}  # + max_replicas
 UPSCALER_AUTOSCALING = {"min_replicas": 1, "target_ongoing_requests": 2}
+
+log = logging.getLogger("framesift.models")
 
 
 def _error(exc: FramesiftError) -> dict[str, Any]:
@@ -214,12 +222,24 @@ def upscaler_config(settings: Any) -> dict[str, Any]:
             "device": settings.model_device, "half": settings.model_half}
 
 
+def _installed(model: str, weights: str | None) -> bool:
+    if not weights:
+        return False
+    extra = missing_extra(model)
+    if extra is not None:
+        log.warning("%s weights are set (%s) but the %s extra is not installed here: the %s is "
+                    "not deployed and its routes answer 503 until you run %s and redeploy",
+                    model, weights, extra, model, install_hint(model))
+    return extra is None
+
+
 def bind_models(settings: Any) -> dict[str, Any]:
-    """The model deployments the settings configure (weights set), bound, by name."""
+    """The model deployments the settings configure (weights set, extra installed), bound, by
+    name."""
     models: dict[str, Any] = {}
     batch = {"max_batch_size": settings.detect_batch_size,
              "batch_wait_timeout_s": settings.detect_batch_wait_s}
-    if settings.yolo_weights:
+    if _installed("detector", settings.yolo_weights):
         models["detector"] = DetectorDeployment.options(
             user_config=batch,
             autoscaling_config={**DETECTOR_AUTOSCALING,
@@ -227,7 +247,7 @@ def bind_models(settings: Any) -> dict[str, Any]:
             ray_actor_options={"num_cpus": settings.detector_num_cpus,
                                "num_gpus": settings.detector_num_gpus},
         ).bind(detector_config(settings), settings.yolo_conf)
-    if settings.upscaler_weights:
+    if _installed("upscaler", settings.upscaler_weights):
         models["upscaler"] = UpscalerDeployment.options(
             autoscaling_config={**UPSCALER_AUTOSCALING,
                                 "max_replicas": settings.upscaler_max_replicas},

@@ -2,7 +2,8 @@
 
 (No ``from __future__ import annotations``: FastAPI must see real types through Serve.)
 The routes reach the model deployments through ``request.app.state.models`` (handles by
-name, set by the ingress); a model that is not deployed answers 503 naming the setting.
+name, set by the ingress); a model that is not deployed answers 503 naming the setting and
+the extra that brings its libraries.
 """
 
 from typing import Any, Awaitable, Callable
@@ -14,6 +15,7 @@ from starlette.datastructures import UploadFile
 from actors.cropper import parse_categories
 from actors.errors import FramesiftError
 from actors.image_analysis import ImageLimits
+from actors.weights import install_hint
 from serve.errors import ApiError
 from serve.schemas import ErrorResponse
 from serve.security import require_api_key
@@ -38,11 +40,13 @@ def model_body_limits(max_image_bytes: int) -> dict[str, int]:
 
 
 def model_handle(request: Request, name: str) -> Any:
-    """The handle of a deployed model, or 503 ``model_not_configured`` naming the setting."""
+    """The handle of a deployed model, or 503 ``model_not_configured`` naming the setting and
+    the extra to install."""
     handle = (getattr(request.app.state, "models", None) or {}).get(name)
     if handle is None:
         raise ApiError(503, "model_not_configured", f"no {name} is deployed on this server: set "
-                       f"{_SETTING[name]} and redeploy (weights are local files, never "
+                       f"{_SETTING[name]}, install its libraries where it runs "
+                       f"({install_hint(name)}) and redeploy (weights are local files, never "
                        "downloaded)")
     return handle
 

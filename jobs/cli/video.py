@@ -69,7 +69,7 @@ def detect_video(
 ) -> None:
     """Detect objects in every (Nth) frame on an actor pool: detections.parquet + summary.json."""
     from actors.detector import DetectorConfig
-    from actors.weights import YOLO_SUFFIXES, resolve_weights
+    from actors.weights import YOLO_SUFFIXES, require_extra, resolve_weights
     from jobs.video.detect import detect_video as run
 
     s = load_settings(yolo_weights=weights, workers=workers, detect_batch_size=batch_size,
@@ -78,6 +78,7 @@ def detect_video(
     if every < 1:
         fail("--every must be >= 1")
     with user_errors():
+        require_extra("detector")
         resolve_weights(s.yolo_weights, "FRAMESIFT_YOLO_WEIGHTS (--weights)",
                         "a YOLO .pt (or .yaml) file", YOLO_SUFFIXES)
         _, plan = _start_and_plan("detect", video, lambda i: len(range(0, i.frame_count, every)),
@@ -108,12 +109,13 @@ def upscale_video(
 ) -> None:
     """Upscale every frame on an Upscaler actor pool; same frame count, timing and audio."""
     from actors.upscaler import UpscalerConfig
-    from actors.weights import UPSCALER_SUFFIXES, resolve_weights
+    from actors.weights import UPSCALER_SUFFIXES, require_extra, resolve_weights
     from jobs.video.upscale import upscale_video as run
 
     s = load_settings(upscaler_weights=weights, upscale_tile=tile, workers=workers,
                       video_num_gpus=num_gpus, ray_address=address, num_cpus=num_cpus)
     with user_errors():
+        require_extra("upscaler")
         resolve_weights(s.upscaler_weights, "FRAMESIFT_UPSCALER_WEIGHTS (--weights)",
                         "a Real-ESRGAN .pth file", UPSCALER_SUFFIXES)
         _, plan = _start_and_plan("upscale", video, lambda i: i.frame_count, frame_ms, s,

@@ -70,12 +70,14 @@ def is_remote(video: str) -> bool:
     return scheme_of(video) in REMOTE_SCHEMES
 
 
-def parse_object_url(video: str) -> tuple[str, str, str]:
+def parse_object_url(video: str, *, key_required: bool = True) -> tuple[str, str, str]:
     """``(scheme, bucket, key)`` of an ``s3://``, ``gs://`` or ``supabase://`` input.
 
     Parsed here, never by a library's URI parser: ``pyarrow.fs.FileSystem.from_uri`` honours
     options in the query string (``?endpoint_override=``), which would let an input choose the
-    host a worker connects to. A query string or fragment is refused outright.
+    host a worker connects to. A query string or fragment is refused outright, and the bucket
+    must be a valid name for its service. ``key_required=False`` parses a location instead
+    (``scheme://BUCKET[/PREFIX]``): the key, then a prefix, may be empty.
     """
     scheme = scheme_of(video)
     if scheme not in OBJECT_SCHEMES:
@@ -88,7 +90,7 @@ def parse_object_url(video: str) -> tuple[str, str, str]:
     bucket, _, key = rest.partition("/")
     if not _BUCKET[scheme].match(bucket):
         raise InvalidSourceError(f"{scheme}://{bucket}/...: {bucket!r} is not a valid bucket name")
-    if not key or key.endswith("/") or "\x00" in key:
+    if "\x00" in key or (key_required and (not key or key.endswith("/"))):
         raise InvalidSourceError(f"{scheme}://{bucket}/{key}: the object key is missing; give "
                                  f"{scheme}://BUCKET/KEY")
     return scheme, bucket, key

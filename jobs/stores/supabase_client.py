@@ -382,22 +382,8 @@ class SupabaseClient:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
+
 def _rebuild_client(url: str, key: str, bucket: str, retry: RetryPolicy,
                     timeout_s: float) -> SupabaseClient:
     return SupabaseClient(SupabaseCredentials(url, key), bucket=bucket, retry=retry,
                           timeout_s=timeout_s)
-
-
-class _Duplicate(Exception):
-    pass
-
-
-def _raise_duplicates(fn: Callable[[], None]) -> Callable[[], None]:
-    def wrapped() -> None:
-        try:
-            fn()
-        except HTTPStatusFailure as exc:
-            if exc.storage_status == "409" or exc.status == 409:
-                raise _Duplicate() from None
-            raise
-    return wrapped

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -90,9 +91,13 @@ class AnalysisDB(Protocol):
 
 
 class _Sql(ABC):
-    """The SQL both databases run (``?`` placeholders; PostgreSQL's driver gets ``%s``)."""
+    """The SQL both databases run. Each statement is written with ``mark``, its driver's own
+    placeholder (sqlite3's ``?``, psycopg's ``%s``), where a value goes: nothing rewrites the
+    statement text afterwards, so literals in it stay as written. Values always travel as
+    parameters. (With psycopg, a literal ``%`` in a statement that has parameters is ``%%``.)"""
 
     backend = "sql"
+    mark: str  # the driver's placeholder, as its DB-API paramstyle has it
     analyses = "analyses"
     events_table = "events"
     queue_order = "queue_order"
@@ -133,23 +138,27 @@ class _Sql(ABC):
         with self._tx() as q:
             return [self._decode(r) for r in q(sql, args)]
 
+    def _marks(self, n: int) -> str:
+        return ", ".join([self.mark] * n)
+
     def _append_event(self, q: Callable, analysis_id: str, type_: str,
                       data: dict[str, Any]) -> int:
+        m = self.mark
         # the UPDATE locks the record's row: concurrent writers of one analysis take turns
-        [row] = q(f"UPDATE {self.analyses} SET last_seq = last_seq + 1 WHERE id = ? "
+        [row] = q(f"UPDATE {self.analyses} SET last_seq = last_seq + 1 WHERE id = {m} "
                   "RETURNING last_seq", (analysis_id,))
         seq = int(row["last_seq"])
-        q(f"INSERT INTO {self.events_table} (analysis_id, seq, type, data) VALUES (?, ?, ?, ?)",
-          (analysis_id, seq, type_, self._encode_json(data)))
+        q(f"INSERT INTO {self.events_table} (analysis_id, seq, type, data) "
+          f"VALUES ({self._marks(4)})", (analysis_id, seq, type_, self._encode_json(data)))
         return seq
 
     def insert(self, rec: dict[str, Any], event: tuple[str, dict[str, Any]]) -> bool:
         rec = self._encode(rec)
         cols = ", ".join(rec)
-        marks = ", ".join("?" for _ in rec)
         try:
             with self._tx() as q:
-                q(f"INSERT INTO {self.analyses} ({cols}) VALUES ({marks})", tuple(rec.values()))
+                q(f"INSERT INTO {self.analyses} ({cols}) VALUES ({self._marks(len(rec))})",
+                  tuple(rec.values()))
                 self._append_event(q, rec["id"], *event)
         except Exception as exc:  # noqa: BLE001 - only the duplicate is an answer
             if self._is_duplicate_active(exc):
@@ -158,26 +167,28 @@ class _Sql(ABC):
         return True
 
     def update(self, analysis_id: str, **fields: Any) -> None:
+        m = self.mark
         fields = self._encode(fields)
-        sets = ", ".join(f"{k} = ?" for k in fields)
+        sets = ", ".join(f"{k} = {m}" for k in fields)
         with self._tx() as q:
-            q(f"UPDATE {self.analyses} SET {sets} WHERE id = ?", (*fields.values(), analysis_id))
+            q(f"UPDATE {self.analyses} SET {sets} WHERE id = {m}", (*fields.values(), analysis_id))
 
     def change(self, analysis_id: str, fields: dict[str, Any], *,
                status_in: tuple[str, ...] | None = None, runner: Any = _ANY,
                runner_seq_below: int | None = None,
                event: tuple[str, EventData] | None = None) -> dict[str, Any] | None:
+        m = self.mark
         enc = self._encode(fields)
-        sets = ", ".join(f"{k} = ?" for k in enc) or "id = id"
-        where, args = ["id = ?"], [analysis_id]
+        sets = ", ".join(f"{k} = {m}" for k in enc) or "id = id"
+        where, args = [f"id = {m}"], [analysis_id]
         if status_in is not None:
-            where.append(f"status IN ({', '.join('?' for _ in status_in)})")
+            where.append(f"status IN ({self._marks(len(status_in))})")
             args += list(status_in)
         if runner is not _ANY:
-            where.append("runner IS NULL" if runner is None else "runner = ?")
+            where.append("runner IS NULL" if runner is None else f"runner = {m}")
             args += [] if runner is None else [runner]
         if runner_seq_below is not None:
-            where.append("runner_seq < ?")
+            where.append(f"runner_seq < {m}")
             args.append(runner_seq_below)
         with self._tx() as q:
             rows = q(f"UPDATE {self.analyses} SET {sets} WHERE {' AND '.join(where)} "
@@ -191,23 +202,26 @@ class _Sql(ABC):
         return rec
 
     def get(self, analysis_id: str) -> dict[str, Any] | None:
-        rows = self._read(f"SELECT * FROM {self.analyses} WHERE id = ?", (analysis_id,))
+        rows = self._read(f"SELECT * FROM {self.analyses} WHERE id = {self.mark}", (analysis_id,))
         return rows[0] if rows else None
 
     def find_active(self, fingerprint: str) -> dict[str, Any] | None:
-        rows = self._read(f"SELECT * FROM {self.analyses} WHERE fingerprint = ? AND status IN "
-                          f"(?, ?) ORDER BY {self.queue_order} LIMIT 1", (fingerprint, *ACTIVE))
+        m = self.mark
+        rows = self._read(f"SELECT * FROM {self.analyses} WHERE fingerprint = {m} AND status IN "
+                          f"({self._marks(len(ACTIVE))}) ORDER BY {self.queue_order} LIMIT 1",
+                          (fingerprint, *ACTIVE))
         return rows[0] if rows else None
 
     def list(self, scan_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        order = f"ORDER BY created_at DESC, {self.queue_order} DESC LIMIT ?"
+        m = self.mark
+        order = f"ORDER BY created_at DESC, {self.queue_order} DESC LIMIT {m}"
         if scan_id is None:
             return self._read(f"SELECT * FROM {self.analyses} {order}", (limit,))
-        return self._read(f"SELECT * FROM {self.analyses} WHERE scan_id = ? {order}",
+        return self._read(f"SELECT * FROM {self.analyses} WHERE scan_id = {m} {order}",
                           (scan_id, limit))
 
     def with_status(self, status: str) -> list[dict[str, Any]]:
-        return self._read(f"SELECT * FROM {self.analyses} WHERE status = ? "
+        return self._read(f"SELECT * FROM {self.analyses} WHERE status = {self.mark} "
                           f"ORDER BY {self.queue_order}", (status,))
 
     def _scalar(self, sql: str, args: tuple) -> int:
@@ -216,18 +230,19 @@ class _Sql(ABC):
         return int(next(iter(row.values())))
 
     def count(self, status: str) -> int:
-        return self._scalar(f"SELECT COUNT(*) AS n FROM {self.analyses} WHERE status = ?",
-                            (status,))
+        return self._scalar(f"SELECT COUNT(*) AS n FROM {self.analyses} WHERE status = "
+                            f"{self.mark}", (status,))
 
     def count_active(self, owner: str | None) -> int:
-        who = "owner IS NULL" if owner is None else "owner = ?"
+        who = "owner IS NULL" if owner is None else f"owner = {self.mark}"
         return self._scalar(f"SELECT COUNT(*) AS n FROM {self.analyses} WHERE {who} AND "
-                            "status IN (?, ?)", (*(() if owner is None else (owner,)), *ACTIVE))
+                            f"status IN ({self._marks(len(ACTIVE))})",
+                            (*(() if owner is None else (owner,)), *ACTIVE))
 
     def active_sources(self, source_kind: str) -> list[str]:
         with self._tx() as q:
-            rows = q(f"SELECT source FROM {self.analyses} WHERE source_kind = ? AND "
-                     "status IN (?, ?)", (source_kind, *ACTIVE))
+            rows = q(f"SELECT source FROM {self.analyses} WHERE source_kind = {self.mark} AND "
+                     f"status IN ({self._marks(len(ACTIVE))})", (source_kind, *ACTIVE))
         return [r["source"] for r in rows]
 
     def add_event(self, analysis_id: str, type_: str, data: dict[str, Any]) -> int:
@@ -235,60 +250,77 @@ class _Sql(ABC):
             return self._append_event(q, analysis_id, type_, data)
 
     def events(self, analysis_id: str, after: int = 0) -> list[dict[str, Any]]:
+        m = self.mark
         with self._tx() as q:
-            rows = q(f"SELECT seq, type, data FROM {self.events_table} WHERE analysis_id = ? "
-                     "AND seq > ? ORDER BY seq", (analysis_id, after))
+            rows = q(f"SELECT seq, type, data FROM {self.events_table} WHERE analysis_id = {m} "
+                     f"AND seq > {m} ORDER BY seq", (analysis_id, after))
         return [{"seq": int(r["seq"]), "type": r["type"], "data": self._decode_json(r["data"])}
                 for r in rows]
 
     def last_seq(self, analysis_id: str) -> int:
         return self._scalar(f"SELECT COALESCE(MAX(seq), 0) AS n FROM {self.events_table} "
-                            "WHERE analysis_id = ?", (analysis_id,))
+                            f"WHERE analysis_id = {self.mark}", (analysis_id,))
 
 
-_SQLITE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS analyses (
-    id TEXT PRIMARY KEY,
-    scan_id TEXT NOT NULL,
-    item_type TEXT,
-    source_kind TEXT NOT NULL,      -- 'url' or 'file'
-    source TEXT NOT NULL,           -- redacted URL, or the upload's reference
-    params TEXT NOT NULL,           -- JSON
-    fingerprint TEXT NOT NULL,      -- same scan + same parameters = same fingerprint
-    status TEXT NOT NULL,
-    progress_current INTEGER NOT NULL DEFAULT 0,
-    progress_total INTEGER NOT NULL DEFAULT 0,
-    result TEXT,                    -- JSON
-    error_code TEXT,
-    error_message TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    runner TEXT,                     -- name of the detached runner actor while running
-    owner TEXT,                      -- who asked: a hash of the API key (never the key)
-    source_name TEXT,                -- what the client calls the video (upload name, redacted URL)
-    source_secret INTEGER NOT NULL DEFAULT 0,  -- the URL had credentials/a signed query, kept
-                                               -- in memory only: 'source' is redacted
-    runner_seq INTEGER NOT NULL DEFAULT 0,  -- runner events already applied
-    last_seq INTEGER NOT NULL DEFAULT 0,    -- last event's seq (allocates the next one)
-    created_at REAL NOT NULL,
-    started_at REAL,
-    progress_at REAL,
-    finished_at REAL
-);
-CREATE INDEX IF NOT EXISTS analyses_scan ON analyses (scan_id, created_at);
-CREATE INDEX IF NOT EXISTS analyses_status ON analyses (status, created_at);
-CREATE TABLE IF NOT EXISTS events (
-    analysis_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (analysis_id, seq)
-);
-"""
-_SQLITE_ADDED_COLUMNS = (("runner", "TEXT"), ("owner", "TEXT"), ("source_name", "TEXT"),
-                         ("source_secret", "INTEGER NOT NULL DEFAULT 0"),
-                         ("last_seq", "INTEGER NOT NULL DEFAULT 0"))
-_SQLITE_ACTIVE_FINGERPRINT = ("CREATE UNIQUE INDEX IF NOT EXISTS analyses_active_fingerprint ON "
-                              "analyses (fingerprint) WHERE status IN ('queued', 'running')")
+# SQLite runs the tables and indexes of postgres_schema.sql, the one schema of both databases,
+# translated by these rules (PostgreSQL-only statements, such as row level security, are left
+# out): no schema prefix; an identity column is left out (SQLite orders by its rowid, which
+# every index entry ends with); PostgreSQL types become the SQLite types that store the same
+# values; now() becomes current_timestamp.
+_SQLITE_TYPES = ((r"\bjsonb\b", "text"), (r"\bdouble precision\b", "real"),
+                 (r"\bbigint\b", "integer"), (r"\bboolean\b", "integer"),
+                 (r"\btimestamptz\b", "text"), (r"\bnow\(\)", "current_timestamp"))
+_IDENTITY = re.compile(r"\bgenerated\s+(always|by\s+default)\s+as\s+identity\b", re.I)
+_STATEMENT = re.compile(r"^create\s+(?:unique\s+)?(?:table|index)\b.*?;", re.I | re.M | re.S)
+_TABLE = re.compile(r"create\s+table\s+if\s+not\s+exists\s+(\w+)\s*\((.*)\)\s*;$", re.I | re.S)
+_TABLE_CONSTRAINT = re.compile(r"(primary\s+key|constraint|unique|check|foreign\s+key)\b", re.I)
+
+
+def _split_top_level(text: str) -> list[str]:
+    """``text`` split at the commas outside parentheses and quotes, each part stripped."""
+    parts, depth, quoted, start = [], 0, False, 0
+    for i, ch in enumerate(text):
+        if ch == "'":
+            quoted = not quoted
+        elif not quoted and ch in "()":
+            depth += 1 if ch == "(" else -1
+        elif not quoted and depth == 0 and ch == ",":
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return [p for p in parts if p]
+
+
+def sqlite_schema(postgres_sql: str) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """The SQLite statements (tables, then indexes) of the PostgreSQL schema, and every table's
+    column declarations by name (what ``ALTER TABLE ... ADD COLUMN`` gives an older file)."""
+    sql = re.sub(r"--[^\n]*", "", postgres_sql).replace(f"{POSTGRES_SCHEMA}.", "")
+    for pattern, sqlite_type in _SQLITE_TYPES:
+        sql = re.sub(pattern, sqlite_type, sql, flags=re.I)
+    statements: list[str] = []
+    columns: dict[str, dict[str, str]] = {}
+    identity: set[str] = set()
+    for match in _STATEMENT.finditer(sql):
+        statement = " ".join(match.group(0).split())
+        table = _TABLE.match(statement)
+        if table is None:
+            statements.append(statement)
+            continue
+        kept = []
+        for item in _split_top_level(table.group(2)):
+            if _IDENTITY.search(item):
+                identity.add(item.split()[0])
+                continue
+            kept.append(item)
+            if not _TABLE_CONSTRAINT.match(item):
+                columns.setdefault(table.group(1), {})[item.split()[0]] = item
+        statements.append(f"create table if not exists {table.group(1)} ({', '.join(kept)});")
+    for i, statement in enumerate(statements):  # identity columns leave the index keys too
+        for name in identity:
+            statement = re.sub(rf",\s*{name}\b(\s+(asc|desc))?(?=\s*[,)])", "", statement)
+        statements[i] = statement
+    tables = [s for s in statements if s.lower().startswith("create table")]
+    return tables + [s for s in statements if s not in tables], columns
 
 
 class SqliteAnalysisDB(_Sql):
@@ -296,6 +328,7 @@ class SqliteAnalysisDB(_Sql):
     SQLite's locking, between processes on this node)."""
 
     backend = "sqlite"
+    mark = "?"  # sqlite3's paramstyle is "qmark"
     queue_order = "rowid"
 
     def __init__(self, path: str | Path) -> None:
@@ -305,18 +338,30 @@ class SqliteAnalysisDB(_Sql):
                                      timeout=30)
         self._conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        statements, columns = sqlite_schema(POSTGRES_SCHEMA_SQL.read_text())
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.executescript(_SQLITE_SCHEMA)
-            have = {r[1] for r in self._conn.execute("PRAGMA table_info(analyses)")}
-            for column, decl in _SQLITE_ADDED_COLUMNS:  # databases written by earlier versions
-                if column not in have:
-                    self._conn.execute(f"ALTER TABLE analyses ADD COLUMN {column} {decl}")
-                    if column == "last_seq":
-                        self._conn.execute("UPDATE analyses SET last_seq = (SELECT COALESCE("
-                                           "MAX(seq), 0) FROM events WHERE analysis_id = "
-                                           "analyses.id)")
-            self._conn.execute(_SQLITE_ACTIVE_FINGERPRINT)
+            for statement in statements:
+                if statement.lower().startswith("create table"):
+                    self._conn.execute(statement)
+            for table, declared in columns.items():  # files written by earlier versions
+                have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+                for column, declaration in declared.items():
+                    if column not in have:
+                        self._add_column(table, column, declaration)
+            for statement in statements:
+                if not statement.lower().startswith("create table"):
+                    self._conn.execute(statement)
+
+    def _add_column(self, table: str, column: str, declaration: str) -> None:
+        if "current_timestamp" in declaration.lower():
+            # SQLite adds no column whose default is not a constant: the type alone (the
+            # rows of an older file, and those it gets later, leave it empty; nothing reads it)
+            declaration = " ".join(declaration.split()[:2])
+        self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {declaration}")
+        if (table, column) == ("analyses", "last_seq"):
+            self._conn.execute("UPDATE analyses SET last_seq = (SELECT COALESCE(MAX(seq), 0) "
+                               "FROM events WHERE analysis_id = analyses.id)")
 
     def __repr__(self) -> str:
         return f"SqliteAnalysisDB({str(self.path)!r})"
@@ -361,6 +406,7 @@ class PostgresAnalysisDB(_Sql):
     """
 
     backend = "postgres"
+    mark = "%s"  # psycopg's paramstyle is "format"
     analyses = f"{POSTGRES_SCHEMA}.analyses"
     events_table = f"{POSTGRES_SCHEMA}.events"
     MIGRATION_LOCK = 0x6672616D65  # pg_advisory_xact_lock key ("frame")
@@ -416,7 +462,7 @@ class PostgresAnalysisDB(_Sql):
             conn = self._connection()
 
             def q(sql: str, args: tuple = ()) -> list[dict[str, Any]]:
-                cur = conn.execute(sql.replace("?", "%s"), args)
+                cur = conn.execute(sql, args)
                 return cur.fetchall() if cur.description is not None else []
 
             try:

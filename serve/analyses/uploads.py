@@ -37,6 +37,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
+from jobs.sources.options import InvalidSourceError, scheme_of
+from jobs.sources.options import parse_object_url as parse_source_url
+
 if TYPE_CHECKING:
     from jobs.settings import Settings
 
@@ -134,19 +137,17 @@ class LocalUploads:
 # ---- object storage ----------------------------------------------------------------------------
 
 def parse_object_url(url: str) -> tuple[str, str, str]:
-    """``(scheme, bucket, key or prefix)`` of ``s3://bucket/key`` or ``supabase://bucket/key``.
-
-    Parsed by hand: a query string or fragment is refused (``pyarrow.fs.FileSystem.from_uri``
-    would take ``?endpoint_override=`` from one and connect where it says).
+    """``(scheme, bucket, key or prefix)`` of ``s3://bucket[/key]`` or
+    ``supabase://bucket[/key]``: the workers' parser (``jobs.sources.parse_object_url``: no
+    query string or fragment, which ``pyarrow.fs.FileSystem.from_uri`` would obey; a valid
+    bucket name for the service), with the key optional and no ``..`` segment in it.
     """
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in OBJECT_SCHEMES:
-        raise ValueError(f"{url!r} is not an s3:// or supabase:// URL")
-    if "?" in rest or "#" in rest:
-        raise ValueError(f"{scheme}://...: no query string or fragment in an object URL")
-    bucket, _, key = rest.partition("/")
-    if not bucket or ".." in key.split("/"):
-        raise ValueError(f"{scheme}://{rest}: give {scheme}://BUCKET[/PREFIX]")
+    if scheme_of(url) not in OBJECT_SCHEMES:
+        raise InvalidSourceError(f"{url!r} is not an s3:// or supabase:// URL")
+    scheme, bucket, key = parse_source_url(url, key_required=False)
+    if ".." in key.split("/"):
+        raise InvalidSourceError(f"{scheme}://{bucket}/{key}: give {scheme}://BUCKET[/PREFIX] "
+                                 "without '..'")
     return scheme, bucket, key.strip("/")
 
 

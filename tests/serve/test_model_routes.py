@@ -136,14 +136,43 @@ def test_upscale_png_jpeg_scale_and_pixel_cap(api):
     assert "FRAMESIFT_MAX_UPSCALE_PIXELS" in r.json()["error"]["message"]
 
 
-def test_without_weights_model_routes_answer_503_naming_the_setting(api):
+def test_without_weights_model_routes_answer_503_naming_the_setting_and_extra(api):
     c = api["client"]
-    for route, setting in (("detect", "FRAMESIFT_YOLO_WEIGHTS"), ("crop?categories=a", "FRAMESIFT_YOLO_WEIGHTS"),
-                           ("upscale", "FRAMESIFT_UPSCALER_WEIGHTS")):
+    for route, setting, extra in (("detect", "FRAMESIFT_YOLO_WEIGHTS", "yolo"),
+                                  ("crop?categories=a", "FRAMESIFT_YOLO_WEIGHTS", "yolo"),
+                                  ("upscale", "FRAMESIFT_UPSCALER_WEIGHTS", "upscale")):
         r = c.post(f"/bare/v1/{route}", content=_png(32, 32), headers={"content-type": "image/png"})
         assert r.status_code == 503, r.text
         err = r.json()["error"]
         assert err["code"] == "model_not_configured" and setting in err["message"]
+        assert f"pip install 'framesift[{extra}]'" in err["message"]
+
+
+def test_weights_without_their_extra_deploy_no_model_and_say_which_extra(monkeypatch, caplog):
+    """A core install (no torch) with weights set: no replica that would fail on import, and a
+    warning naming the extra; the routes then answer 503 as without weights."""
+    import importlib.util
+
+    from serve import model_deployments
+    from serve.settings import ServiceSettings
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("torch", "ultralytics", "spandrel")
+                        else real(name, *a))
+    settings = ServiceSettings(yolo_weights="models/yolov8n.pt",
+                               upscaler_weights="models/RealESRGAN_x4plus.pth")
+    with caplog.at_level("WARNING", logger="framesift.models"):
+        assert model_deployments.bind_models(settings) == {}
+    assert "pip install 'framesift[yolo]'" in caplog.text
+    assert "pip install 'framesift[upscale]'" in caplog.text
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "spandrel" else object())
+    from actors.weights import ModelExtraMissingError, load_spandrel, missing_extra
+
+    assert missing_extra("detector") is None and missing_extra("upscaler") == "upscale"
+    with pytest.raises(ModelExtraMissingError, match=r"pip install 'framesift\[upscale\]'"):
+        load_spandrel("models/RealESRGAN_x4plus.pth")
 
 
 def test_concurrent_requests_form_batches_and_batching_retunes_live(api):

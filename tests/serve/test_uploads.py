@@ -141,3 +141,18 @@ def test_the_place_of_uploads_follows_the_settings(tmp_path):
     for bad in ("gs://scans/up", "s3://scans/up?endpoint_override=evil.example.com"):
         with pytest.raises(ValueError):
             open_uploads(ServiceSettings(state_dir=str(tmp_path), uploads_url=bad))
+
+
+def test_object_locations_are_parsed_by_the_workers_parser():
+    """jobs.sources' parser, bucket-name rules included; the key is a prefix, optional."""
+    from serve.analyses.uploads import parse_object_url
+
+    assert parse_object_url("s3://scans") == ("s3", "scans", "")
+    assert parse_object_url("s3://scans/up/") == ("s3", "scans", "up")
+    assert parse_object_url("supabase://framesift-uploads/a/b") == \
+        ("supabase", "framesift-uploads", "a/b")
+    for bad in ("s3://Scans/up", "s3://a/up", "s3://-scans/up", "s3:///up", "s3://sc ans/up",
+                "supabase://bad bucket/x", "supabase://b/x#frag", "s3://scans/../up",
+                "gs://scans/up", "http://scans/up", "scans/up"):
+        with pytest.raises(ValueError):
+            parse_object_url(bad)
