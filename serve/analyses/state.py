@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import sqlite3
 import threading
@@ -40,6 +41,19 @@ POSTGRES_SCHEMA = "framesift_service"
 EventData = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
 _ANY = object()
 
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float as None: JSON has no Infinity or NaN (PostgreSQL's
+    jsonb and browsers' JSON.parse refuse them; a selection relaxed to any motion has an
+    infinite bar), and the API shows them as null anyway."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 class AnalysisDB(Protocol):
     """What the coordinator needs from its database. Records are dicts of the columns."""
@@ -124,7 +138,8 @@ class _Sql(ABC):
     # -- shared ------------------------------------------------------------------------------
 
     def _encode(self, fields: dict[str, Any]) -> dict[str, Any]:
-        return {k: (self._encode_json(v) if k in self.json_fields and v is not None else v)
+        return {k: (self._encode_json(json_safe(v)) if k in self.json_fields and v is not None
+                    else v)
                 for k, v in fields.items()}
 
     def _decode(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -149,7 +164,8 @@ class _Sql(ABC):
                   "RETURNING last_seq", (analysis_id,))
         seq = int(row["last_seq"])
         q(f"INSERT INTO {self.events_table} (analysis_id, seq, type, data) "
-          f"VALUES ({self._marks(4)})", (analysis_id, seq, type_, self._encode_json(data)))
+          f"VALUES ({self._marks(4)})",
+          (analysis_id, seq, type_, self._encode_json(json_safe(data))))
         return seq
 
     def insert(self, rec: dict[str, Any], event: tuple[str, dict[str, Any]]) -> bool:

@@ -94,6 +94,18 @@ def test_the_queue_keeps_acceptance_order_and_a_requeued_analysis_keeps_its_plac
     db.close()
 
 
+def test_a_result_relaxed_to_any_motion_is_stored_as_json(db_settings):
+    """A selection relaxed to any motion has an infinite bar: JSON has no Infinity (jsonb
+    refuses it, and so does a browser's JSON.parse), so it is stored, and shown, as null."""
+    db = _open(db_settings)
+    _record(db, "r1", "/u/r1")
+    db.add_event("r1", "result", {"selection": {"motion_max_used": float("inf")},
+                                  "golden_frames": [{"motion": float("nan"), "rank": 1}]})
+    [_, event] = db.events("r1")
+    assert event["data"] == {"selection": {"motion_max_used": None},
+                             "golden_frames": [{"motion": None, "rank": 1}]}
+
+
 def test_event_ids_are_unique_and_gapless_under_concurrent_writers(db_settings):
     first, second = _open(db_settings), _open(db_settings)  # two connections / processes
     _record(first, "a1", "/u/a1")
