@@ -270,7 +270,8 @@ def _moov_index(container: av.container.InputContainer, stream: av.video.stream.
     FFmpeg builds the per-sample index (decode timestamps, keyframe flags) from the moov when it
     opens the file; presentation timestamps add the ``ctts`` offsets parsed here. Used only when
     the two agree on the sample count and FFmpeg dropped no sample (edit lists); otherwise None
-    and the caller demuxes. The first frame is still decoded (rotation, and proof it decodes).
+    and the caller demuxes. The first frames are still decoded (rotation, proof it decodes,
+    and the check of the listing: ``CHECKED_FRAMES``).
     """
     if not {"mov", "mp4"} & set((container.format.name or "").split(",")):
         return None

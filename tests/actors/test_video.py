@@ -162,8 +162,10 @@ def test_truncated_mp4(videos, tmp_path):
         probe(cut)
 
 
-def test_stream_that_ends_before_its_index_promised(videos, tmp_path):
-    """A video whose data stops mid-way is reported as corrupt while decoding, not silently short."""
+def test_an_index_that_does_not_describe_the_stream_fails_loudly(videos, tmp_path):
+    """Decoding a remuxed, shortened copy with the original's index (other timestamps): the
+    decoder delivers frames the index does not know, which is corrupt, never silently wrong.
+    (Frames an index lists past what decodes are gaps: tests/actors/test_decoder_order.py.)"""
     path, _ = videos.get(seconds=4)
     info = probe(path)
     broken = tmp_path / "broken.mkv"
