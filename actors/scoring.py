@@ -68,6 +68,7 @@ def flow_magnitude(flow: np.ndarray) -> float:
 # that may move while the frame still counts as still, and how much of a block's change its
 # flow must explain for the block to count as moving.
 MOTION_BLOCK = 16
+CHECK_SCALE = 4  # the warp check's resolution: 1/4 of the analysis size, every 4th vector
 MOVING_SHARE = 0.1
 EXPLAINED_SHARE = 0.3
 CHANGE_OVER_QUIET = 3.0
@@ -116,14 +117,14 @@ def moving_block_speeds(prev: np.ndarray, cur: np.ndarray, flow: np.ndarray,
     more than the quietest tenth of the blocks. Noise moves pixels, but no warp explains it and
     it changes every block alike."""
     h, w = (prev.shape[0] // block) * block, (prev.shape[1] // block) * block
-    half, cell = (w // 2, h // 2), block // 2
-    step = cv2.resize(flow[:h, :w], half, interpolation=cv2.INTER_NEAREST)  # every other vector
+    small, cell = (w // CHECK_SCALE, h // CHECK_SCALE), block // CHECK_SCALE
+    step = cv2.resize(flow[:h, :w], small, interpolation=cv2.INTER_NEAREST)  # a sample of it
     mean = _block_sums(step, cell) / np.float32(cell * cell)
     speeds = np.sqrt(mean[..., 0] * mean[..., 0] + mean[..., 1] * mean[..., 1])
-    p = cv2.resize(prev[:h, :w], half, interpolation=cv2.INTER_AREA)
-    c = cv2.resize(cur[:h, :w], half, interpolation=cv2.INTER_AREA)
-    where = step * np.float32(0.5)
-    where += _pixel_grid(*half)
+    p = cv2.resize(prev[:h, :w], small, interpolation=cv2.INTER_AREA)
+    c = cv2.resize(cur[:h, :w], small, interpolation=cv2.INTER_AREA)
+    where = step * np.float32(1.0 / CHECK_SCALE)
+    where += _pixel_grid(*small)
     warped = cv2.remap(c, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     before = _block_sums(cv2.absdiff(p, c), cell)
     after = _block_sums(cv2.absdiff(p, warped), cell)
