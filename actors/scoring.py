@@ -110,8 +110,8 @@ def _pixel_grid(width: int, height: int) -> np.ndarray:
 def moving_block_speeds(prev: np.ndarray, cur: np.ndarray, flow: np.ndarray,
                         block: int = MOTION_BLOCK) -> np.ndarray:
     """Per block of the picture (``block`` x ``block`` analysis pixels), the length of its mean
-    flow vector where the block moves, else 0. Checked at half resolution (every other flow
-    vector): a block moves when its flow explains its change (warping ``cur`` back by the flow
+    flow vector where the block moves, else 0. Checked at ``1 / CHECK_SCALE`` of the size, on
+    every ``CHECK_SCALE``-th flow vector: a block moves when its flow explains its change (warping ``cur`` back by the flow
     leaves at most ``1 - EXPLAINED_SHARE`` of its absolute difference to ``prev``, and removes
     more than the typical block's residual), or when it changed ``CHANGE_OVER_QUIET`` times
     more than the quietest tenth of the blocks. Noise moves pixels, but no warp explains it and
