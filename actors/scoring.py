@@ -111,11 +111,11 @@ def moving_block_speeds(prev: np.ndarray, cur: np.ndarray, flow: np.ndarray,
                         block: int = MOTION_BLOCK) -> np.ndarray:
     """Per block of the picture (``block`` x ``block`` analysis pixels), the length of its mean
     flow vector where the block moves, else 0. Checked at ``1 / CHECK_SCALE`` of the size, on
-    every ``CHECK_SCALE``-th flow vector: a block moves when its flow explains its change (warping ``cur`` back by the flow
-    leaves at most ``1 - EXPLAINED_SHARE`` of its absolute difference to ``prev``, and removes
-    more than the typical block's residual), or when it changed ``CHANGE_OVER_QUIET`` times
-    more than the quietest tenth of the blocks. Noise moves pixels, but no warp explains it and
-    it changes every block alike."""
+    every ``CHECK_SCALE``-th flow vector: a block moves when its flow explains its change
+    (warping ``cur`` back by the flow leaves at most ``1 - EXPLAINED_SHARE`` of its absolute
+    difference to ``prev``, and removes more than the typical block's residual), or when it
+    changed ``CHANGE_OVER_QUIET`` times more than the quietest tenth of the blocks. Noise moves
+    pixels, but no warp explains it and it changes every block alike."""
     h, w = (prev.shape[0] // block) * block, (prev.shape[1] // block) * block
     small, cell = (w // CHECK_SCALE, h // CHECK_SCALE), block // CHECK_SCALE
     step = cv2.resize(flow[:h, :w], small, interpolation=cv2.INTER_NEAREST)  # a sample of it
