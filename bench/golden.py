@@ -32,6 +32,7 @@ import av  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
+from _service import emit  # noqa: E402
 
 from actors.records import FrameRange  # noqa: E402
 from actors.scoring import ScorerConfig, laplacian_variance  # noqa: E402
@@ -317,7 +318,7 @@ def main() -> None:
             c = result["cold_start"]
             result["targets"] = {"cold_cli_le_0.8x_sharp_frames": all(
                 x.get("cli_auto_vs_sharp_frames", 9) <= 0.8 for x in c.values())}
-            _emit(result, args.out)
+            emit(result, args.out)
             return
         ensure_ray(num_cpus=cpus)
         for size, p in paths.items():
@@ -334,14 +335,7 @@ def main() -> None:
         "warm_distributed_ge_0.75x_decode_ceiling_1080p": all(
             x["fraction_of_decode_ceiling"] >= 0.75 for k, x in v.items() if k.endswith("1080")),
     }
-    _emit(result, args.out)
-
-
-def _emit(result: dict, out: str | None) -> None:
-    text = json.dumps(result, indent=2)
-    print(text)
-    if out:
-        Path(out).write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # realclips.py: the cache `make realcli
 import av  # noqa: E402
 
 import realclips  # noqa: E402
+from _service import emit  # noqa: E402
 
 CLI_TIMEOUT_S = 900
 NOT_CLIPS = {realclips.MANIFEST, ".lock"}
@@ -274,14 +275,7 @@ def main() -> None:
             rows.append(bench_clip(path, name, Path(tmp), tool))
     result["clips"] = rows
     result["totals"] = totals(rows, sharp_skipped)
-    _emit(result, args.out)
-
-
-def _emit(result: dict, out: str | None) -> None:
-    text = json.dumps(result, indent=2)
-    print(text)
-    if out:
-        Path(out).write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":
