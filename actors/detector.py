@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from actors.errors import InvalidParameterError
 from actors.records import Detections
+from actors.stage import Resources, Stage
 from actors.weights import load_yolo, setup_torch_worker
 
 DETECTION_COLUMNS = ("video_id", "frame_index", "time_s", "x1", "y1", "x2", "y2", "confidence",
@@ -54,8 +55,10 @@ def resolve_classes(classes: Sequence[int | str] | None, names: dict[int, str]) 
     return sorted(set(out))
 
 
-class Detector:
+class Detector(Stage[dict[str, Any], dict[str, np.ndarray]]):
     """Loads YOLO once (``setup``); ``detect`` runs a list of BGR frames in batches."""
+
+    name = "detect"
 
     def __init__(self, config: DetectorConfig) -> None:
         self.config = config
@@ -68,6 +71,10 @@ class Detector:
         self.device = setup_torch_worker(self.config.cpus, self.config.device)
         self.model = load_yolo(self.config.weights, self.config.setting)
         self.class_ids = resolve_classes(self.config.classes, self.names)
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(self.config.cpus, self.config.gpus)
 
     @property
     def names(self) -> dict[int, str]:
@@ -94,7 +101,7 @@ class Detector:
             out.extend(Detections.from_ultralytics(r).filter(conf, classes) for r in results)
         return out
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
+    def process(self, batch: dict[str, Any]) -> Iterator[dict[str, np.ndarray]]:
         """Ray Data batch of frames (``frame``, ``frame_index``, ``video_id``, ``time_s``) ->
         one row per detection (``DETECTION_COLUMNS``)."""
         frames = batch["frame"]
@@ -103,5 +110,5 @@ class Detector:
         cols = {key: np.repeat(np.asarray(batch[key]), counts)
                 for key in ("video_id", "frame_index", "time_s")}
         merged = Detections.concat(found).columns()
-        return {c: (cols[c] if c in cols else merged[c]) for c in DETECTION_COLUMNS}
+        yield {c: (cols[c] if c in cols else merged[c]) for c in DETECTION_COLUMNS}
 

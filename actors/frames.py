@@ -7,12 +7,13 @@ import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import av
 import numpy as np
 
 from actors.records import FrameRange, VideoChunk
+from actors.stage import Resources, Stage
 from actors.video import iter_frames, to_display_bgr
 
 
@@ -22,18 +23,24 @@ class DecoderConfig:
     cpus: float = 1.0
 
 
-class FrameDecoder:
+class FrameDecoder(Stage[dict[str, Any], dict[str, Any]]):
     """Chunk rows -> one row per wanted frame: ``frame`` (upright BGR), index, time."""
+
+    name = "decode"
 
     def __init__(self, config: DecoderConfig = DecoderConfig()) -> None:
         self.config = config
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(self.config.cpus)
 
     def setup(self) -> None:
         import cv2
 
         cv2.setNumThreads(max(1, int(self.config.cpus)))
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def process(self, batch: dict[str, Any]) -> Iterator[dict[str, Any]]:
         ids, idx, times, frames = [], [], [], []
         for chunk in VideoChunk.from_batch(batch):
             wanted = chunk.wanted()
@@ -46,7 +53,7 @@ class FrameDecoder:
                     idx.append(i)
                     times.append(chunk.index.time_s(i))
                     frames.append(to_display_bgr(frame, chunk.rotation))
-        return {"video_id": np.asarray(ids, dtype=object), "frame_index": np.asarray(idx, np.int64),
+        yield {"video_id": np.asarray(ids, dtype=object), "frame_index": np.asarray(idx, np.int64),
                 "time_s": np.asarray(times, np.float64),
                 "frame": np.stack(frames) if frames else np.zeros((0, 1, 1, 3), np.uint8)}
 
@@ -65,13 +72,19 @@ class SegmentConfig:
     gpus: float = 0.0
 
 
-class SegmentUpscaler:
+class SegmentUpscaler(Stage[dict[str, Any], dict[str, Any]]):
     """Decode a range, upscale every frame (model loaded once per actor), encode a segment
     keeping every frame's pts. Encoding runs on a background thread beside the model."""
+
+    name = "upscale-segment"
 
     def __init__(self, config: SegmentConfig) -> None:
         self.config = config
         self.upscaler: Any = None
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(self.config.cpus, self.config.gpus)
 
     def setup(self) -> None:
         from actors.upscaler import Upscaler
@@ -138,7 +151,7 @@ class SegmentUpscaler:
         tmp.replace(out)
         return str(out), written, model_s
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def process(self, batch: dict[str, Any]) -> Iterator[dict[str, Any]]:
         if self.upscaler is None:
             self.setup()
         starts, paths, counts, model_s = [], [], [], []
@@ -148,5 +161,5 @@ class SegmentUpscaler:
             paths.append(path)
             counts.append(n)
             model_s.append(secs)
-        return {"start": np.asarray(starts, np.int64), "segment": np.asarray(paths, dtype=object),
+        yield {"start": np.asarray(starts, np.int64), "segment": np.asarray(paths, dtype=object),
                 "frames": np.asarray(counts, np.int64), "model_s": np.asarray(model_s, np.float64)}

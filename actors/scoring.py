@@ -27,7 +27,6 @@ from typing import Any, Callable, Literal
 import cv2
 import numpy as np
 
-from actors.errors import VideoError
 from actors.memory import keep_large_allocations_on_heap
 from actors.records import FrameRange, FrameScore, VideoChunk
 from actors.video import Source, iter_frames, luma
@@ -292,45 +291,3 @@ class ChunkScorer:
             if i >= rest.start:
                 return measure.motion
         return 0.0
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Ray Data batch of ``VideoChunk.to_row()`` rows -> one row per scored frame (or error)."""
-        tasks = VideoChunk.from_batch(batch)
-        return scores_to_columns([self.score_or_error(t) for t in tasks])
-
-    def score_or_error(self, task: VideoChunk, source: Source | None = None,
-                       keep: Callable[[int, Any], None] | None = None,
-                       ) -> tuple[VideoChunk, list[FrameScore] | Exception]:
-        try:
-            return task, self.score(task, source, keep)
-        except VideoError as exc:  # a bad video becomes data, the other videos go on
-            return task, exc
-
-
-SCORE_COLUMNS = ("video_id", "frame_index", "pts", "time_s", "sharpness", "motion", "thumb",
-                 "error", "error_code")
-
-
-def scores_to_columns(results: list[tuple[VideoChunk, list[FrameScore] | Exception]]) -> dict[str, np.ndarray]:
-    rows: dict[str, list[Any]] = {c: [] for c in SCORE_COLUMNS}
-    for task, outcome in results:
-        if isinstance(outcome, Exception):
-            for c, v in zip(SCORE_COLUMNS, (task.video_id, -1, 0, 0.0, 0.0, 0.0, b"", str(outcome),
-                                            getattr(outcome, "code", "video_error"))):
-                rows[c].append(v)
-            continue
-        for s in outcome:
-            for c, v in zip(SCORE_COLUMNS, (task.video_id, s.frame_index, s.pts, s.time_s,
-                                            s.sharpness, s.motion, s.thumb, "", "")):
-                rows[c].append(v)
-    return {
-        "video_id": np.asarray(rows["video_id"], dtype=object),
-        "frame_index": np.asarray(rows["frame_index"], dtype=np.int64),
-        "pts": np.asarray(rows["pts"], dtype=np.int64),
-        "time_s": np.asarray(rows["time_s"], dtype=np.float64),
-        "sharpness": np.asarray(rows["sharpness"], dtype=np.float64),
-        "motion": np.asarray(rows["motion"], dtype=np.float64),
-        "thumb": np.asarray(rows["thumb"], dtype=object),
-        "error": np.asarray(rows["error"], dtype=object),
-        "error_code": np.asarray(rows["error_code"], dtype=object),
-    }

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
 
 from actors.errors import InvalidParameterError
+from actors.stage import Resources, Stage
 from actors.weights import load_spandrel, setup_torch_worker
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,10 @@ def tiled_forward(model: Callable[[Any], Any], img: Any, scale: int, tile: int,
     return out
 
 
-class Upscaler:
+class Upscaler(Stage[dict[str, Any], dict[str, Any]]):
     """Loads the model once (``setup``); ``upscale`` maps one BGR uint8 image."""
+
+    name = "upscale"
 
     def __init__(self, config: UpscalerConfig) -> None:
         self.config = config
@@ -76,6 +79,10 @@ class Upscaler:
         self.dtype: Any = None
         self.tile = config.tile
         self.oom_retries = 0
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(self.config.cpus, self.config.gpus)
 
     def setup(self) -> None:
         import torch
@@ -140,9 +147,9 @@ class Upscaler:
             result = cv2.resize(result, size, interpolation=interp)
         return np.ascontiguousarray(result)
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def process(self, batch: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Ray Data batch with ``frame`` (N, H, W, 3) -> the same batch with upscaled frames."""
         frames = batch["frame"]
         out = dict(batch)
         out["frame"] = np.stack([self.upscale(frames[i]) for i in range(len(frames))])
-        return out
+        yield out

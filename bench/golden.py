@@ -1,8 +1,8 @@
 """Golden-frame benchmark: prints one JSON object.
 
 For a 720p and a 1080p 600-frame H.264 video (generated): decode-only fps (the ceiling, all
-cores), sequential single-process fps of the same algorithm, distributed fps on a warm private
-Ray, the cold end-to-end CLI (auto, i.e. in process here, and forced onto a private Ray) beside
+cores), the whole job's fps through each production runner (sequential reference, threads in
+this process, Ray on a warm private cluster, Ray with an actor pool made per run), the cold end-to-end CLI (auto, i.e. in process here, and forced onto a private Ray) beside
 sharp-frames 0.4.0 on the same video (bench/sharp_frames.py; skipped with a message without
 Debian's ffmpeg), the previous system's algorithm (full-resolution Farneback +
 Laplacian, sequential), peak RSS per worker, and whether the picks match. Also the DIS presets
@@ -32,16 +32,15 @@ import av  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
+import pyarrow as pa  # noqa: E402
 from _service import emit  # noqa: E402
 
-from actors.records import FrameRange  # noqa: E402
+from actors.records import FrameRange, VideoChunk  # noqa: E402
 from actors.scoring import ScorerConfig, laplacian_variance  # noqa: E402
 from actors.synthetic import make_sample_video  # noqa: E402
 from actors.video import probe  # noqa: E402
 from jobs.golden.planner import plan_chunks  # noqa: E402
-from jobs.golden.reducer import select_golden  # noqa: E402
 from jobs.runtime import ensure_ray  # noqa: E402
-from jobs.golden.scoring import chunk_tasks, score_distributed, score_sequential  # noqa: E402
 
 
 def decode_only_fps(path: str, threads: int) -> float:
@@ -106,53 +105,70 @@ class RssSampler:
         self._thread.join()
 
 
-def bench_video(path: str, cpus: int, prev_frames: int) -> dict:
+def _run_job(path: str, out: str, runner, **params) -> tuple[float, pa.Table, list]:
+    """One golden job through a production runner (probe, score, select, extract, store):
+    wall seconds, the stored scores table and the picks."""
+    import pyarrow.parquet as pq
+
+    from jobs.golden.job import GoldenParams, VideoJob, run_golden
+    from jobs.stores.local import LocalStore
+
+    t = time.perf_counter()
+    [result] = run_golden([VideoJob(path, "bench")], GoldenParams(**params), LocalStore(out),
+                          runner=runner)
+    wall = time.perf_counter() - t
+    assert result.ok, result.error
+    manifest = result.manifest
+    picks = [(g.frame_index, g.sharpness, g.motion) for g in manifest.golden_frames]
+    return wall, pq.read_table(Path(out) / manifest.scores_key), picks
+
+
+def bench_video(path: str, cpus: int, prev_frames: int, tmp: str) -> dict:
+    """The production runners on one video, warm (Ray already up, its workers started):
+    ``sequential`` (the reference), ``threads`` (in process, what the CLI runs on a laptop),
+    ``ray`` (tasks) and ``ray`` with an actor pool made per run."""
+    from jobs.golden.ray_runner import RayRunner
+    from jobs.golden.runners import SequentialRunner, ThreadRunner
+
     info = probe(path)
     n = info.frame_count
-    config = ScorerConfig()
-    whole = chunk_tasks("v", info, [FrameRange(0, n)])
     plan = plan_chunks(n, info.width, info.height, cpus=cpus, index=info.index)
-    tasks = chunk_tasks("v", info, plan.chunks)
-    score_distributed(tasks, config, actors=False, concurrency=cpus)  # warm the workers
-    seq_runs, runs = [], []
+    runners = {"sequential": SequentialRunner(), "threads": ThreadRunner(cpus),
+               "ray": RayRunner()}
+    out = lambda name, r: os.path.join(tmp, f"{name}-{info.width}-{r}")  # noqa: E731
+    _run_job(path, out("warmup", 0), runners["ray"])  # warm the workers
+    walls: dict[str, list[float]] = {name: [] for name in runners}
+    tables, picks = {}, {}
     with RssSampler() as rss:
-        for _ in range(3):  # interleaved, best of 3: this machine's speed drifts
-            t = time.perf_counter()
-            seq = score_sequential(whole, config)["v"].scores
-            seq_runs.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            dist = score_distributed(tasks, config, actors=False, concurrency=cpus)["v"].scores
-            runs.append(time.perf_counter() - t)
-    seq_s, dist_s = min(seq_runs), min(runs)
-    actor_runs = []
-    for _ in range(2):  # an actor pool created per run (what a one-shot job would pay)
-        t = time.perf_counter()
-        score_distributed(tasks, config, actors=True, concurrency=cpus)
-        actor_runs.append(time.perf_counter() - t)
-    picks_seq = [p.score for p in select_golden(seq).picks]
-    picks_dist = [p.score for p in select_golden(dist).picks]
+        for r in range(3):  # interleaved, best of 3: this machine's speed drifts
+            for name, runner in runners.items():
+                wall, tables[name], picks[name] = _run_job(path, out(name, r), runner)
+                walls[name].append(wall)
+    actor_runs = [_run_job(path, out("actors", r), RayRunner(), actors=True)[0]
+                  for r in range(2)]  # an actor pool created per run (a one-shot job's cost)
     ceiling = decode_only_fps(path, cpus)
     prev_fps = previous_algorithm_fps(path, prev_frames)
-    seq_fps, dist_fps = n / seq_s, n / dist_s
+    fps = {name: n / min(w) for name, w in walls.items()}
     return {
         "video": {"width": info.width, "height": info.height, "frames": n, "codec": info.codec},
         "plan": {"chunks": [[c.start, c.stop] for c in plan.chunks], "reason": plan.reason,
                  "lookback_frames": plan.lookback_frames,
                  "baseline_workers": plan.baseline_workers},
         "decode_only_fps": round(ceiling, 1),
-        "sequential_fps": round(seq_fps, 1),
-        "distributed_fps_warm": round(dist_fps, 1),
-        "sequential_runs_s": [round(r, 3) for r in seq_runs],
-        "distributed_runs_s": [round(r, 3) for r in runs],
+        "sequential_fps": round(fps["sequential"], 1),
+        "threads_fps": round(fps["threads"], 1),
+        "distributed_fps_warm": round(fps["ray"], 1),
+        "runs_s": {name: [round(x, 3) for x in w] for name, w in walls.items()},
         "actor_pool_per_run_fps": round(n / min(actor_runs), 1),
-        "speedup_vs_sequential": round(dist_fps / seq_fps, 2),
-        "fraction_of_decode_ceiling": round(dist_fps / ceiling, 2),
+        "speedup_vs_sequential": round(fps["ray"] / fps["sequential"], 2),
+        "in_process_vs_ray_warm": round(fps["threads"] / fps["ray"], 2),
+        "fraction_of_decode_ceiling": round(fps["ray"] / ceiling, 2),
         "previous_algorithm_fps": round(prev_fps, 2),
-        "speedup_vs_previous": round(dist_fps / prev_fps, 1),
+        "speedup_vs_previous": round(fps["ray"] / prev_fps, 1),
         "peak_rss_per_worker_mb": round(max(rss.peak.values(), default=0) / 2**20, 1),
-        "picks_identical": [(s.frame_index, s.sharpness, s.motion) for s in picks_seq]
-        == [(s.frame_index, s.sharpness, s.motion) for s in picks_dist],
-        "scores_identical": seq == dist,
+        "picks_identical": picks["sequential"] == picks["threads"] == picks["ray"],
+        "scores_identical": tables["sequential"].equals(tables["threads"])
+        and tables["sequential"].equals(tables["ray"]),
     }
 
 
@@ -262,7 +278,7 @@ def stage_costs(path: str) -> dict:
 
 def dis_presets(path: str, frames: int) -> dict:
     info = probe(path)
-    task = chunk_tasks("v", info, [FrameRange(0, min(frames, info.frame_count))])
+    task = [VideoChunk.of("v", info, FrameRange(0, min(frames, info.frame_count)))]
     out, motion = {}, {}
     for preset in ("ultrafast", "fast", "medium"):
         t = time.perf_counter()
@@ -322,7 +338,7 @@ def main() -> None:
             return
         ensure_ray(num_cpus=cpus)
         for size, p in paths.items():
-            result["videos"][size] = bench_video(p, cpus, args.previous_frames)
+            result["videos"][size] = bench_video(p, cpus, args.previous_frames, tmp)
         result["dis_presets_720p_300_frames"] = dis_presets(first, 300)
     v = result["videos"]
     result["targets"] = {

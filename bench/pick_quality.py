@@ -93,14 +93,13 @@ def per_frame_rule(scores: Sequence[FrameScore], top_k: int = 5, min_gap_s: floa
 
 
 def measure(path: Path, truth: SampleTruth, top_k: int, sharp_frames: Any = None) -> dict[str, Any]:
-    from actors.scoring import ScorerConfig
+    from actors.records import VideoChunk
+    from actors.scoring import ChunkScorer
     from actors.video import probe
     from jobs.golden.reducer import select_golden
-    from jobs.golden.scoring import chunk_tasks, score_sequential
 
     info = probe(path)
-    scores = score_sequential(chunk_tasks("v", info, [FrameRange(0, info.frame_count)]),
-                              ScorerConfig())["v"].scores
+    scores = ChunkScorer().score(VideoChunk.of("v", info, FrameRange(0, info.frame_count)))
     selection = select_golden(scores, top_k=top_k)
     ours = [p.score.frame_index for p in selection.picks]
     row = {"framesift": pick_quality(ours, truth, top_k=top_k),

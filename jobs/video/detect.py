@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,7 @@ def detect_video(path: str, out_dir: str, detector: DetectorConfig, *, stride: i
     """Run the detector over every ``stride``-th frame of ``path`` (Ray must be up)."""
     import ray.data
 
-    from jobs.units import map_unit
+    from jobs.units import map_stage
 
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
@@ -100,10 +100,10 @@ def detect_video(path: str, out_dir: str, detector: DetectorConfig, *, stride: i
     notes: list[str] = []
     workers = _fit_cpu_workers(workers, detector, num_gpus, notes)
     ds = ray.data.from_items([c.to_row() for c in chunks], override_num_blocks=len(chunks))
-    ds = map_unit(ds, FrameDecoder, DecoderConfig(), actors=False,
-                  concurrency=max(1, decode_workers), num_cpus=1.0, batch_size=1)
-    ds = map_unit(ds, Detector, detector, actors=True, concurrency=max(1, workers),
-                  num_cpus=detector.cpus, num_gpus=num_gpus, batch_size=detector.batch_size)
+    ds = map_stage(ds, FrameDecoder(DecoderConfig()), actors=False,
+                   concurrency=max(1, decode_workers), batch_size=1)
+    ds = map_stage(ds, Detector(replace(detector, gpus=num_gpus)), actors=True,
+                   concurrency=max(1, workers), batch_size=detector.batch_size)
     frame_index, time_s, dets = _collect(ds)
     table = detections_table(frame_index, time_s, dets)
     out = Path(out_dir)

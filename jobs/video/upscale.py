@@ -78,7 +78,7 @@ def upscale_video(path: str, output: str, upscaler: UpscalerConfig, *, workers: 
     """Upscale every frame of ``path`` on an actor pool of ``workers`` (Ray must be up)."""
     import ray.data
 
-    from jobs.units import map_unit
+    from jobs.units import map_stage
 
     t0 = time.perf_counter()
     info = probe(path)
@@ -90,9 +90,8 @@ def upscale_video(path: str, output: str, upscaler: UpscalerConfig, *, workers: 
     config = SegmentConfig(upscaler, str(seg_dir.resolve()), crf=crf, cpus=upscaler.cpus,
                            gpus=num_gpus)
     ds = ray.data.from_items([c.to_row() for c in chunks], override_num_blocks=len(chunks))
-    ds = map_unit(ds, SegmentUpscaler, config, actors=True,
-                  concurrency=max(1, min(workers, len(chunks))), num_cpus=upscaler.cpus,
-                  num_gpus=num_gpus, batch_size=1)
+    ds = map_stage(ds, SegmentUpscaler(config), actors=True,
+                   concurrency=max(1, min(workers, len(chunks))), batch_size=1)
     rows: list[tuple[int, str, int, float]] = []
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
         rows.extend(zip(batch["start"].tolist(), batch["segment"].tolist(),

@@ -84,28 +84,6 @@ def test_chunk_scores_equal_whole_video_scores_and_frame0_is_defined(videos):
     assert all(np.isfinite([s.motion for s in whole]))
 
 
-def test_scorer_batch_interface_returns_metrics_only(videos):
-    path, _ = videos.get(seconds=2)
-    info = probe(path)
-    row = VideoChunk.of("vid", info, FrameRange(10, 20)).to_row()
-    out = ChunkScorer()({k: np.asarray([v], dtype=object) for k, v in row.items()})
-    assert set(out) == {"video_id", "frame_index", "pts", "time_s", "sharpness", "motion",
-                        "thumb", "error", "error_code"}
-    assert list(out["frame_index"]) == list(range(10, 20))
-    assert all(v.ndim == 1 for v in out.values())  # no pixels travel back
-    assert {len(t) for t in out["thumb"]} == {256}  # only a 16x16 near-duplicate signature
-
-
-def test_scorer_turns_a_bad_video_into_an_error_row(tmp_path, videos):
-    path, _ = videos.get(seconds=2)
-    info = probe(path)
-    gone = tmp_path / "gone.mp4"
-    row = replace(VideoChunk.of("vid", info, FrameRange(0, 5)), path=str(gone)).to_row()
-    out = ChunkScorer()({k: np.asarray([v], dtype=object) for k, v in row.items()})
-    assert list(out["error_code"]) == ["video_not_found"]
-    assert "no such file" in out["error"][0]
-
-
 def test_glint_finds_the_highlight_blob():
     img = np.full((200, 400, 3), (40, 90, 160), np.uint8)
     cv2.circle(img, (300, 50), 20, (255, 255, 255), -1)

@@ -226,7 +226,7 @@ def _task_processes() -> list[str]:
             cmd = " ".join(p.cmdline())
         except psutil.Error:
             continue
-        if "run_unit_once" in cmd:
+        if "run_stage_once" in cmd:
             names.append(cmd)
     return names
 

@@ -14,13 +14,61 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from actors.records import FrameRange
+from actors.records import FrameRange, FrameScore, VideoChunk, VideoInfo
 from actors.video import probe
 from jobs.golden.job import GoldenParams, Hooks, VideoJob, run_golden
-from jobs.golden.scoring import chunk_tasks, score_distributed, score_sequential
+from jobs.golden.messages import (
+    ChunkScores,
+    ChunkTask,
+    PlannedVideo,
+    VideoInput,
+    from_table,
+    to_table,
+)
+from jobs.golden.planner import ChunkPlan, plan_batch
+from jobs.golden.ray_runner import WireStage
+from jobs.golden.stages import GoldenConfig, ScoreStage
+from jobs.sources import SourceOptions
 from jobs.stores.local import LocalStore
+from jobs.units import map_stage
 
 ROOT = Path(__file__).resolve().parents[3]
+
+
+def _tasks(info: VideoInfo, chunks: list[FrameRange]) -> list[ChunkTask]:
+    plan = ChunkPlan(info.frame_count, tuple(chunks), len(chunks), 0.0, 0.0, 0, 1, "test")
+    video = PlannedVideo(VideoInput("v", info.path, "v", None, 0), info.without_index(), plan,
+                         None, 0.0)
+    return [ChunkTask(video, i, VideoChunk.of("v", info, c)) for i, c in enumerate(chunks)]
+
+
+def _config() -> GoldenConfig:
+    return GoldenConfig(GoldenParams(), SourceOptions(), plan_batch(1, 2), LocalStore("/none"))
+
+
+def _score_in_process(info: VideoInfo) -> list[FrameScore]:
+    """The reference: the score stage over the whole video as one chunk, in this process."""
+    [task] = _tasks(info, [FrameRange(0, info.frame_count)])
+    [scored] = ScoreStage(_config()).process(task)
+    assert isinstance(scored, ChunkScores)
+    return list(scored.scores)
+
+
+def _score_on_ray(tasks: list[ChunkTask], *, actors: bool, on_batch=None) -> list[FrameScore]:
+    """The production score stage on Ray Data (the operator the Ray runner builds)."""
+    import ray.data
+
+    ds = ray.data.from_items(to_table(tasks).to_pylist(), override_num_blocks=len(tasks))
+    ds = map_stage(ds, WireStage(ScoreStage(_config())), actors=actors, concurrency=2,
+                   batch_format="pyarrow")
+    scores: list[FrameScore] = []
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
+        for message in from_table(batch):
+            assert isinstance(message, ChunkScores), message
+            scores.extend(message.scores)
+            if on_batch:
+                on_batch()
+    return sorted(scores, key=lambda s: s.frame_index)
 
 
 def _picks(result):
@@ -63,8 +111,7 @@ def test_picks_fall_in_sharp_still_windows(ray_cluster, videos, tmp_path, spec):
 def test_distributed_result_equals_sequential_for_several_chunkings(ray_cluster, videos):
     path, _ = videos.get(seconds=6, size=(640, 360), seed=9, bframes=3, gop=40)
     info = probe(path)
-    reference = score_sequential(chunk_tasks("v", info, [FrameRange(0, info.frame_count)]),
-                                 GoldenParams().scorer)["v"].scores
+    reference = _score_in_process(info)
     n = info.frame_count
     chunkings = [[FrameRange(0, n)],
                  [FrameRange(0, 61), FrameRange(61, n)],
@@ -72,8 +119,7 @@ def test_distributed_result_equals_sequential_for_several_chunkings(ray_cluster,
                   FrameRange(130, n)]]
     for actors in (False, True):
         for chunks in chunkings:
-            got = score_distributed(chunk_tasks("v", info, chunks), GoldenParams().scorer,
-                                    actors=actors, concurrency=2)["v"].scores
+            got = _score_on_ray(_tasks(info, chunks), actors=actors)
             assert got == reference, (actors, chunks)
 
 
@@ -132,8 +178,8 @@ def test_killed_scorer_actor_does_not_change_the_result(ray_cluster, videos):
     path, _ = videos.get(seconds=12, size=(1280, 720), seed=21, gop=30)
     info = probe(path)
     chunks = [FrameRange(a, min(info.frame_count, a + 30)) for a in range(0, info.frame_count, 30)]
-    tasks = chunk_tasks("v", info, chunks)
-    reference = score_sequential(tasks, GoldenParams().scorer)["v"].scores
+    tasks = _tasks(info, chunks)
+    reference = _score_in_process(info)
     killed: list[int] = []
     progress = threading.Event()
 
@@ -149,8 +195,7 @@ def test_killed_scorer_actor_does_not_change_the_result(ray_cluster, videos):
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    got = score_distributed(tasks, GoldenParams().scorer, actors=True, concurrency=2,
-                            on_progress=lambda _v, _n: progress.set())["v"].scores
+    got = _score_on_ray(tasks, actors=True, on_batch=progress.set)
     thread.join(5)
     assert killed, "no scorer actor was found to kill"
     assert got == reference

@@ -12,13 +12,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from actors.records import FrameRange, FrameScore
-from actors.scoring import thumbnail
+from actors.records import FrameRange, FrameScore, VideoChunk
+from actors.scoring import ChunkScorer, thumbnail
 from actors.synthetic import SampleTruth, make_hold_video, truth_path
 from actors.video import probe
 from jobs.golden.job import GoldenParams, VideoJob, run_golden
 from jobs.golden.reducer import select_golden, thumb_diff, windowed_motion
-from jobs.golden.scoring import chunk_tasks, score_sequential
 from jobs.stores.local import LocalStore
 
 FPS = 10  # hand-made scores: frame i at i / 10 s; the 0.2 s still window is +-2 frames
@@ -199,8 +198,8 @@ class HoldVideos:
             path = self.root / ("h_" + "_".join(f"{k}{v}" for k, v in key).replace(" ", "") + ".mp4")
             truth = make_hold_video(path, **spec)
             info = probe(path)
-            scores = score_sequential(chunk_tasks("v", info, [FrameRange(0, info.frame_count)]),
-                                      GoldenParams().scorer)["v"].scores
+            scores = ChunkScorer(GoldenParams().scorer).score(
+                VideoChunk.of("v", info, FrameRange(0, info.frame_count)))
             self._made[key] = (path, truth, scores)
         return self._made[key]
 

@@ -10,12 +10,16 @@ from dataclasses import replace
 import pyarrow.parquet as pq
 import pytest
 
+from actors.records import FrameRange, FrameScore, VideoSummary
 from actors.video import probe
 from jobs.golden.finish import Hooks, VideoJob
 from jobs.golden.params import GoldenParams
-from jobs.golden.planner import LONG_VIDEO_WORK_S, CostModel, plan_batch
-from jobs.golden import stream
-from jobs.golden.stream import _EMPTY_ROW, Collector, StageConfig, run_golden, stream_golden
+from jobs.golden.planner import LONG_VIDEO_WORK_S, ChunkPlan, CostModel, plan_batch
+from jobs.golden import ray_runner, stream
+from jobs.golden.collector import Collector
+from jobs.golden.messages import (ChunkScores, PlannedVideo, VideoDone, VideoFailed, VideoInput,
+                                  from_table, to_table)
+from jobs.golden.stream import run_golden, stream_golden
 from jobs.sources import SourceOptions, open_source
 from jobs.stores.local import LocalStore
 from source_servers import RangeServer
@@ -47,52 +51,40 @@ def test_few_videos_are_split_for_their_share_of_the_cpus():
 
 # ------------------------------------------------------------------------------ collector
 
-class _Finisher:
-    def __init__(self) -> None:
-        self.submitted: list[tuple[str, list]] = []
-
-    def submit(self, collector, meta, url, parts) -> None:
-        self.submitted.append((json.loads(meta)["scan_id"], parts))
-        collector.emit(json.loads(meta), {"status": "succeeded", "location": "x", "frames": 6,
-                                          "worker_s": 1.0, "manifest": "{}"})
+def _video(scan: str, n_chunks: int) -> PlannedVideo:
+    summary = VideoSummary(scan, 6, 30.0, False, 64, 64, 0.2, "h264", 0)
+    plan = ChunkPlan(6, tuple(FrameRange(2 * i, 2 * i + 2) for i in range(n_chunks)), n_chunks,
+                     0.1, 0.1, 0, 2, "test", 2)
+    return PlannedVideo(VideoInput(scan, scan, scan, None, ord(scan[0])), summary, plan, None,
+                        0.01)
 
 
-def _meta(scan: str, n_chunks: int, seq: int = 0) -> str:
-    info = {"path": scan, "frame_count": 6, "avg_fps": 30.0, "variable_fps": False,
-            "width": 64, "height": 64, "duration_s": 0.2, "codec": "h264", "rotation": 0}
-    plan = {"frame_count": 6, "chunks": [[2 * i, 2 * i + 2] for i in range(n_chunks)],
-            "parallel_workers": n_chunks, "est_work_s": 0.1, "est_wall_s": 0.1,
-            "lookback_frames": 0, "baseline_workers": 2, "reason": "test", "cpus": 2}
-    return json.dumps({"scan_id": scan, "name": scan, "item_type": None, "seq": seq,
-                       "info": info, "plan": plan})
+def _scores(video: PlannedVideo, chunk: int) -> ChunkScores:
+    frames = range(2 * chunk, 2 * chunk + 2)
+    return ChunkScores(video, chunk, tuple(FrameScore(i, i, 0.0, 1.0, 0.0) for i in frames),
+                       0.0, 1.0, 1.0)
 
 
-def _row(kind: str, scan: str, chunk: int, n: int, **extra) -> dict:
-    frames = list(range(2 * chunk, 2 * chunk + 2)) if kind == "scores" else []
-    return {**_EMPTY_ROW, "kind": kind, "video_id": scan, "url": scan, "chunk": chunk,
-            "n_chunks": n, "frame_index": frames, "frame_pts": frames,
-            "frame_time_s": [0.0] * len(frames), "frame_sharpness": [1.0] * len(frames),
-            "frame_motion": [0.0] * len(frames), "t_start": 0.0, "t_end": 1.0, "seconds": 1.0,
-            "meta": _meta(scan, n, seq=ord(scan[0])), **extra}
+def _done(video: PlannedVideo) -> VideoDone:
+    return VideoDone(video.input, video, "x", "{}", 6, 1.0)
 
 
-def _collector(events: list) -> tuple[Collector, _Finisher]:
-    finisher = _Finisher()
+def _collector(events: list) -> Collector:
     hooks = Hooks(on_planned=lambda s, info, plan: events.append(("planned", s)),
                   on_frames=lambda s, n: events.append(("frames", s, n)),
                   on_result=lambda r: events.append(("result", r.scan_id, r.status)))
-    config = StageConfig(GoldenParams(), SourceOptions(), plan_batch(2, 2), LocalStore("/nonexistent"))
-    return Collector(config, hooks, keep_manifests=False, finisher=finisher), finisher
+    return Collector(hooks, keep_manifests=False)
 
 
 def test_chunks_in_any_order_finish_a_video_once_and_leave_no_state():
     events: list = []
-    collector, finisher = _collector(events)
-    for row in (_row("scores", "a", 2, 3), _row("planned", "a", 0, 3), _row("scores", "a", 0, 3),
-                _row("scores", "a", 1, 3)):
-        collector.take(row)
-    assert [s for s, _ in finisher.submitted] == ["a"]
-    assert [p["frame_index"][0] for p in finisher.submitted[0][1]] == [0, 2, 4]  # chunk order
+    collector = _collector(events)
+    a = _video("a", 3)
+    ready = [collector.take(m) for m in (_scores(a, 2), a, _scores(a, 0), _scores(a, 1))]
+    assert ready[:3] == [None, None, None] and ready[3] is not None
+    assert [p.scores[0].frame_index for p in ready[3].parts] == [0, 2, 4]  # chunk order
+    assert [s.frame_index for s in ready[3].scores()] == list(range(6))
+    collector.take(_done(a))
     assert events[0] == ("planned", "a") and events.count(("planned", "a")) == 1
     assert [e for e in events if e[0] == "frames"] == [("frames", "a", 2)] * 3
     assert events[-1] == ("result", "a", "succeeded")
@@ -103,13 +95,14 @@ def test_chunks_in_any_order_finish_a_video_once_and_leave_no_state():
 
 def test_a_failed_chunk_fails_its_video_once_and_the_late_chunks_are_dropped():
     events: list = []
-    collector, finisher = _collector(events)
-    collector.take(_row("scores", "b", 0, 3))
-    collector.take(_row("error", "b", 1, 3, error="b: HTTP 404", error_code="source_gone"))
-    collector.take(_row("scores", "b", 2, 3))
-    collector.take(_row("planned", "b", 0, 3))
-    collector.take(_row("error", "c", 0, 0, error="c: not a video", error_code="not_a_video"))
-    assert finisher.submitted == []
+    collector = _collector(events)
+    b = _video("b", 3)
+    ready = [collector.take(_scores(b, 0)),
+             collector.take(VideoFailed(b.input, "b: HTTP 404", "source_gone", b, chunk=1)),
+             collector.take(_scores(b, 2)), collector.take(b)]
+    c = VideoInput("c", "c", "c", None, ord("c"))
+    collector.take(VideoFailed(c, "c: not a video", "not_a_video"))
+    assert ready == [None] * 4  # nothing to finish
     results = [e for e in events if e[0] == "result"]
     assert results == [("result", "b", "failed"), ("result", "c", "failed")]
     assert collector.partial == {}
@@ -117,17 +110,21 @@ def test_a_failed_chunk_fails_its_video_once_and_the_late_chunks_are_dropped():
     assert codes == ["source_gone", "not_a_video"]
 
 
-def test_rows_repeated_by_a_retried_task_count_once():
+def test_messages_repeated_by_a_retried_task_count_once():
     events: list = []
-    collector, _ = _collector(events)
-    result = json.dumps({"status": "succeeded", "location": "x", "frames": 6, "worker_s": 1.0,
-                         "manifest": "{}"})
-    done = _row("done", "d", 0, 1, result=result)
-    collector.take(done)
-    collector.take(done)  # the video stage task ran again after its node died
-    collector.take(_row("planned", "d", 0, 1))
+    collector = _collector(events)
+    d = _video("d", 1)
+    collector.take(_done(d))
+    collector.take(_done(d))  # the video stage task ran again after its node died
+    collector.take(d)
     assert [e for e in events if e[0] == "result"] == [("result", "d", "succeeded")]
     assert len(list(collector.drain())) == 1 and collector.partial == {}
+
+
+def test_every_message_crosses_the_wire_whole():
+    d = _video("d", 2)
+    messages = [d, _scores(d, 1), VideoFailed(d.input, "e", "c", d, chunk=0), _done(d)]
+    assert from_table(to_table(messages)) == messages
 
 
 # ------------------------------------------------------------------------------ batches
@@ -159,7 +156,7 @@ def test_a_batch_of_urls_with_bad_inputs_each_failing_alone(ray_cluster, served,
     root, http = served
     # several videos per video-stage task (a batch of many short videos): each still fails or
     # succeeds alone, and each result is reported as it is stored
-    monkeypatch.setattr(stream, "VIDEO_TASKS_PER_CPU", 1)
+    monkeypatch.setattr(ray_runner, "VIDEO_TASKS_PER_CPU", 1)
     options = SourceOptions(allowlist="127.0.0.1:*", request_timeout_s=5, deadline_s=60)
     http.reset()
     probe(open_source(http.url("r", "a.mp4"), "a", options))
