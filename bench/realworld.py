@@ -130,7 +130,7 @@ def diagnose(path: Path, work: Path) -> tuple[str | None, str | None]:
         from jobs.settings import Settings
         from jobs.stores.local import LocalStore
 
-        params = GoldenParams.from_settings(Settings())
+        params = Settings().golden_params()
         [result] = run_golden([VideoJob(str(path), "diagnose", None)], params,
                               LocalStore(work), distributed=False, threads=1)
     except Exception as exc:  # noqa: BLE001 - a crash is what we report

@@ -7,6 +7,13 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from actors.scoring import ScorerConfig
+from jobs.golden.params import GoldenParams
+
+# The defaults of everything that decides a golden-frame result live in GoldenParams; the
+# settings (and through them the CLI's help and the README's table) take them from there.
+_GOLDEN = GoldenParams()
+
 
 class Settings(BaseSettings):
     """Defaults are the documented defaults; the README's configuration table lists them."""
@@ -14,33 +21,33 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FRAMESIFT_", extra="ignore")
 
     # selection
-    top_k: int = Field(5, ge=1, le=100, description="golden frames to pick per video")
-    min_gap_s: float = Field(0.5, ge=0, description="minimum seconds between picks")
-    motion_max: float = Field(1.0, ge=0, description="stillness bar in source px: the speed "
+    top_k: int = Field(_GOLDEN.top_k, ge=1, le=100, description="golden frames to pick per video")
+    min_gap_s: float = Field(_GOLDEN.min_gap_s, ge=0, description="minimum seconds between picks")
+    motion_max: float = Field(_GOLDEN.motion_max, ge=0, description="stillness bar in source px: the speed "
                               "that at most a tenth of the picture exceeds")
-    still_window_s: float = Field(0.2, ge=0, description="a frame is steady when every frame "
+    still_window_s: float = Field(_GOLDEN.still_window_s, ge=0, description="a frame is steady when every frame "
                                   "within this many seconds of it is under the motion bar; a "
                                   "hold needs a steady core")
-    min_hold_s: float = Field(0.5, ge=0, description="shortest steady hold (s, first to last "
+    min_hold_s: float = Field(_GOLDEN.min_hold_s, ge=0, description="shortest steady hold (s, first to last "
                               "still frame); shorter still runs are ignored")
-    edge_margin_s: float = Field(0.1, ge=0, description="picks keep this far (s) from both "
+    edge_margin_s: float = Field(_GOLDEN.edge_margin_s, ge=0, description="picks keep this far (s) from both "
                                  "ends of their hold's steady core (first picks) or of the "
                                  "hold (extra picks)")
-    hold_sharpness_ratio: float = Field(0.3, ge=0, le=1, description="a hold competes for "
+    hold_sharpness_ratio: float = Field(_GOLDEN.hold_sharpness_ratio, ge=0, le=1, description="a hold competes for "
                                         "first picks when its best sharpness is at least this "
                                         "share of the sharpest hold's")
-    dup_max_diff: float = Field(2.0, ge=0, le=255, description="near-duplicate picks: mean "
+    dup_max_diff: float = Field(_GOLDEN.dup_max_diff, ge=0, le=255, description="near-duplicate picks: mean "
                                 "abs difference of 16x16 grey thumbnails below this (grey "
                                 "levels); 0 = no guard")
     # scoring
-    flow: Literal["dis", "farneback"] = Field("dis", description="optical-flow method")
-    dis_preset: Literal["ultrafast", "fast", "medium"] = Field("ultrafast", description="DIS preset")
-    analysis_long_side: int = Field(640, ge=64, le=4096,
+    flow: Literal["dis", "farneback"] = Field(_GOLDEN.scorer.flow, description="optical-flow method")
+    dis_preset: Literal["ultrafast", "fast", "medium"] = Field(_GOLDEN.scorer.dis_preset, description="DIS preset")
+    analysis_long_side: int = Field(_GOLDEN.scorer.analysis_long_side, ge=64, le=4096,
                                     description="longer side (px) frames are scored at")
     # distribution
     workers: int | Literal["auto"] = Field("auto", description="chunks per video, or auto")
-    max_workers: int = Field(16, ge=1, description="upper bound on chunks per video")
-    min_frames_per_chunk: int = Field(30, ge=1, description="smallest chunk worth a worker")
+    max_workers: int = Field(_GOLDEN.max_workers, ge=1, description="upper bound on chunks per video")
+    min_frames_per_chunk: int = Field(_GOLDEN.min_frames_per_chunk, ge=1, description="smallest chunk worth a worker")
     executor: Literal["auto", "in-process", "join", "private"] = Field(
         "auto", description="where a golden-frame run executes: auto (by estimate), in-process "
                             "(threads), join (a Ray already up, or --address), private (a new "
@@ -87,8 +94,8 @@ class Settings(BaseSettings):
     out_dir: str = Field("output", description="root folder of the local store")
     store: Literal["local", "supabase"] = Field(
         "local", description="where results go: local folder, or local folder + Supabase")
-    image_format: Literal["jpeg", "png"] = Field("jpeg", description="golden frame image format")
-    jpeg_quality: int = Field(95, ge=1, le=100, description="JPEG quality of golden frames")
+    image_format: Literal["jpeg", "png"] = Field(_GOLDEN.image_format, description="golden frame image format")
+    jpeg_quality: int = Field(_GOLDEN.jpeg_quality, ge=1, le=100, description="JPEG quality of golden frames")
     # Supabase (store=supabase); SUPABASE_URL / SUPABASE_SERVICE_ROLE_KEY come from the env only
     supabase_bucket: str = Field("golden-frames", min_length=3, max_length=63,
                                  pattern=r"^[a-z0-9][a-z0-9._-]*[a-z0-9]$",
@@ -136,6 +143,21 @@ class Settings(BaseSettings):
                                     "worker (container, model load, download)")
     target_speedup: float = Field(4.0, ge=1, description="planner: speedup over one worker "
                                   "that --workers auto aims for")
+
+    def golden_params(self) -> GoldenParams:
+        """The golden-frame parameters these settings name."""
+        return GoldenParams(top_k=self.top_k, min_gap_s=self.min_gap_s, motion_max=self.motion_max,
+                            still_window_s=self.still_window_s, min_hold_s=self.min_hold_s,
+                            edge_margin_s=self.edge_margin_s,
+                            hold_sharpness_ratio=self.hold_sharpness_ratio,
+                            dup_max_diff=self.dup_max_diff, image_format=self.image_format,
+                            jpeg_quality=self.jpeg_quality,
+                            workers=None if self.workers == "auto" else int(self.workers),
+                            max_workers=self.max_workers,
+                            min_frames_per_chunk=self.min_frames_per_chunk,
+                            actors=self.ray_compute == "actors",
+                            scorer=ScorerConfig(analysis_long_side=self.analysis_long_side,
+                                                flow=self.flow, dis_preset=self.dis_preset))
 
     @model_validator(mode="before")
     @classmethod

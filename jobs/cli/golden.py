@@ -191,7 +191,7 @@ def _run(settings: "Settings", store: "Store", jobs: "list[VideoJob]",
     from jobs.golden.job import GoldenParams, run_golden
     from jobs.sources import SourceOptions
 
-    params = GoldenParams.from_settings(settings)
+    params = settings.golden_params()
     sources = SourceOptions.from_settings(settings)
     choice = choose_how_to_run(settings, [j.path for j in jobs] if entries is None
                                else [e.video for e in entries])

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from actors.glint import GlintConfig
 from actors.scoring import ScorerConfig
 
-if TYPE_CHECKING:
-    from jobs.settings import Settings
-
 
 @dataclass(frozen=True)
 class GoldenParams:
-    """Everything that decides a golden-frame result (recorded in the manifest)."""
+    """Everything that decides a golden-frame result (recorded in the manifest). The defaults
+    here are the only ones: ``jobs.settings.Settings`` (and so the CLI help and the README's
+    configuration table) take theirs from these."""
 
     top_k: int = 5
     min_gap_s: float = 0.5
@@ -33,19 +32,6 @@ class GoldenParams:
     actors: bool = False
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
     glint: GlintConfig = field(default_factory=GlintConfig)
-
-    @classmethod
-    def from_settings(cls, s: "Settings") -> "GoldenParams":
-        return cls(top_k=s.top_k, min_gap_s=s.min_gap_s, motion_max=s.motion_max,
-                   still_window_s=s.still_window_s, min_hold_s=s.min_hold_s,
-                   edge_margin_s=s.edge_margin_s, hold_sharpness_ratio=s.hold_sharpness_ratio,
-                   dup_max_diff=s.dup_max_diff, image_format=s.image_format,
-                   jpeg_quality=s.jpeg_quality,
-                   workers=None if s.workers == "auto" else int(s.workers),
-                   max_workers=s.max_workers, min_frames_per_chunk=s.min_frames_per_chunk,
-                   actors=s.ray_compute == "actors",
-                   scorer=ScorerConfig(analysis_long_side=s.analysis_long_side, flow=s.flow,
-                                       dis_preset=s.dis_preset))
 
     def recorded(self) -> dict[str, Any]:
         """The parameters as a manifest records them (plain JSON data)."""

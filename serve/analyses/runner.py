@@ -118,7 +118,7 @@ class AnalysisRunner:
 
     def _params(self, settings: Settings) -> GoldenParams:
         overrides = {k: v for k, v in self.spec["params"].items() if v is not None}
-        return replace(GoldenParams.from_settings(settings), **overrides)
+        return replace(settings.golden_params(), **overrides)
 
     def _hooks(self) -> Hooks:
         """Hooks that turn the job's progress into this analysis's events."""

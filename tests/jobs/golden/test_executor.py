@@ -150,7 +150,7 @@ def test_the_old_executor_values_still_mean_the_ray_compute(monkeypatch):
     monkeypatch.setenv("FRAMESIFT_EXECUTOR", "actors")
     settings = Settings()
     assert (settings.executor, settings.ray_compute) == ("auto", "actors")
-    assert GoldenParams.from_settings(settings).actors
+    assert settings.golden_params().actors
     assert Settings(executor="private", ray_compute="tasks").ray_compute == "tasks"
 
 
