@@ -185,7 +185,7 @@ class FlowEstimator:
 
     def __call__(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
         if self.method == "dis":
-            return self._dis.calc(prev, cur, None)
+            return self._dis.calc(prev, cur, None)  # type: ignore[call-overload]  # no flow: a new one
         return cv2.calcOpticalFlowFarneback(prev, cur, None, 0.5, 3, 15, 3, 5, 1.2, 0)
 
 

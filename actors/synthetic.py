@@ -167,7 +167,7 @@ def _world(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarra
 
 def _render(world: np.ndarray, margin: int, width: int, height: int, dx: float, dy: float,
             blur_sigma: float) -> np.ndarray:
-    m = np.float32([[1, 0, -(margin + dx)], [0, 1, -(margin + dy)]])
+    m = np.array([[1, 0, -(margin + dx)], [0, 1, -(margin + dy)]], np.float32)
     frame = cv2.warpAffine(world, m, (width, height), flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REFLECT)
     if blur_sigma > 0:
@@ -413,7 +413,7 @@ def make_hold_video(path: str | Path, *, holds: int = 5, soft_holds: int = 0,
         dx = dy = 0.0
         if h in shaken:
             count = max(8, int(round(rng.uniform(0.5, 0.9) * fps)))
-            dips = set()
+            dips: set[int] = set()
             for _ in range(int(rng.integers(1, 3))):
                 at = int(rng.integers(3, count - 3))
                 dips.update(range(at, at + int(rng.integers(1, 3))))

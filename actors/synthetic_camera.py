@@ -169,9 +169,10 @@ def _place(sprite: tuple[np.ndarray, np.ndarray], cx: float, cy: float, angle: f
     m = cv2.getRotationMatrix2D((sw / 2, sh / 2), angle, 1.0)
     m[0, 2] += cx - sw / 2
     m[1, 2] += cy - sh / 2
-    kw = dict(flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    col = cv2.warpAffine(colour, m, (width, height), **kw)
-    a = cv2.warpAffine(alpha, m, (width, height), **kw)
+    col = cv2.warpAffine(colour, m, (width, height), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    a = cv2.warpAffine(alpha, m, (width, height), flags=cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return _motion_blur(col, vx, vy), _motion_blur(a, vx, vy), m
 
 
@@ -275,7 +276,8 @@ def make_camera_video(path: str | Path, *, size: tuple[int, int] = (1280, 720), 
                 seg, (seg in STILL_SEGMENTS) and not cut, round(blur, 4), gain, round(noise * noise_scale, 4),
                 -1.0 if cut else round(camera, 4), -1.0 if cut else round(subject, 4),
                 0.0 if alpha is None else round(float(alpha.sum()) / area, 5),
-                None if box is None else tuple(round(float(v), 2) for v in box), cut))
+                None if box is None else (round(box[0], 2), round(box[1], 2), round(box[2], 2),
+                                          round(box[3], 2)), cut))
 
         # 1 and 2: a dim wall on a tripod (re-framed by >= 12 px between them), dark-scene noise
         wall1 = crop(dark, 0, 0) * vignette
@@ -338,7 +340,8 @@ def make_camera_video(path: str | Path, *, size: tuple[int, int] = (1280, 720), 
             moved = 0.0 if prev_corners is None else float(np.hypot(*(corners - prev_corners).T).max())
             prev_corners = corners
             add("hand_moved_item", j, wall4 * (1 - a[..., None]) + col, MILD_NOISE, subject=moved, alpha=a,
-                box=(*(float(c) for c in corners.min(0)), *(float(c) for c in corners.max(0))))
+                box=(float(corners[:, 0].min()), float(corners[:, 1].min()),
+                     float(corners[:, 0].max()), float(corners[:, 1].max())))
 
         # 5: hand-held shake of the whole view (as the ``shaking`` window of make_sample_video)
         amp = max(3.0, width / 200)

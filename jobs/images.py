@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 
 import ray
 
@@ -74,7 +74,7 @@ class _Tally:
 
 def _analyzer(task_cpus: float, limits: ImageLimits, analysis_long_side: int,
               detect: Callable[[bytes], Awaitable[dict[str, Any]]] | None,
-              ) -> Callable[[bytes], Awaitable[dict[str, Any]]]:
+              ) -> Callable[[bytes], Coroutine[Any, Any, dict[str, Any]]]:
     """``data -> {"ok": result} | {"error": ...}``: the analysis as a Ray task, with the
     detector's answer merged in when ``detect`` is given (both run at once)."""
     async def analysis(data: bytes) -> dict[str, Any]:

@@ -61,7 +61,7 @@ class RedactingFilter(logging.Filter):
 
 def install_redaction(logger: logging.Logger | None = None) -> None:
     """Add the filter to the root logger's handlers (and ``logger``), once."""
-    targets = [logger] if logger else []
+    targets: list[logging.Filterer] = [logger] if logger else []
     root = logging.getLogger()
     targets += [root, *root.handlers]
     for t in targets:

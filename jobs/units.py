@@ -40,5 +40,5 @@ def map_stage(ds: Dataset, stage: Stage[Any, Any], *, actors: bool, concurrency:
     if actors:
         return ds.map_batches(StageActor, fn_constructor_args=(stage,),
                               compute=ActorPoolStrategy(size=max(1, concurrency)), **common)
-    return ds.map_batches(run_stage_once, fn_kwargs={"stage": stage},
+    return ds.map_batches(run_stage_once, fn_kwargs={"stage": stage},  # type: ignore[arg-type]
                           compute=TaskPoolStrategy(size=max(1, concurrency)), **common)

@@ -62,11 +62,13 @@ class Collector:
                 self._on_planned(message.video)
             if isinstance(message, VideoFailed) and message.chunk is not None \
                     and message.video is not None and message.video.n_chunks > 1:
-                return self._chunk_failed(message)
+                self._chunk_failed(message)
+                return None
             self.emit(message)
             return None
+        if not isinstance(message, (ChunkScores, PlannedVideo)):
+            raise TypeError(f"the collector takes no {type(message).__name__}")
         video = message.video if isinstance(message, ChunkScores) else message
-        assert isinstance(video, PlannedVideo), f"unexpected message {type(message).__name__}"
         if video.input.seq in self.finished and video.input.scan_id not in self.partial:
             return None  # a finished video's message, again (a retried task)
         self._on_planned(video)
@@ -74,7 +76,7 @@ class Collector:
         ready = None
         if isinstance(message, PlannedVideo):
             partial.seen.add(-1)
-        else:
+        else:  # ChunkScores
             partial.seen.add(message.number)
             if not partial.failed and message.number not in partial.parts:
                 partial.parts[message.number] = message
@@ -98,7 +100,6 @@ class Collector:
         partial.seen.add(message.chunk)
         if partial.complete:
             del self.partial[message.input.scan_id]
-        return None
 
     def _on_planned(self, video: PlannedVideo) -> None:
         if video.input.seq not in self.planned:

@@ -105,7 +105,7 @@ def _header_work_s(path: str) -> float | None:
             stream = container.streams.video[0]
             rate = stream.average_rate
             frames = stream.frames
-            if not frames and stream.duration and rate:
+            if not frames and stream.duration and rate and stream.time_base:
                 frames = int(stream.duration * stream.time_base * rate)
             if not frames and container.duration and rate:
                 frames = int(container.duration / 1e6 * rate)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from actors.glint import GlintConfig
 from actors.scoring import ScorerConfig
@@ -24,7 +24,7 @@ class GoldenParams:
     edge_margin_s: float = 0.1
     hold_sharpness_ratio: float = 0.3
     dup_max_diff: float = 2.0
-    image_format: str = "jpeg"
+    image_format: Literal["jpeg", "png"] = "jpeg"
     jpeg_quality: int = 95
     workers: int | None = None  # None = let the planner decide
     max_workers: int = 16

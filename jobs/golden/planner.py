@@ -188,8 +188,8 @@ class BatchPlan:
                    index: FrameIndex | None = None, min_frames_per_chunk: int = 30,
                    max_workers: int = 16, cost: CostModel = CostModel()) -> ChunkPlan:
         """The chunk plan of one video of this batch; its reason says what the batch chose."""
-        common = dict(index=index, min_frames_per_chunk=min_frames_per_chunk,
-                      max_workers=max_workers, cost=cost)
+        common: dict[str, Any] = dict(index=index, min_frames_per_chunk=min_frames_per_chunk,
+                                      max_workers=max_workers, cost=cost)
         if self.workers is not None:
             return plan_chunks(frame_count, width, height, cpus=self.cpus, workers=self.workers,
                                **common)

@@ -197,12 +197,13 @@ class RayRunner(Runner):
         # still at least VIDEO_TASKS_PER_CPU tasks per CPU so the last ones leave no CPU idle.
         per_task = (max(1, min(MAX_VIDEOS_PER_TASK, len(inputs) // (cpus * VIDEO_TASKS_PER_CPU)))
                     if whole else 1)
-        ds = ray.data.from_items(to_table(inputs).to_pylist(),
+        ds: ray.data.Dataset = ray.data.from_items(to_table(inputs).to_pylist(),
                                  override_num_blocks=-(-len(inputs) // per_task))
         # The video stage runs as tasks with Ray Data's default resources (one CPU: it scores
         # the one-chunk videos). Every task does a video's work, so it never runs far ahead of
         # the scoring (probes of many videos first would delay every result).
-        ds = ds.map_batches(run_stage_once, fn_kwargs={"stage": WireStage(VideoStage(config))},
+        ds = ds.map_batches(run_stage_once,  # type: ignore[arg-type] # fn_kwargs: the stage
+                            fn_kwargs={"stage": WireStage(VideoStage(config))},
                             batch_size=per_task, batch_format="pyarrow", zero_copy_batch=True)
         if not whole:
             ds = map_stage(ds, WireStage(ScoreStage(config)), actors=config.params.actors,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from actors.errors import InvalidParameterError
@@ -117,7 +117,7 @@ def display_name(video: str) -> str:
     return redact_url(video) if scheme_of(video) in ("http", "https") else video
 
 
-def source_identity(source: str | MediaSource) -> list[Any] | None:
-    """(size, ETag) of the object a source opened last (JSON-friendly), None for a path."""
+def source_identity(source: str | MediaSource) -> tuple[int, str | None] | None:
+    """(size, ETag) of the object a source opened last, None for a path."""
     identity = getattr(source, "identity", None)
-    return list(identity) if identity is not None else None
+    return (int(identity[0]), identity[1]) if identity is not None else None

@@ -99,7 +99,8 @@ def detect_video(path: str, out_dir: str, detector: DetectorConfig, *, stride: i
     wanted = sum(len(c.wanted()) for c in chunks)
     notes: list[str] = []
     workers = _fit_cpu_workers(workers, detector, num_gpus, notes)
-    ds = ray.data.from_items([c.to_row() for c in chunks], override_num_blocks=len(chunks))
+    ds: ray.data.Dataset = ray.data.from_items([c.to_row() for c in chunks],
+                                               override_num_blocks=len(chunks))
     ds = map_stage(ds, FrameDecoder(DecoderConfig()), actors=False,
                    concurrency=max(1, decode_workers), batch_size=1)
     ds = map_stage(ds, Detector(replace(detector, gpus=num_gpus)), actors=True,

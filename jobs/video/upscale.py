@@ -45,7 +45,7 @@ def _packets(container: av.container.InputContainer, stream: Any) -> Iterator[av
 
 def _timed(packets: Iterator[av.Packet], order: int) -> Iterator[tuple[float, int, av.Packet]]:
     for p in packets:
-        yield float(p.dts * p.time_base), order, p
+        yield float((p.dts or 0) * (p.time_base or 0)), order, p
 
 
 def concat_segments(segments: list[str], source: str, output: str) -> int:
@@ -89,7 +89,8 @@ def upscale_video(path: str, output: str, upscaler: UpscalerConfig, *, workers: 
     seg_dir.mkdir(parents=True, exist_ok=True)
     config = SegmentConfig(upscaler, str(seg_dir.resolve()), crf=crf, cpus=upscaler.cpus,
                            gpus=num_gpus)
-    ds = ray.data.from_items([c.to_row() for c in chunks], override_num_blocks=len(chunks))
+    ds: ray.data.Dataset = ray.data.from_items([c.to_row() for c in chunks],
+                                               override_num_blocks=len(chunks))
     ds = map_stage(ds, SegmentUpscaler(config), actors=True,
                    concurrency=max(1, min(workers, len(chunks))), batch_size=1)
     rows: list[tuple[int, str, int, float]] = []
