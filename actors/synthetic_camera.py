@@ -45,8 +45,9 @@ import av
 import cv2
 import numpy as np
 
-from actors.synthetic import (_camera, _motion_blur, _noise_layer, _photo_texture, _pick_views,
-                              h264_stream, truth_path)
+from actors.synthetic import h264_stream, truth_path
+from actors.synthetic_holds import (camera_transform, motion_blur, noise_layer, photo_texture,
+                                    pick_views)
 
 CAMERA_SEGMENTS = ("tripod_flat_noise", "tripod_small_subject", "flicker", "hand_moved_item",
                    "handheld_shake", "focus_pull", "tripod_textured")
@@ -115,7 +116,7 @@ def _wall(rng: np.random.Generator, width: int, height: int, margin: int, level:
     wh, ww = height + 2 * margin, width + 2 * margin
     yy, xx = np.mgrid[0:wh, 0:ww].astype(np.float32)
     lum = level * (0.85 + 0.25 * xx / ww + 0.1 * yy / wh)
-    wall = np.stack([lum * 1.04, lum, lum * 0.95], -1) + 3 * _noise_layer(rng, (wh, ww), 0.4 * width, 1)
+    wall = np.stack([lum * 1.04, lum, lum * 0.95], -1) + 3 * noise_layer(rng, (wh, ww), 0.4 * width, 1)
     d = level * 0.12  # feature contrast: faint
     x, y = int(rng.uniform(0.25, 0.75) * ww), int(rng.uniform(0.3, 0.7) * wh)
     s = max(6, width // 30)
@@ -150,7 +151,7 @@ def _ball(radius: float) -> tuple[np.ndarray, np.ndarray]:
 def _card(texture: np.ndarray, view: tuple, cw: int, ch: int) -> tuple[np.ndarray, np.ndarray]:
     """A printed card cut from the texture, with a light border: (premultiplied BGR, alpha)."""
     centre, zoom, angle = view
-    img = cv2.warpAffine(texture, _camera(centre, zoom, angle, cw, ch, 0, 0), (cw, ch),
+    img = cv2.warpAffine(texture, camera_transform(centre, zoom, angle, cw, ch, 0, 0), (cw, ch),
                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     cv2.rectangle(img, (0, 0), (cw - 1, ch - 1), (235, 235, 235), max(2, cw // 40))
     pad = 2
@@ -173,7 +174,7 @@ def _place(sprite: tuple[np.ndarray, np.ndarray], cx: float, cy: float, angle: f
                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     a = cv2.warpAffine(alpha, m, (width, height), flags=cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return _motion_blur(col, vx, vy), _motion_blur(a, vx, vy), m
+    return motion_blur(col, vx, vy), motion_blur(a, vx, vy), m
 
 
 def _corners(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -237,8 +238,8 @@ def make_camera_video(path: str | Path, *, size: tuple[int, int] = (1280, 720), 
     sensor = _Sensor(np.random.default_rng(seed + 7919), width, height, noise_scale)
     margin = max(16, width // 10)
     side = int(max(width, height) * 2.6) // 2 * 2
-    texture = _photo_texture(rng, side, width)
-    views = _pick_views(rng, 5, side, width, height)
+    texture = photo_texture(rng, side, width)
+    views = pick_views(rng, 5, side, width, height)
     vignette = _vignette(width, height)
     dark = _wall(rng, width, height, margin, float(rng.uniform(40, 52)))
     bright = _wall(rng, width, height, margin, float(rng.uniform(125, 150)))
@@ -249,7 +250,7 @@ def make_camera_video(path: str | Path, *, size: tuple[int, int] = (1280, 720), 
 
     def view(k: int, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
         centre, zoom, angle = views[k]
-        return cv2.warpAffine(texture, _camera(centre, zoom, angle, width, height, dx, dy), (width, height),
+        return cv2.warpAffine(texture, camera_transform(centre, zoom, angle, width, height, dx, dy), (width, height),
                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
     path = Path(path)
@@ -351,7 +352,7 @@ def make_camera_video(path: str | Path, *, size: tuple[int, int] = (1280, 720), 
             d = np.array([sign * amp + rng.uniform(-1, 1), -sign * amp * 0.6 + rng.uniform(-1, 1)])
             v = np.zeros(2) if prev is None else d - prev
             prev = d
-            img = _motion_blur(view(1, float(d[0]), float(d[1])), float(v[0]), float(v[1]))
+            img = motion_blur(view(1, float(d[0]), float(d[1])), float(v[0]), float(v[1]))
             add("handheld_shake", j, img.astype(np.float32), MILD_NOISE, camera=float(np.hypot(*v)))
 
         # 6: focus pull 0 -> FOCUS_PEAK -> 0 on a static scene

@@ -31,7 +31,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from actors.records import FrameRange, FrameScore  # noqa: E402
-from actors.synthetic import SampleTruth, make_hold_video  # noqa: E402
+from actors.synthetic import SampleTruth  # noqa: E402
+from actors.synthetic_holds import make_hold_video  # noqa: E402
 
 
 def pick_quality(picks: Sequence[int], truth: SampleTruth, *, top_k: int | None = None,

@@ -32,7 +32,8 @@ def sample_video(
              "and --vfr are not used); default: holds when --holds is given, else windows")] = None,
 ) -> None:
     """Write a synthetic scan video and its ground truth (<path>.truth.json)."""
-    from actors.synthetic import make_hold_video, make_sample_video, truth_path
+    from actors.synthetic import make_sample_video, truth_path
+    from actors.synthetic_holds import make_hold_video
 
     chosen = scenario or ("holds" if holds else "windows")
     if chosen not in SCENARIOS:

@@ -14,7 +14,8 @@ import pytest
 
 from actors.records import FrameRange, FrameScore, VideoChunk
 from actors.scoring import ChunkScorer, thumbnail
-from actors.synthetic import SampleTruth, make_hold_video, truth_path
+from actors.synthetic import SampleTruth, truth_path
+from actors.synthetic_holds import make_hold_video
 from actors.video import probe
 from jobs.golden.job import GoldenParams, VideoJob, run_golden
 from jobs.golden.reducer import select_golden, thumb_diff, windowed_motion
