@@ -249,7 +249,7 @@ class ChunkScorer:
         Frames the decoder never delivers (gaps) get no score.
 
         ``source`` reads the video when it is not a local file at ``task.path`` (a URL or an
-        object: ``actors.sources``). ``keep(i, frame)`` is given every scored frame
+        object: ``actors.media_source``). ``keep(i, frame)`` is given every scored frame
         (``av.VideoFrame``), for a caller that wants some of them later."""
         if self._flow is None:
             self.setup()

@@ -38,9 +38,9 @@ from actors.errors import (
     VideoNotFoundError,
 )
 from actors.records import FrameIndex, FrameRange, VideoInfo
-from actors.sources import MediaSource, mp4_lacks_index, mp4_moov, video_composition_offsets
+from actors.media_source import MediaSource, mp4_lacks_index, mp4_moov, video_composition_offsets
 
-# A video: a local path, or a source read through a file object (``actors.sources``).
+# A video: a local path, or a source read through a file object (``actors.media_source``).
 Source = Union[str, "os.PathLike[str]", MediaSource]
 
 # Frame-rate spread above which a stream counts as variable frame rate.

@@ -126,7 +126,7 @@ def read_result(out: Path, scan_id: str) -> dict:
 def diagnose(path: Path, work: Path) -> tuple[str | None, str | None]:
     """The error code of the job on this clip: the same job run again here, in process."""
     try:
-        from jobs.golden.job import GoldenParams, VideoJob, run_golden
+        from jobs.golden.job import VideoJob, run_golden
         from jobs.settings import Settings
         from jobs.stores.local import LocalStore
 
@@ -246,7 +246,7 @@ def main() -> None:
     else:
         why = realclips.skip_reason()
         if why:
-            _emit({**result, "skipped": why}, args.out)
+            emit({**result, "skipped": why}, args.out)
             return
         base = realclips.clip_dir()
         t = time.perf_counter()

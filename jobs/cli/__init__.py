@@ -7,6 +7,6 @@ Nothing is imported here, so ``python -m jobs.golden`` (which needs one command)
 
 def main() -> None:
     """Console script ``framesift``."""
-    from jobs.cli.app import main as run
+    from jobs.cli.commands import main as run
 
     run()

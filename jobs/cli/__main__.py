@@ -1,5 +1,5 @@
 """``python -m jobs.cli``: the ``framesift`` command line."""
 
-from jobs.cli.app import main
+from jobs.cli.commands import main
 
 main()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from jobs.cli.console import (AddressOption, NumCpusOption, OutOption, WorkersOption, err, fail,
+from jobs.cli.common import (AddressOption, NumCpusOption, OutOption, WorkersOption, err, fail,
                               load_settings, path_or_none)
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ def choose_how_to_run(settings: "Settings", videos: list[str]) -> "ExecutorChoic
 def _run(settings: "Settings", store: "Store", jobs: "list[VideoJob]",
          entries: "list[ManifestEntry] | None", resume: bool,
          hooks: "Hooks") -> "tuple[list[GoldenResult], BatchReport | None]":
-    from jobs.golden.job import GoldenParams, run_golden
+    from jobs.golden.job import run_golden
     from jobs.sources import SourceOptions
 
     params = settings.golden_params()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from jobs.cli.console import err, out
+from jobs.cli.common import err, out
 
 if TYPE_CHECKING:
     from jobs.golden.batch import BatchReport

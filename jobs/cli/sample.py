@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from jobs.cli.console import fail, out
+from jobs.cli.common import fail, out
 
 SCENARIOS = ("windows", "holds", "camera")
 

@@ -1,4 +1,4 @@
-"""``framesift serve``: the HTTP API on a local Ray (serve/local.py does the work)."""
+"""``framesift serve``: the HTTP API on a local Ray (serve/standalone.py does the work)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from jobs.cli.console import AddressOption, NumCpusOption, OutOption, err, fail
+from jobs.cli.common import AddressOption, NumCpusOption, OutOption, err, fail
 
 
 def serve_command(
@@ -21,7 +21,7 @@ def serve_command(
     """Start the HTTP API (Ray Serve) and block; Ctrl-C stops it."""
     from pydantic import ValidationError
 
-    from serve.local import serve_locally, settings_overrides
+    from serve.standalone import serve_locally, settings_overrides
     from serve.security import InsecureBindError
 
     try:

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from jobs.cli.console import OutOption, fail, load_settings, out, path_or_none
+from jobs.cli.common import OutOption, fail, load_settings, out, path_or_none
 
 
 def sync(

@@ -1,4 +1,4 @@
-"""The typed messages between the golden stages, and the one wire format they travel in.
+r"""The typed messages between the golden stages, and the one wire format they travel in.
 
 ::
 

@@ -56,7 +56,7 @@ def _inputs(jobs: Sequence[VideoJob], sources: SourceOptions,
     signed: dict[str, Any] = {}
     supabase = [job.path for _, job in valid if scheme_of(job.path) == "supabase"]
     if supabase:
-        from jobs.sources.supabase import sign_inputs
+        from jobs.sources.supabase_inputs import sign_inputs
 
         signed = sign_inputs(supabase, sources.signed_url_expiry_s)
     for seq, job in valid:

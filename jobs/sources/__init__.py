@@ -8,7 +8,7 @@ An input is one of
 - ``s3://bucket/key`` and ``gs://bucket/key``: read through ``pyarrow.fs`` with the same read-ahead
   (``jobs.sources.objects``),
 - ``supabase://bucket/key``: a Supabase Storage object; the driver signs it
-  (``jobs.sources.supabase``) and the workers read the signed URL over HTTP, without the key.
+  (``jobs.sources.supabase_inputs``) and the workers read the signed URL over HTTP, without the key.
 
 ``open_source`` turns an input into what ``actors.video`` reads: the path itself, or a
 ``MediaSource`` whose reads fail with typed ``SourceError``s (``source_gone``,
@@ -19,7 +19,7 @@ error or a result is ``display_name(input)``: no credentials, no query string.
 
 from __future__ import annotations
 
-from actors.sources import MediaSource
+from actors.media_source import MediaSource
 from jobs.sources.options import (InvalidSourceError, SourceOptions, check_input, display_name,
                                   is_remote, parse_object_url, scheme_of, source_identity)
 

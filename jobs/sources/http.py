@@ -40,7 +40,7 @@ import httpx
 
 from actors.errors import (RangeProtocolError, SourceAccessDeniedError, SourceError,
                            SourceGoneError, SourceTimeoutError)
-from actors.sources import KnownBlocks, RangeFile
+from actors.media_source import KnownBlocks, RangeFile
 from jobs.url_rules import (Allowlist, CheckedTarget, FetchError, check_target,
                             redirect_target, video_content_type)
 from jobs.sources.options import SourceOptions

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from actors.errors import (SourceAccessDeniedError, SourceError, SourceGoneError,
                            SourceTimeoutError)
-from actors.sources import KnownBlocks, RangeFile
+from actors.media_source import KnownBlocks, RangeFile
 from jobs.sources.options import SourceOptions
 
 _GONE = ("NO_SUCH_KEY", "NoSuchKey", "NoSuchBucket", "NO_SUCH_BUCKET", "does not exist",

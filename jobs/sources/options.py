@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from actors.errors import InvalidParameterError
-from actors.sources import DEFAULT_BLOCK, DEFAULT_MAX_BLOCK, MediaSource
+from actors.media_source import DEFAULT_BLOCK, DEFAULT_MAX_BLOCK, MediaSource
 from jobs.redact import redact_url
 
 if TYPE_CHECKING:

@@ -12,10 +12,9 @@ from typing import Callable
 
 import av
 import numpy as np
-import pytest
 
 from actors.records import FrameIndex, FrameRange
-from actors.sources import video_composition_offsets
+from actors.media_source import video_composition_offsets
 from actors.video import iter_frames, probe, read_frames
 from media_fixtures import random_video
 

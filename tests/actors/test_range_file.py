@@ -1,4 +1,4 @@
-"""Videos read through file objects (actors/sources.py, actors/video.py): the ranged file's
+"""Videos read through file objects (actors/media_source.py, actors/video.py): the ranged file's
 read-ahead and failure rule, and the MP4 index taken from the moov alone."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from actors.errors import CorruptVideoError, SourceGoneError
 from actors.records import FrameRange
-from actors.sources import KnownBlocks, MediaSource, RangeFile, mp4_lacks_index
+from actors.media_source import KnownBlocks, MediaSource, RangeFile, mp4_lacks_index
 from actors.video import iter_frames, probe, read_frames
 
 

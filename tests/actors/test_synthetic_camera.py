@@ -162,7 +162,7 @@ def test_bad_arguments_raise():
 def test_cli_writes_a_camera_video(tmp_path):
     from typer.testing import CliRunner
 
-    from jobs.cli.app import app
+    from jobs.cli.commands import app
 
     path = tmp_path / "cam.mp4"
     result = CliRunner().invoke(app, ["sample-video", str(path), "--scenario", "camera",

@@ -9,7 +9,7 @@ from dataclasses import fields
 
 import typer
 
-from jobs.cli.app import app
+from jobs.cli.commands import app
 from jobs.golden.params import GoldenParams
 from jobs.settings import Settings
 from serve.settings import ServiceSettings

@@ -303,7 +303,7 @@ SECRET = "service-role-key-for-tests"
 
 
 def test_supabase_objects_are_signed_by_the_driver_and_read_by_url(media):
-    from jobs.sources.supabase import sign_inputs
+    from jobs.sources.supabase_inputs import sign_inputs
 
     fake = FakeSupabase(SECRET).start()
     try:

@@ -13,7 +13,7 @@ import pytest
 
 from jobs.settings import Settings
 from jobs.sources import SourceOptions, display_name, open_source, scheme_of
-from jobs.sources.supabase import sign_inputs
+from jobs.sources.supabase_inputs import sign_inputs
 from serve.settings import ServiceSettings
 from serve.analyses.uploads import (INCOMING_PREFIX, LocalUploads, ObjectUploads,
                                     UploadGoneError, open_uploads)

@@ -131,7 +131,7 @@ def test_in_process_threads_give_the_sequential_result(clips, tmp_path):
 
 
 def test_the_cli_says_how_it_runs_and_runs_in_process(clips, tmp_path, monkeypatch):
-    from jobs.cli.app import app
+    from jobs.cli.commands import app
 
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "no-ray"))  # no local Ray to find
     result = CliRunner().invoke(app, ["golden", str(clips / "a.mp4"), "--out",
@@ -155,7 +155,7 @@ def test_the_old_executor_values_still_mean_the_ray_compute(monkeypatch):
 
 
 def test_the_cli_loads_no_heavy_library_to_start():
-    code = ("import sys, jobs.cli.app\n"
+    code = ("import sys, jobs.cli.commands\n"
             "heavy = ('ray', 'cv2', 'av', 'pyarrow', 'numpy', 'pandas', 'torch', 'httpx')\n"
             "print([m for m in heavy if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
@@ -170,7 +170,7 @@ def test_a_long_batch_is_estimated_from_a_sample(clips):
 
 
 def test_a_small_local_batch_runs_in_process(clips, tmp_path, monkeypatch):
-    from jobs.cli.app import app
+    from jobs.cli.commands import app
 
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "no-ray"))
     manifest = tmp_path / "batch.jsonl"

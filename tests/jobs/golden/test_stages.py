@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 
-from actors.records import FrameRange, FrameScore, VideoChunk
+from actors.records import FrameScore
 from actors.video import probe
 from jobs.golden.messages import (ChunkScores, ChunkTask, PlannedVideo, VideoDone, VideoFailed,
                                   VideoInput, to_table)

@@ -409,7 +409,7 @@ def test_the_secret_is_never_logged_stored_or_shown(tmp_path, fake, caplog, monk
     # and through the CLI: sync prints what is pending
     monkeypatch.setenv("SUPABASE_URL", fake.url)
     monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", SECRET)
-    from jobs.cli.app import app
+    from jobs.cli.commands import app
 
     cli = CliRunner().invoke(app, ["sync", "--out", str(tmp_path / "out")])
     assert cli.exit_code == 1, cli.output  # scan-2 still does not fit the bucket
@@ -426,7 +426,7 @@ def test_the_secret_is_never_logged_stored_or_shown(tmp_path, fake, caplog, monk
 def test_cli_golden_refuses_supabase_without_credentials(tmp_path, monkeypatch):
     monkeypatch.delenv("SUPABASE_URL", raising=False)
     monkeypatch.delenv("SUPABASE_SERVICE_ROLE_KEY", raising=False)
-    from jobs.cli.app import app
+    from jobs.cli.commands import app
 
     video = tmp_path / "v.mp4"
     video.write_bytes(b"")
@@ -443,7 +443,7 @@ def test_cli_sync_uploads_pending_results(tmp_path, fake, monkeypatch):
     fake.outage = None
     monkeypatch.setenv("SUPABASE_URL", fake.url)
     monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", SECRET)
-    from jobs.cli.app import app
+    from jobs.cli.commands import app
 
     runner = CliRunner()
     first = runner.invoke(app, ["sync", "--scan-id", "scan-1", "--out", str(tmp_path / "out")])

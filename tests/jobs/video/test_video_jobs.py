@@ -170,7 +170,7 @@ def test_annotate_scales_to_thousands_of_boxes_that_move_per_frame(clip, tmp_pat
 def test_cli_detect_video_prints_the_plan_and_annotate_uses_it(ray_cluster, models, clip, tmp_path):
     from typer.testing import CliRunner
 
-    from jobs.cli.app import app
+    from jobs.cli.commands import app
 
     runner = CliRunner()
     res = runner.invoke(app, ["detect-video", str(clip), "--weights", str(models["yolo"]),

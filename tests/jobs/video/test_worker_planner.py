@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobs.video.planner import WorkerCosts, plan_workers
+from jobs.video.worker_plan import WorkerCosts, plan_workers
 
 def test_planner_keeps_cheap_work_on_one_worker():
     # the previous system's study: 25 ms/frame, extra GPUs cost more with no speed gain

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from jobs.cli.console import (AddressOption, NumCpusOption, WorkersOption, err, fail,
+from jobs.cli.common import (AddressOption, NumCpusOption, WorkersOption, err, fail,
                               load_settings, out, user_errors)
 
 if TYPE_CHECKING:
     from actors.records import VideoInfo
     from jobs.settings import Settings
-    from jobs.video.planner import VideoJobPlan
+    from jobs.video.worker_plan import VideoJobPlan
 
 NumGpusOption = Annotated[Optional[float], typer.Option(
     "--num-gpus", help="GPUs per actor [1 with GPUs, else 0]")]
@@ -30,7 +30,7 @@ def _start_and_plan(kind: str, video: Path, frames_of: "Any", frame_ms: float | 
     """Probe the video, start Ray, plan the workers and print the plan."""
     from actors.video import probe
     from jobs.runtime import ensure_ray, free_resources
-    from jobs.video.planner import plan_video_job
+    from jobs.video.worker_plan import plan_video_job
 
     info = probe(str(video))
     ensure_ray(settings.ray_address, settings.num_cpus)
