@@ -11,7 +11,7 @@ CORE   := $(VENV)/.installed-core
 # where `make realclips` puts real clips and the tests look for them (outside the tree)
 export FRAMESIFT_REALCLIPS ?= $(HOME)/.cache/framesift/realclips
 
-.PHONY: install install-core demo test test-gpu bench clean postgres browser realclips
+.PHONY: install install-core demo lint test test-gpu bench clean postgres browser realclips
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11" >&2; exit 2; }
@@ -81,7 +81,12 @@ browser:
 realclips: $(STAMP)
 	@$(PY) tests/realclips.py fetch
 
-test: $(STAMP) postgres browser realclips
+# Lint and type check first (seconds), then the suite.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+test: $(STAMP) postgres browser realclips lint
 	$(PY) -m pytest
 
 # On a machine with a CUDA GPU: the gpu-marked tests, failing (not skipping) without CUDA.

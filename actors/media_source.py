@@ -47,7 +47,7 @@ class MediaSource(Protocol):
 
     name: str
 
-    def open(self) -> BinaryIO:
+    def open(self) -> BinaryIO | io.RawIOBase:
         """A new seekable, read-only file object on the video. Raises ``SourceError``."""
 
 

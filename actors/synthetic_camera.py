@@ -250,7 +250,9 @@ def make_camera_video(path: str | Path, *, size: tuple[int, int] = (1280, 720), 
 
     def view(k: int, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
         centre, zoom, angle = views[k]
-        return cv2.warpAffine(texture, camera_transform(centre, zoom, angle, width, height, dx, dy), (width, height),
+        return cv2.warpAffine(texture,
+                              camera_transform(centre, zoom, angle, width, height, dx, dy),
+                              (width, height),
                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
     path = Path(path)

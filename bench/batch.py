@@ -116,7 +116,8 @@ def child(spec: dict) -> None:
                       "ok": s.ok, "failed": s.failed, "errors": failed,
                       "driver_cpu_s": round(s.driver_cpu_s, 2),
                       "worker_cpu_s": round(s.worker_cpu_s, 1),
-                      "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                      "driver_peak_rss_mb": round(
+                          resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                       "plan": plans[0] if plans else None}))
 
 

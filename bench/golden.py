@@ -2,7 +2,8 @@
 
 For a 720p and a 1080p 600-frame H.264 video (generated): decode-only fps (the ceiling, all
 cores), the whole job's fps through each production runner (sequential reference, threads in
-this process, Ray on a warm private cluster, Ray with an actor pool made per run), the cold end-to-end CLI (auto, i.e. in process here, and forced onto a private Ray) beside
+this process, Ray on a warm private cluster, Ray with an actor pool made per run), the cold
+end-to-end CLI (auto, i.e. in process here, and forced onto a private Ray) beside
 sharp-frames 0.4.0 on the same video (bench/sharp_frames.py; skipped with a message without
 Debian's ffmpeg), the previous system's algorithm (full-resolution Farneback +
 Laplacian, sequential), peak RSS per worker, and whether the picks match. Also the DIS presets

@@ -157,7 +157,8 @@ def main() -> None:
     ratio = {f"c{c}": round(b[f"c{c}"]["throughput_rps"] / u[f"c{c}"]["throughput_rps"], 2)
              for c in (1, 8, 32)}
     emit({"model": "yolov8n random weights, 3 classes", "imgsz": IMGSZ,
-          "image": "640x480 JPEG", "device": args.device, "machine_cpus": os.cpu_count(), "ray_cpus": args.cpus,
+          "image": "640x480 JPEG", "device": args.device, "machine_cpus": os.cpu_count(),
+          "ray_cpus": args.cpus,
           "replicas": replicas,
           "detector_cpus": args.detector_cpus,
           "rounds": args.rounds, "model_only": ceiling, "results": results,

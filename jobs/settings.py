@@ -23,31 +23,43 @@ class Settings(BaseSettings):
     # selection
     top_k: int = Field(_GOLDEN.top_k, ge=1, le=100, description="golden frames to pick per video")
     min_gap_s: float = Field(_GOLDEN.min_gap_s, ge=0, description="minimum seconds between picks")
-    motion_max: float = Field(_GOLDEN.motion_max, ge=0, description="stillness bar in source px: the speed "
-                              "that at most a tenth of the picture exceeds")
-    still_window_s: float = Field(_GOLDEN.still_window_s, ge=0, description="a frame is steady when every frame "
-                                  "within this many seconds of it is under the motion bar; a "
-                                  "hold needs a steady core")
-    min_hold_s: float = Field(_GOLDEN.min_hold_s, ge=0, description="shortest steady hold (s, first to last "
-                              "still frame); shorter still runs are ignored")
-    edge_margin_s: float = Field(_GOLDEN.edge_margin_s, ge=0, description="picks keep this far (s) from both "
-                                 "ends of their hold's steady core (first picks) or of the "
-                                 "hold (extra picks)")
-    hold_sharpness_ratio: float = Field(_GOLDEN.hold_sharpness_ratio, ge=0, le=1, description="a hold competes for "
-                                        "first picks when its best sharpness is at least this "
-                                        "share of the sharpest hold's")
-    dup_max_diff: float = Field(_GOLDEN.dup_max_diff, ge=0, le=255, description="near-duplicate picks: mean "
-                                "abs difference of 16x16 grey thumbnails below this (grey "
-                                "levels); 0 = no guard")
+    motion_max: float = Field(
+        _GOLDEN.motion_max, ge=0,
+        description="stillness bar in source px: the speed that at most a tenth of the picture "
+                    "exceeds")
+    still_window_s: float = Field(
+        _GOLDEN.still_window_s, ge=0,
+        description="a frame is steady when every frame within this many seconds of it is "
+                    "under the motion bar; a hold needs a steady core")
+    min_hold_s: float = Field(
+        _GOLDEN.min_hold_s, ge=0,
+        description="shortest steady hold (s, first to last still frame); shorter still runs "
+                    "are ignored")
+    edge_margin_s: float = Field(
+        _GOLDEN.edge_margin_s, ge=0,
+        description="picks keep this far (s) from both ends of their hold's steady core (first "
+                    "picks) or of the hold (extra picks)")
+    hold_sharpness_ratio: float = Field(
+        _GOLDEN.hold_sharpness_ratio, ge=0, le=1,
+        description="a hold competes for first picks when its best sharpness is at least this "
+                    "share of the sharpest hold's")
+    dup_max_diff: float = Field(
+        _GOLDEN.dup_max_diff, ge=0, le=255,
+        description="near-duplicate picks: mean abs difference of 16x16 grey thumbnails below "
+                    "this (grey levels); 0 = no guard")
     # scoring
-    flow: Literal["dis", "farneback"] = Field(_GOLDEN.scorer.flow, description="optical-flow method")
-    dis_preset: Literal["ultrafast", "fast", "medium"] = Field(_GOLDEN.scorer.dis_preset, description="DIS preset")
+    flow: Literal["dis", "farneback"] = Field(_GOLDEN.scorer.flow,
+                                              description="optical-flow method")
+    dis_preset: Literal["ultrafast", "fast", "medium"] = Field(_GOLDEN.scorer.dis_preset,
+                                                               description="DIS preset")
     analysis_long_side: int = Field(_GOLDEN.scorer.analysis_long_side, ge=64, le=4096,
                                     description="longer side (px) frames are scored at")
     # distribution
     workers: int | Literal["auto"] = Field("auto", description="chunks per video, or auto")
-    max_workers: int = Field(_GOLDEN.max_workers, ge=1, description="upper bound on chunks per video")
-    min_frames_per_chunk: int = Field(_GOLDEN.min_frames_per_chunk, ge=1, description="smallest chunk worth a worker")
+    max_workers: int = Field(_GOLDEN.max_workers, ge=1,
+                             description="upper bound on chunks per video")
+    min_frames_per_chunk: int = Field(_GOLDEN.min_frames_per_chunk, ge=1,
+                                      description="smallest chunk worth a worker")
     executor: Literal["auto", "in-process", "join", "private"] = Field(
         "auto", description="where a golden-frame run executes: auto (by estimate), in-process "
                             "(threads), join (a Ray already up, or --address), private (a new "
@@ -94,8 +106,10 @@ class Settings(BaseSettings):
     out_dir: str = Field("output", description="root folder of the local store")
     store: Literal["local", "supabase"] = Field(
         "local", description="where results go: local folder, or local folder + Supabase")
-    image_format: Literal["jpeg", "png"] = Field(_GOLDEN.image_format, description="golden frame image format")
-    jpeg_quality: int = Field(_GOLDEN.jpeg_quality, ge=1, le=100, description="JPEG quality of golden frames")
+    image_format: Literal["jpeg", "png"] = Field(_GOLDEN.image_format,
+                                                 description="golden frame image format")
+    jpeg_quality: int = Field(_GOLDEN.jpeg_quality, ge=1, le=100,
+                              description="JPEG quality of golden frames")
     # Supabase (store=supabase); SUPABASE_URL / SUPABASE_SERVICE_ROLE_KEY come from the env only
     supabase_bucket: str = Field("golden-frames", min_length=3, max_length=63,
                                  pattern=r"^[a-z0-9][a-z0-9._-]*[a-z0-9]$",

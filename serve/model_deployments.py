@@ -161,7 +161,8 @@ class DetectorDeployment:
         return {"classes": self.unit.names, "device": self.unit.device,
                 "half": self.unit.half, "model_calls": self.unit.calls,
                 "batch_sizes": dict(self.batch_sizes),
-                "max_batch_size": batch._get_max_batch_size() if hasattr(batch, "_get_max_batch_size") else None}
+                "max_batch_size": (batch._get_max_batch_size()
+                                   if hasattr(batch, "_get_max_batch_size") else None)}
 
 
 @serve.deployment(name="Upscaler", max_ongoing_requests=4,

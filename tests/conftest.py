@@ -47,7 +47,8 @@ class Videos:
             bframes: int = 2, gop: int = 60, vfr: bool = False, fps: int = 30) -> tuple[Path, SampleTruth]:
         key = (seconds, size, seed, bframes, gop, vfr, fps)
         if key not in self._made:
-            name = f"v_{size[0]}x{size[1]}_{seconds}s_s{seed}_b{bframes}_g{gop}_{'vfr' if vfr else 'cfr'}_{fps}.mp4"
+            rate = "vfr" if vfr else "cfr"
+            name = f"v_{size[0]}x{size[1]}_{seconds}s_s{seed}_b{bframes}_g{gop}_{rate}_{fps}.mp4"
             path = self.root / name
             truth = make_sample_video(path, seconds=seconds, size=size, fps=fps, seed=seed,
                                       bframes=bframes, gop=gop, variable_fps=vfr)

@@ -101,7 +101,8 @@ _NTSC = ("-r", "30000/1001")  # MPEG-1/2 and H.263 accept only their standard fr
 VARIANTS: tuple[Variant, ...] = (
     Variant("box-theora.ogv", "box.mp4", (*_CUT, "-c:v", "libtheora", "-q:v", "7"),
             what="Theora in Ogg"),
-    Variant("box-vp8.webm", "box.mp4", (*_CUT, "-c:v", "libvpx", "-b:v", "1M", "-deadline", "good", "-cpu-used", "4"),
+    Variant("box-vp8.webm", "box.mp4",
+            (*_CUT, "-c:v", "libvpx", "-b:v", "1M", "-deadline", "good", "-cpu-used", "4"),
             what="VP8 in WebM"),
     Variant("box-vp9.webm", "box.mp4",
             (*_CUT, "-c:v", "libvpx-vp9", "-b:v", "1M", "-deadline", "realtime", "-cpu-used", "8"),

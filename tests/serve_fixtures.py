@@ -89,7 +89,8 @@ def sse_events(client: httpx.Client, url: str, limit: int = 2000) -> list:
     return out
 
 
-def upload_video(client: httpx.Client, path: Path, scan_id: str, prefix: str = "", **fields) -> httpx.Response:
+def upload_video(client: httpx.Client, path: Path, scan_id: str, prefix: str = "",
+                 **fields) -> httpx.Response:
     with path.open("rb") as fh:
         return client.post(f"{prefix}/v1/analyses", files={"video": (path.name, fh, "video/mp4")},
                            data={"scan_id": scan_id, **{k: str(v) for k, v in fields.items()}})

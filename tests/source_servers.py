@@ -203,7 +203,7 @@ class MotoS3:
                 return self
             except httpx.HTTPError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(Path(self.log.name).read_text()[-2000:])
+                    raise RuntimeError(Path(self.log.name).read_text()[-2000:]) from None
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError("moto server did not start in 60 s")

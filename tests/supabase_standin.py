@@ -380,7 +380,8 @@ class FakeSupabase:
             raise _storage_error("400", "InvalidRequest", "Bad Request", "content-type is required")
         return rec.body, ctype.split(";")[0].strip()
 
-    def _sign(self, rec: Recorded, bucket_name: str, key: str | None, role: str) -> tuple[int, Any, dict[str, str]]:
+    def _sign(self, rec: Recorded, bucket_name: str, key: str | None,
+              role: str) -> tuple[int, Any, dict[str, str]]:
         if bucket_name not in self.buckets:
             raise _storage_error("404", "NoSuchBucket", "Bucket not found", "Bucket not found")
         try:

@@ -96,7 +96,7 @@ def test_torch_comes_only_with_the_model_extras_and_as_the_pair():
 
 
 def test_zero_major_dependencies_have_a_ceiling():
-    for name, req in _requirements("yolo", "upscale", "dev").items():
+    for req in _requirements("yolo", "upscale", "dev").values():
         floors = [s.version for s in req.specifier if s.operator in (">=", "==", "~=")]
         if floors and floors[0].startswith("0."):
             assert any(s.operator in ("<", "==", "~=") for s in req.specifier), str(req)

@@ -195,9 +195,9 @@ def _run(settings: "Settings", store: "Store", jobs: "list[VideoJob]",
     sources = SourceOptions.from_settings(settings)
     choice = choose_how_to_run(settings, [j.path for j in jobs] if entries is None
                                else [e.video for e in entries])
-    run = dict(distributed=choice.distributed, address=choice.address, threads=choice.threads,
-               num_cpus=settings.num_cpus, plan_cpus=settings.cluster_cpus, hooks=hooks,
-               sources=sources)
+    run: dict[str, Any] = dict(distributed=choice.distributed, address=choice.address,
+                               threads=choice.threads, num_cpus=settings.num_cpus,
+                               plan_cpus=settings.cluster_cpus, hooks=hooks, sources=sources)
     if entries is None:
         return run_golden(jobs, params, store, **run), None
     from jobs.golden.batch import run_batch

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from jobs.cli.common import fail, out
+
+if TYPE_CHECKING:
+    from actors.synthetic import SampleTruth
+    from actors.synthetic_camera import CameraTruth
 
 SCENARIOS = ("windows", "holds", "camera")
 
@@ -42,23 +46,25 @@ def sample_video(
         fail(f"bad sample-video option: --holds {holds} makes a holds video, not --scenario {chosen}")
     try:
         w, h = (int(x) for x in size.lower().split("x"))
+        truth: SampleTruth | CameraTruth
         if chosen == "camera":
             from actors.synthetic_camera import make_camera_video
 
-            truth = make_camera_video(path, size=(w, h), fps=fps, seed=seed, bframes=bframes, gop=gop)
+            camera = make_camera_video(path, size=(w, h), fps=fps, seed=seed, bframes=bframes,
+                                       gop=gop)
+            what = "segments " + ", ".join(f"{name} [{start}, {stop})"
+                                           for name, start, stop in camera.segments)
+            truth = camera
         elif chosen == "holds":
             truth = make_hold_video(path, holds=holds or 5, size=(w, h), fps=fps, seed=seed,
                                     bframes=bframes, gop=gop)
+            what = f"{len(truth.holds)} steady holds"
         else:
             truth = make_sample_video(path, seconds=seconds, size=(w, h), fps=fps, seed=seed,
                                       bframes=bframes, gop=gop, variable_fps=vfr)
+            sharp = sum(1 for w_ in truth.windows if w_.kind == "sharp_still")
+            what = f"{sharp} sharp+still windows"
     except ValueError as exc:
         fail(f"bad sample-video option: {exc}")
-    if chosen == "camera":
-        what = "segments " + ", ".join(f"{name} [{start}, {stop})" for name, start, stop in truth.segments)
-    elif chosen == "holds":
-        what = f"{len(truth.holds)} steady holds"
-    else:
-        what = f"{sum(1 for w_ in truth.windows if w_.kind == 'sharp_still')} sharp+still windows"
     out.print(f"wrote {path} ({truth.frame_count} frames, {truth.width}x{truth.height}, "
               f"{what}) and {truth_path(path)}", highlight=False, soft_wrap=True)

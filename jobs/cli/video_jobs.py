@@ -52,7 +52,8 @@ def _print_result(result: Any, plan: "VideoJobPlan | None" = None) -> None:
 
 def detect_video(
     video: Annotated[Path, typer.Argument(help="video file")],
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="result folder [output/<name>-detections]")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(
+        "--out", help="result folder [output/<name>-detections]")] = None,
     weights: Annotated[Optional[str], typer.Option(help="YOLO .pt/.yaml [FRAMESIFT_YOLO_WEIGHTS]")] = None,
     every: Annotated[int, typer.Option(help="detect every Nth frame")] = 1,
     workers: WorkersOption = None,
@@ -95,8 +96,10 @@ def detect_video(
 
 def upscale_video(
     video: Annotated[Path, typer.Argument(help="video file")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="output video [<name>-upscaled.mp4 in --out]")] = None,
-    weights: Annotated[Optional[str], typer.Option(help="Real-ESRGAN .pth [FRAMESIFT_UPSCALER_WEIGHTS]")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="output video [<name>-upscaled.mp4 in --out]")] = None,
+    weights: Annotated[Optional[str], typer.Option(
+        help="Real-ESRGAN .pth [FRAMESIFT_UPSCALER_WEIGHTS]")] = None,
     scale: Annotated[Optional[float], typer.Option(help="output scale [the model's]")] = None,
     tile: Annotated[Optional[int], typer.Option(help="tile px, 0 = none [256]")] = None,
     workers: WorkersOption = None,
@@ -133,7 +136,8 @@ def upscale_video(
 def annotate(
     video: Annotated[Path, typer.Argument(help="video file")],
     detections: Annotated[Path, typer.Option(help="detections.parquet from detect-video")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="output [<name>-annotated.mp4 beside the detections]")] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="output [<name>-annotated.mp4 beside the detections]")] = None,
     min_confidence: Annotated[float, typer.Option(help="draw boxes at or above this")] = 0.0,
     compilation: Annotated[bool, typer.Option(help="only the frames with detections (no audio)")] = False,
 ) -> None:

@@ -74,8 +74,9 @@ def local_ray_address(temp_dir: str | None = None, timeout_s: float = 0.2) -> st
 def estimate_work_s(paths: Sequence[str], sample: int = 64) -> float | None:
     """Seconds of scoring on one CPU for local videos, from their headers (frame count and
     size; a header without either has its packets counted), with the planner's cost model.
-    None when the work cannot be known here (a remote input): the run then goes to Ray. A file that is missing or not a video counts as no work (it fails at its probe). A
-    long batch is estimated from ``sample`` of its videos, evenly spread, scaled to its length.
+    None when the work cannot be known here (a remote input): the run then goes to Ray. A file
+    that is missing or not a video counts as no work (it fails at its probe). A long batch is
+    estimated from ``sample`` of its videos, evenly spread, scaled to its length.
     """
     if not paths or any("://" in p for p in paths):
         return None

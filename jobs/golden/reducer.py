@@ -104,7 +104,7 @@ def windowed_motion(scores: Sequence[FrameScore], window_s: float) -> list[float
     out: list[float] = []
     window: deque[int] = deque()  # indices with decreasing motion
     hi = 0
-    for i, t in enumerate(times):
+    for t in times:
         while hi < len(times) and times[hi] <= t + window_s + _EPS:
             while window and motion[window[-1]] <= motion[hi]:
                 window.pop()

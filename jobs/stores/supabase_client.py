@@ -12,6 +12,7 @@ the key never appears in logs, messages or reprs.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -290,7 +291,8 @@ class SupabaseClient:
         query = (self._client.table(GOLDEN_TABLE)
                  .select("analysis_id,frame_index,storage_bucket,storage_key")
                  .eq("scan_id", scan_id).neq("analysis_id", analysis_id))
-        return list(self._call("read", GOLDEN_TABLE, query.execute).data or [])
+        rows: Any = self._call("read", GOLDEN_TABLE, query.execute).data or []
+        return [dict(row) for row in rows]
 
     def delete_stale_frames(self, scan_id: str, analysis_id: str) -> None:
         """Delete golden_frames rows of ``scan_id`` left by other analyses of it."""
@@ -311,8 +313,9 @@ class SupabaseClient:
         refused: dict[str, str] = {}
         for item in items:
             path = item.get("path")
-            if item.get("signedURL") and not item.get("error") and path:
-                urls[path] = item["signedURL"]
+            signed = item.get("signedURL")
+            if signed and not item.get("error") and path:
+                urls[path] = str(signed)
             elif path:
                 refused[path] = str(item.get("error") or "no signed URL in Storage's answer")
         for key in keys:
@@ -351,10 +354,10 @@ class SupabaseClient:
         out: list[dict[str, Any]] = []
         page = 1000
         while True:
-            options = {"limit": page, "offset": len(out),
-                       "sortBy": {"column": "name", "order": "asc"}}
+            options: Any = {"limit": page, "offset": len(out),
+                            "sortBy": {"column": "name", "order": "asc"}}
             items = self._call("list", f"{self.bucket}/{folder}",
-                               lambda: bucket.list(folder, options))
+                               functools.partial(bucket.list, folder, options))
             out.extend(items)
             if len(items) < page:
                 break

@@ -35,7 +35,7 @@ def test_a_result_round_trips_through_a_real_project(tmp_path):
     png = buf.tobytes()
     client = store.client._client
     try:
-        for attempt in range(2):  # the second run must be an idempotent repeat
+        for _attempt in range(2):  # the second run must be an idempotent repeat
             with store.open(scan_id) as session:
                 key, uri = session.put_image(3, png, "png", "image/png")
                 session.put_scores(pa.table({"frame_index": [3]}))
