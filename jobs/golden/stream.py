@@ -129,16 +129,17 @@ def _error_text(exc: BaseException) -> str:
 
 
 def video_rows(row: dict[str, Any], config: StageConfig,
-               scorer: ChunkScorer) -> list[dict[str, Any]]:
-    """Probe and plan one video. Planned as one chunk: scored and finished here (one ``done``
-    or ``error`` row). Planned as several: a ``planned`` row, then one row per chunk."""
+               scorer: ChunkScorer) -> Iterator[dict[str, Any]]:
+    """Probe and plan one video: a ``planned`` row as soon as it is planned (its frame count
+    is the progress total), then, planned as one chunk, its ``done`` or ``error`` row (scored
+    and finished here); planned as several, one row per chunk."""
     t0 = time.perf_counter()
     meta: dict[str, Any] = {"scan_id": row["scan_id"], "item_type": row["item_type"],
                             "seq": row["seq"], "name": row["name"]}
     base = {**_EMPTY_ROW, "video_id": row["scan_id"], "path": row["name"], "url": row["url"]}
     try:
         source = open_source(row["url"], row["name"], config.sources)
-        info = probe(source)
+        info = probe(source, budget=config.limits)  # refused from the header when it can be
         config.limits.check(row["name"], info.width, info.height, info.frame_count)
         params = config.params
         plan = config.batch.plan_video(info.frame_count, info.width, info.height,
@@ -148,8 +149,9 @@ def video_rows(row: dict[str, Any], config: StageConfig,
     except Exception as exc:  # noqa: BLE001 - a bad video is data, never the batch's crash
         if not isinstance(exc, FramesiftError):
             log.exception("probing %s failed", row["name"])
-        return [{**base, "kind": "error", "meta": json.dumps(meta), "error": _error_text(exc),
-                 "error_code": _error_code(exc)}]
+        yield {**base, "kind": "error", "meta": json.dumps(meta), "error": _error_text(exc),
+               "error_code": _error_code(exc)}
+        return
     meta.update(info=info.summary(), identity=source_identity(source), plan=plan.to_dict(),
                 probe_s=time.perf_counter() - t0)
     meta_json = json.dumps(meta)
@@ -157,9 +159,11 @@ def video_rows(row: dict[str, Any], config: StageConfig,
     chunks = [{**base, **VideoChunk.of(row["scan_id"], info, frames).to_row(), "kind": "chunk",
                "chunk": i, "n_chunks": n, "meta": meta_json}
               for i, frames in enumerate(plan.chunks)]
+    yield {**base, "kind": "planned", "n_chunks": n, "meta": meta_json}
     if n == 1:
-        return [score_row(chunks[0], config, scorer, source)]
-    return [{**base, "kind": "planned", "n_chunks": n, "meta": meta_json}, *chunks]
+        yield score_row(chunks[0], config, scorer, source)
+    else:
+        yield from chunks
 
 
 def _identity(meta: str | dict[str, Any]) -> tuple[int, str | None] | None:
@@ -347,6 +351,7 @@ class Collector:
         self.finisher = finisher
         self.partial: dict[str, _Partial] = {}
         self.finished: set[int] = set()
+        self.announced: set[int] = set()  # videos whose plan went to ``on_planned``
         self.ready: deque[VideoOutcome] = deque()
 
     def take(self, row: dict[str, Any]) -> None:
@@ -354,6 +359,9 @@ class Collector:
         if scan not in self.partial and json.loads(row["meta"])["seq"] in self.finished:
             return  # a finished video's row, again (a retried task)
         if kind == "planned":
+            if row["n_chunks"] <= 1:  # a whole-video unit: its result comes in one row
+                self._on_planned(json.loads(row["meta"]))
+                return
             partial = self._partial(row)
             partial.seen.add(-1)
             self._planned(partial)
@@ -407,6 +415,9 @@ class Collector:
             self._on_planned(json.loads(partial.meta))
 
     def _on_planned(self, meta: dict[str, Any]) -> None:
+        if meta["seq"] in self.announced:
+            return
+        self.announced.add(meta["seq"])
         if self.hooks.on_planned and "plan" in meta:
             self.hooks.on_planned(meta["scan_id"], VideoSummary(**meta["info"]),
                                   ChunkPlan.from_dict(meta["plan"]))
@@ -633,7 +644,7 @@ def _run_in_process(rows: list[dict[str, Any]], config: StageConfig, collector: 
         return local.scorer
 
     def probe_video(row: dict[str, Any]) -> list[dict[str, Any]]:
-        return video_rows(row, config, scorer())
+        return list(video_rows(row, config, scorer()))
 
     def score_chunk(row: dict[str, Any]) -> list[dict[str, Any]]:
         return [score_row(row, config, scorer())]
