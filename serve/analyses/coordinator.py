@@ -36,6 +36,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 
 from jobs.redact import redact_url
 from jobs.redact import install_redaction
+from serve.analyses.admission import Reservations
 from serve.analyses.runner import RUNNER_NAMESPACE, AnalysisRunner, new_runner_name
 from serve.analyses.state import ACTIVE, FINAL, AnalysisDB, now, open_analysis_db
 from serve.analyses.uploads import UploadGoneError, Uploads, open_uploads
@@ -75,6 +76,7 @@ class AnalysisCoordinator:
         self.uploads: Uploads = open_uploads(self.settings)
         log.info("analysis records in %s, uploads in %s", self.db, self.uploads.location)
         self._secret_urls: dict[str, str] = {}  # analysis id -> full URL (never on disk)
+        self._reserved = Reservations()  # places held by uploads being received
         self._last_sweep = 0.0
         self._last_adopt = 0.0
         self._runners: dict[str, Any] = {}  # analysis id -> runner handle
@@ -335,18 +337,34 @@ class AnalysisCoordinator:
         return True
 
     async def admission(self, owner: str | None) -> dict[str, Any] | None:
-        """Whether an analysis of ``owner`` would be accepted now: None, or the refusal
-        (asked before an upload is received, so a refused upload is never written)."""
+        """Whether an analysis of ``owner`` would be accepted now: None, or the refusal."""
         self._ensure_pump()
         return self._refusal(owner)
 
+    async def reserve(self, owner: str | None) -> dict[str, Any]:
+        """Hold a place for an upload about to be received: ``{"ticket"}``, or
+        ``{"refused": ...}`` (answered before the body is read). The place counts as a queued
+        analysis of ``owner`` until ``submit`` takes it or ``release`` gives it back
+        (serve/analyses/admission.py)."""
+        self._ensure_pump()
+        refusal = self._refusal(owner)
+        if refusal is not None:
+            return {"refused": refusal}
+        return {"ticket": self._reserved.hold(owner)}
+
+    async def release(self, ticket: str) -> None:
+        """The upload's request ended without a submit: its place is free again."""
+        self._reserved.release(ticket)
+
     def _refusal(self, owner: str | None) -> dict[str, Any] | None:
         s = self.settings
-        if self.db.count("queued") >= s.max_queued_analyses:
+        if self.db.count("queued") + self._reserved.count(everyone=True) >= \
+                s.max_queued_analyses:
             return {"status": 503, "code": "queue_full", "retry_after": RETRY_AFTER_S,
                     "message": f"{s.max_queued_analyses} analyses are already waiting "
                                "(FRAMESIFT_MAX_QUEUED_ANALYSES); try again later"}
-        if self.db.count_active(owner) >= s.max_active_analyses_per_key:
+        if self.db.count_active(owner) + self._reserved.count(owner) >= \
+                s.max_active_analyses_per_key:
             return {"status": 429, "code": "too_many_analyses", "retry_after": RETRY_AFTER_S,
                     "message": f"this API key already has {s.max_active_analyses_per_key} "
                                "analyses queued or running (FRAMESIFT_MAX_ACTIVE_ANALYSES_"
@@ -363,6 +381,7 @@ class AnalysisCoordinator:
         """
         self._ensure_pump()
         kind, owner = request["source_kind"], request.get("owner")
+        self._reserved.release(request.get("ticket"))  # its place becomes the record, or nothing
         refusal = self._refusal(owner)
         if refusal is not None:
             if kind == "file":
