@@ -263,10 +263,9 @@ class Ingress:
             return answer
         finally:
             if not submitted:
-                try:
-                    await self.coordinator.release.remote(ticket)
-                except Exception as exc:  # noqa: BLE001 - it expires on its own
-                    log.warning("could not release an upload's place: %s", type(exc).__name__)
+                # sent, not awaited: a request cancelled because its client went away may not
+                # wait for anything any more (if the call is lost, the place expires)
+                self.coordinator.release.remote(ticket)
 
     @staticmethod
     def _submission(req: AnalysisRequest, source: dict[str, Any],

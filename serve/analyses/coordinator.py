@@ -12,7 +12,8 @@ starts an analysis twice or ends it twice; running records no runner handle of t
 watches are adopted periodically, whoever marked them running.
 
 Bounds: at most ``max_queued_analyses`` wait (503 past it) and ``max_active_analyses_per_key``
-are queued or running per API key (429 past it); a running analysis is stopped after
+are queued or running per API key (429 past it), uploads being received counted among them
+(``reserve``: serve/analyses/admission.py); a running analysis is stopped after
 ``max_analysis_s``. Uploads are claimed when the analysis is recorded and swept when nothing
 refers to them (serve/analyses/uploads.py). A video URL with credentials or a signed query is
 stored redacted; the full URL stays in this replica's memory until its analysis ends.
