@@ -22,6 +22,13 @@ from actors.errors import CorruptVideoError
 from actors.sources import MAX_MOOV_BYTES, _boxes, _file_boxes
 
 _CONTAINERS = frozenset({b"moov", b"trak", b"mdia", b"minf", b"stbl"})
+# Top-level boxes an MP4/MOV may start with: any other start is not one (nothing to check, and
+# its bytes are not walked as box headers).
+_FIRST_BOXES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot",
+                          b"uuid", b"styp", b"sidx", b"moof", b"junk", b"pdin"})
+# Top-level boxes walked to find ``moov`` (a fragmented file puts it first, a plain one after
+# ``ftyp`` and ``mdat``): a file of tiny boxes is not walked box by box to its end.
+MAX_TOP_BOXES = 10_000
 # Bytes per entry of the tables whose entry count FFmpeg allocates by.
 _ENTRY_BYTES = {b"stts": 8, b"ctts": 8, b"stsc": 12, b"stco": 4, b"co64": 8, b"stss": 4,
                 b"stps": 4}
@@ -126,7 +133,9 @@ def moov_tracks(fh: BinaryIO, name: str) -> list[TrackSamples] | None:
     try:
         fh.seek(0, io.SEEK_END)
         file_size = fh.tell()
-        for offset, kind, size in _file_boxes(fh):
+        for n, (offset, kind, size) in enumerate(_file_boxes(fh)):
+            if (n == 0 and kind not in _FIRST_BOXES) or n >= MAX_TOP_BOXES:
+                return None
             if kind != b"moov":
                 continue
             if size > MAX_MOOV_BYTES:

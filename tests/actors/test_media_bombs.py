@@ -169,3 +169,15 @@ def test_picks_are_extracted_at_the_size_the_probe_saw(tmp_path):
     info = probe(video)
     picks = read_frames(video, [1, 4], info.index)
     assert picks[1].shape == picks[4].shape == (240, 320, 3)
+
+
+def test_the_executor_estimate_never_gives_ffmpeg_an_impossible_index(small_mp4, tmp_path,
+                                                                      monkeypatch):
+    from jobs.golden.executor import estimate_work_s
+
+    bomb = _bomb(small_mp4, tmp_path / "bomb.mp4")
+    opened: list[str] = []
+    real_open = av.open
+    monkeypatch.setattr(av, "open", lambda *a, **k: opened.append(str(a[0])) or real_open(*a, **k))
+    assert estimate_work_s([str(bomb)]) == 0.0  # no work: it fails at its probe
+    assert opened == []
