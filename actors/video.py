@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Protocol, Union
+from typing import Any, BinaryIO, Callable, Iterator, Protocol, Union
 
 import av
 import av.error
@@ -178,7 +178,7 @@ def _open_source(source: MediaSource) -> Iterator[av.container.InputContainer]:
 
 
 @contextlib.contextmanager
-def _open_with_file(source: Source, check: Any = None,
+def _open_with_file(source: Source, check: Callable[[BinaryIO], None] | None = None,
                     ) -> Iterator[tuple[av.container.InputContainer, Any]]:
     """The container, and the file object under it for a ``MediaSource`` (None for a path).
     ``check(fh)``: called on the file before FFmpeg opens it (it raises to refuse it)."""
@@ -194,7 +194,7 @@ def _open_with_file(source: Source, check: Any = None,
 
 
 @contextlib.contextmanager
-def _open_source_file(source: MediaSource, check: Any = None,
+def _open_source_file(source: MediaSource, check: Callable[[BinaryIO], None] | None = None,
                       ) -> Iterator[tuple[av.container.InputContainer, Any]]:
     """``av.open`` on the source's file object (``check(fh)`` first, when given). When the
     source failed (gone, timed out, lied about a range), that error is what the caller sees,
