@@ -29,6 +29,10 @@ _FIRST_BOXES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", 
 # Top-level boxes walked to find ``moov`` (a fragmented file puts it first, a plain one after
 # ``ftyp`` and ``mdat``): a file of tiny boxes is not walked box by box to its end.
 MAX_TOP_BOXES = 10_000
+# Old QuickTime sound tracks with a constant sample size count decoded samples, not stored
+# ones (IMA4 stores 64 samples in 34 bytes, MACE 6:1, GSM 160 in 33): their claims may exceed
+# the file's bytes by this factor. FFmpeg indexes such tracks by chunk, not by sample.
+SOUND_SAMPLES_PER_BYTE = 64
 # Bytes per entry of the tables whose entry count FFmpeg allocates by.
 _ENTRY_BYTES = {b"stts": 8, b"ctts": 8, b"stsc": 12, b"stco": 4, b"co64": 8, b"stss": 4,
                 b"stps": 4}
@@ -62,8 +66,9 @@ def _track(moov: bytes, start: int, end: int, file_size: int, name: str) -> Trac
         for kind, x, y in _boxes(moov, a, b):
             if kind in _CONTAINERS:
                 walk(x, y)
-            elif kind == b"hdlr" and y - x >= 12:
-                handler = moov[x + 8:x + 12].decode("latin-1")
+            elif kind == b"hdlr" and y - x >= 12 and moov[x + 4:x + 8] != b"dhlr":
+                handler = moov[x + 8:x + 12].decode("latin-1")  # (QuickTime's data handler,
+                # ``dhlr``, names how the media is reached, not what it is)
             elif kind in _ENTRY_BYTES or kind in (b"stsz", b"stz2"):
                 tables[kind] = (x, y)
 
@@ -100,13 +105,16 @@ def _track(moov: bytes, start: int, end: int, file_size: int, name: str) -> Trac
         if field_bits not in (4, 8, 16) or 12 + (samples * field_bits + 7) // 8 > y - x:
             raise refuse(f"'stz2' lists {samples} sample sizes in {y - x} bytes")
     per_sample = max(1, sample_size)  # bytes each sample takes in the file, at least
-    if samples * per_sample > file_size:
+    room = file_size  # bytes the samples may take
+    if handler == "soun" and sample_size:  # decoded samples (see SOUND_SAMPLES_PER_BYTE)
+        per_sample, room = 1, file_size * SOUND_SAMPLES_PER_BYTE
+    if samples * per_sample > room:
         raise refuse(f"claims {samples} samples of at least {per_sample} byte(s)")
     if b"stts" in tables:
         x, _ = tables[b"stts"]
         n = counts[b"stts"]
         total = sum(struct.unpack_from(f">{2 * n}I", moov, x + 8)[::2]) if n else 0
-        if total * per_sample > file_size:
+        if total * per_sample > room:
             raise refuse(f"'stts' times {total} samples")
     if b"stsc" in tables:
         x, _ = tables[b"stsc"]
@@ -117,7 +125,7 @@ def _track(moov: bytes, start: int, end: int, file_size: int, name: str) -> Trac
         for i, (first, per_chunk) in enumerate(runs):
             last = runs[i + 1][0] if i + 1 < len(runs) else chunks + 1
             total += max(0, last - first) * per_chunk
-            if total * per_sample > file_size:
+            if total * per_sample > room:
                 raise refuse(f"'stsc' puts {total} or more samples in its chunks")
     return TrackSamples(handler, samples)
 

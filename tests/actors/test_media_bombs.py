@@ -181,3 +181,42 @@ def test_the_executor_estimate_never_gives_ffmpeg_an_impossible_index(small_mp4,
     monkeypatch.setattr(av, "open", lambda *a, **k: opened.append(str(a[0])) or real_open(*a, **k))
     assert estimate_work_s([str(bomb)]) == 0.0  # no work: it fails at its probe
     assert opened == []
+
+
+def test_quicktime_sound_counting_decoded_samples_is_not_a_bomb(tmp_path):
+    """QuickTime's version-0 sound descriptions give compressed sound (IMA4, MACE) a constant
+    sample size of 1 and count decoded samples, more than the file's bytes: such a sound
+    track is not refused (a video track claiming the same is)."""
+    path = tmp_path / "ima4.mov"
+    with av.open(str(path), "w", format="mov") as out:
+        video = out.add_stream("mpeg4", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        sound = out.add_stream("adpcm_ima_qt", rate=48000, layout="mono")
+        for _ in range(50):
+            for packet in video.encode(av.VideoFrame.from_ndarray(
+                    np.zeros((48, 64, 3), np.uint8), format="rgb24")):
+                out.mux(packet)
+        size = sound.codec_context.frame_size
+        for i in range(96000 // size):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, size), np.int16), format="s16",
+                                               layout="mono")
+            frame.sample_rate, frame.pts = 48000, i * size
+            for packet in sound.encode(frame):
+                out.mux(packet)
+        for stream in (video, sound):
+            for packet in stream.encode(None):
+                out.mux(packet)
+    data = bytearray(path.read_bytes())
+    sound_stsz = data.find(b"stsz", data.find(b"soun")) - 4  # the sound track's table
+    struct.pack_into(">II", data, sound_stsz + 12, 1, 96_000)  # decoded samples, size 1
+    counted = tmp_path / "counted.mov"
+    counted.write_bytes(bytes(data))
+    assert 96_000 > len(data)
+    tracks = moov_tracks(counted.open("rb"), "v")
+    assert [(t.handler, t.samples) for t in tracks] == [("vide", 50), ("soun", 96_000)]
+    assert probe(counted).frame_count == 50
+    video_stsz = data.find(b"stsz") - 4  # the same claim on the video track is refused
+    struct.pack_into(">II", data, video_stsz + 12, 1, 96_000)
+    counted.write_bytes(bytes(data))
+    with pytest.raises(ImplausibleSampleCountError):
+        moov_tracks(counted.open("rb"), "v")
