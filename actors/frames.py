@@ -52,7 +52,8 @@ class FrameDecoder(Stage[dict[str, Any], dict[str, Any]]):
                     ids.append(chunk.video_id)
                     idx.append(i)
                     times.append(chunk.index.time_s(i))
-                    frames.append(to_display_bgr(frame, chunk.rotation))
+                    frames.append(to_display_bgr(frame, chunk.rotation,
+                                                 (chunk.width, chunk.height)))
         yield {"video_id": np.asarray(ids, dtype=object), "frame_index": np.asarray(idx, np.int64),
                 "time_s": np.asarray(times, np.float64),
                 "frame": np.stack(frames) if frames else np.zeros((0, 1, 1, 3), np.uint8)}
@@ -140,7 +141,8 @@ class SegmentUpscaler(Stage[dict[str, Any], dict[str, Any]]):
             for i, frame in iter_frames(chunk.path, chunk.frames, chunk.index,
                                         threads=self.config.decode_threads):
                 t0 = time.perf_counter()
-                up = self.upscaler.upscale(to_display_bgr(frame, chunk.rotation))
+                up = self.upscaler.upscale(to_display_bgr(frame, chunk.rotation,
+                                                          (chunk.width, chunk.height)))
                 model_s += time.perf_counter() - t0
                 frames_q.put((chunk.index.pts[i], up))
         finally:

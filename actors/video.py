@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, BinaryIO, Callable, Iterator, Protocol, Union
 
 import av
 import av.error
@@ -37,6 +37,7 @@ from actors.errors import (
     VideoError,
     VideoNotFoundError,
 )
+from actors.mp4_tables import moov_tracks
 from actors.records import FrameIndex, FrameRange, VideoInfo
 from actors.media_source import MediaSource, mp4_lacks_index, mp4_moov, video_composition_offsets
 
@@ -64,6 +65,36 @@ class DimensionLimits:
             raise AbsurdDimensionsError(
                 path, width, height,
                 f"each side {self.min_side}..{self.max_side} px, at most {self.max_pixels} pixels")
+
+
+class FrameBudget(Protocol):
+    """How many frames of a size one analysis may decode (``jobs.golden.limits.WorkLimits``):
+    ``probe`` refuses a video over it from the container's own count when it gives one, and
+    stops counting packets once past it, instead of indexing the whole video first."""
+
+    def most_frames(self, width: int, height: int) -> int:
+        """The most frames of ``width`` x ``height`` allowed (0: no bound; 0 x 0: a size not
+        known yet, each frame priced at its per-frame work only)."""
+
+    def check(self, name: str, width: int, height: int, frame_count: int) -> None:
+        """Raise the typed error that refuses ``frame_count`` frames of that size."""
+
+
+def check_frame_size(path: str, frame: av.VideoFrame, size: tuple[int, int]) -> None:
+    """A decoded frame must fit the size the probe priced (the header's): a frame larger than
+    that (an MJPEG AVI whose header says 320x240 but whose frames are 12000x12000) fails the
+    video with ``AbsurdDimensionsError``, before it is converted or kept."""
+    width, height = size
+    if frame.width > width or frame.height > height:
+        raise AbsurdDimensionsError(
+            path, frame.width, frame.height,
+            f"the video's header gives {width}x{height}; a frame may not be larger")
+
+
+def _sized(frames: list[av.VideoFrame], path: str, size: tuple[int, int]) -> list[av.VideoFrame]:
+    for frame in frames:
+        check_frame_size(path, frame, size)
+    return frames
 
 
 def _is_path(source: Source) -> bool:
@@ -147,24 +178,32 @@ def _open_source(source: MediaSource) -> Iterator[av.container.InputContainer]:
 
 
 @contextlib.contextmanager
-def _open_with_file(source: Source) -> Iterator[tuple[av.container.InputContainer, Any]]:
-    """The container, and the file object under it for a ``MediaSource`` (None for a path)."""
+def _open_with_file(source: Source, check: Callable[[BinaryIO], None] | None = None,
+                    ) -> Iterator[tuple[av.container.InputContainer, Any]]:
+    """The container, and the file object under it for a ``MediaSource`` (None for a path).
+    ``check(fh)``: called on the file before FFmpeg opens it (it raises to refuse it)."""
     if _is_path(source):
+        if check is not None and os.path.isfile(str(source)):
+            with open(str(source), "rb") as fh:
+                check(fh)
         with _open(source) as container:
             yield container, None
     else:
-        with _open_source_file(source) as opened:  # type: ignore[arg-type]
+        with _open_source_file(source, check) as opened:  # type: ignore[arg-type]
             yield opened
 
 
 @contextlib.contextmanager
-def _open_source_file(source: MediaSource) -> Iterator[tuple[av.container.InputContainer, Any]]:
-    """``av.open`` on the source's file object. When the source failed (gone, timed out, lied
-    about a range), that error is what the caller sees, not the truncated stream FFmpeg read
-    after it."""
+def _open_source_file(source: MediaSource, check: Callable[[BinaryIO], None] | None = None,
+                      ) -> Iterator[tuple[av.container.InputContainer, Any]]:
+    """``av.open`` on the source's file object (``check(fh)`` first, when given). When the
+    source failed (gone, timed out, lied about a range), that error is what the caller sees,
+    not the truncated stream FFmpeg read after it."""
     name = source.name
     fh = source.open()
     try:
+        if check is not None:
+            check(fh)
         try:
             # the same demuxer allow-list as for files; a file object has no protocol to pick
             container = av.open(fh, mode="r", container_options={
@@ -222,11 +261,14 @@ def _display_rotation(frame: av.VideoFrame) -> int:
 
 
 def _demux_index(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                 path: str) -> tuple[list[tuple[int, bool]], list[av.VideoFrame]]:
+                 path: str, size: tuple[int, int], budget: FrameBudget | None = None,
+                 ) -> tuple[list[tuple[int, bool]], list[av.VideoFrame]]:
     """(pts, is keyframe) of every packet in decode order, and the first frames the decoder
-    delivers (``CHECKED_FRAMES``), decoded in the same pass."""
+    delivers (``CHECKED_FRAMES``), decoded in the same pass. Stops as soon as the packets are
+    more than ``budget`` allows (its error), and at the first frame larger than ``size``."""
     pts_keys: list[tuple[int, bool]] = []
     first: list[av.VideoFrame] = []
+    most = budget.most_frames(*size) if budget is not None else 0
     with _decode_errors(path, stream):
         for packet in container.demux(stream):
             if packet.size == 0:
@@ -235,10 +277,13 @@ def _demux_index(container: av.container.InputContainer, stream: av.video.stream
             if ts is None:
                 raise CorruptVideoError(path, f"packet {len(pts_keys)} has no timestamp")
             pts_keys.append((ts, bool(packet.is_keyframe)))
+            if most and len(pts_keys) > most:
+                assert budget is not None
+                budget.check(path, size[0], size[1], len(pts_keys))
             if len(first) < CHECKED_FRAMES:
-                first.extend(_decode_quietly(stream, packet))
+                first.extend(_sized(_decode_quietly(stream, packet), path, size))
         if len(first) < CHECKED_FRAMES and pts_keys:
-            first.extend(_decode_quietly(stream, None))
+            first.extend(_sized(_decode_quietly(stream, None), path, size))
     return pts_keys, first[:CHECKED_FRAMES]
 
 
@@ -263,7 +308,8 @@ def _decode_errors(path: str, stream: av.video.stream.VideoStream) -> Iterator[N
 
 
 def _moov_index(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                fh: Any, path: str) -> tuple[list[tuple[int, bool]], list[av.VideoFrame]] | None:
+                fh: Any, path: str, size: tuple[int, int],
+                ) -> tuple[list[tuple[int, bool]], list[av.VideoFrame]] | None:
     """The frame index of an MP4/MOV from its ``moov`` box alone, without reading the media
     data (what ``_demux_index`` would read: the whole file, costly for a remote source).
 
@@ -292,33 +338,55 @@ def _moov_index(container: av.container.InputContainer, stream: av.video.stream.
     with _decode_errors(path, stream):
         for packet in container.demux(stream):
             if packet.size:
-                first.extend(_decode_quietly(stream, packet))
+                first.extend(_sized(_decode_quietly(stream, packet), path, size))
             if len(first) >= CHECKED_FRAMES:
                 break
         else:
-            first.extend(_decode_quietly(stream, None))
+            first.extend(_sized(_decode_quietly(stream, None), path, size))
     return pts_keys, first[:CHECKED_FRAMES]
 
 
-def probe(source: Source, limits: DimensionLimits = DimensionLimits()) -> VideoInfo:
-    """Describe a video and index its frames. Raises a ``VideoError`` subclass on bad input.
+def check_index(fh: BinaryIO, path: str, budget: FrameBudget | None = None) -> None:
+    """What can be checked before FFmpeg opens a file and builds its index: an MP4/MOV's
+    sample tables against the file's size (``actors.mp4_tables``), and its video track's
+    sample count against ``budget`` (frames of any size cost at least their per-frame work).
+    Nothing for other containers."""
+    tracks = moov_tracks(fh, path)
+    if budget is None or not tracks:
+        return
+    video = [t.samples for t in tracks if t.handler == "vide"]
+    most = budget.most_frames(0, 0)
+    if video and most and video[0] > most:
+        budget.check(path, 0, 0, video[0])
+
+
+def probe(source: Source, limits: DimensionLimits = DimensionLimits(),
+          budget: FrameBudget | None = None) -> VideoInfo:
+    """Describe a video and index its frames. Raises a ``VideoError`` subclass on bad input,
+    and ``budget``'s error for a video over it.
 
     The index comes from the container's listing (no decoding) when the first frames the
     decoder delivers (``CHECKED_FRAMES``) agree with it; otherwise (packed B-frames, broken
     composition offsets, repeated timestamps) from one sequential decode of the whole stream.
     Either way frame ``i`` is the i-th frame a sequential decode delivers (``FrameIndex``).
+    Before FFmpeg opens the file its MP4 index is checked against the file (``check_index``);
+    a frame count the container gives is checked against ``budget`` before the index is
+    built, and every frame decoded here against the header's size (``check_frame_size``).
     """
     path = source_name(source)
-    with _open_with_file(source) as (container, fh):
+    with _open_with_file(source, lambda fh: check_index(fh, path, budget)) as (container, fh):
         stream = _video_stream(container, path)
         ctx = stream.codec_context
         limits.check(path, ctx.width, ctx.height)
+        size = (ctx.width, ctx.height)
+        if budget is not None and stream.frames > 0:  # the container says how many
+            budget.check(path, ctx.width, ctx.height, stream.frames)
         codec_name = ctx.name
         demuxer = (container.format.name or "").split(",")[0]
         time_base = Fraction(stream.time_base or Fraction(1, 90000))
         average_rate = float(stream.average_rate or 0.0)
-        indexed = _moov_index(container, stream, fh, path) if fh is not None else None
-        listed, first = indexed or _demux_index(container, stream, path)
+        indexed = _moov_index(container, stream, fh, path, size) if fh is not None else None
+        listed, first = indexed or _demux_index(container, stream, path, size, budget)
     if not listed:
         raise EmptyVideoError(path)
     if not first:
@@ -332,7 +400,7 @@ def probe(source: Source, limits: DimensionLimits = DimensionLimits()) -> VideoI
         with _decoder(source, path, 1) as (container, stream):
             with _decode_errors(path, stream):
                 delivered = [(_frame_key(frame, path), bool(frame.key_frame))
-                             for frame in _delivered(container, stream)]
+                             for frame in _delivered(container, stream, path, size)]
         index = decoded_index(listed, delivered, time_base)
     if demuxer in ELEMENTARY_STREAMS:
         # no container, no timestamps: after a seek the demuxer guesses them from the byte
@@ -448,7 +516,7 @@ def iter_frames(path: Source, frames: FrameRange, index: FrameIndex, *, threads:
     name = source_name(path)
     with _decoder(path, name, threads) as (container, stream):
         yield from _decode_range(container, stream, name, frames, index, fresh=True,
-                                 predecessor=predecessor)
+                                 predecessor=predecessor, size=_header_size(stream))
 
 
 @contextlib.contextmanager
@@ -462,15 +530,22 @@ def _decoder(path: Source, name: str, threads: int
         yield container, stream
 
 
-def _delivered(container: av.container.InputContainer,
-               stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
-    """Every frame the decoder delivers from here on, flushed at the end of the stream. Empty
-    packets are skipped (Theora and AVI mark a dropped or repeated frame with one; given to
-    the decoder, it would read as the end of the stream), as the listing skips them."""
+def _header_size(stream: av.video.stream.VideoStream) -> tuple[int, int]:
+    """The frame size the container's header gives (what the probe saw and priced): read
+    before anything is decoded, since the decoder's context follows the frames after."""
+    return stream.codec_context.width, stream.codec_context.height
+
+
+def _delivered(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+               path: str, size: tuple[int, int]) -> Iterator[av.VideoFrame]:
+    """Every frame the decoder delivers from here on, flushed at the end of the stream, each
+    checked against ``size`` (``check_frame_size``). Empty packets are skipped (Theora and AVI
+    mark a dropped or repeated frame with one; given to the decoder, it would read as the end
+    of the stream), as the listing skips them."""
     for packet in container.demux(stream):
         if packet.size:
-            yield from _decode_quietly(stream, packet)
-    yield from _decode_quietly(stream, None)
+            yield from _sized(_decode_quietly(stream, packet), path, size)
+    yield from _sized(_decode_quietly(stream, None), path, size)
 
 
 def _prime(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> None:
@@ -492,7 +567,8 @@ class _Restart(Exception):
 
 def _decode_range(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
                   path: str, frames: FrameRange, index: FrameIndex, *, fresh: bool,
-                  predecessor: bool = False) -> Iterator[tuple[int, av.VideoFrame]]:
+                  size: tuple[int, int], predecessor: bool = False,
+                  ) -> Iterator[tuple[int, av.VideoFrame]]:
     """The delivered frames of ``frames`` from an open container (``fresh``: nothing decoded
     yet, so a range starting in the first GOP needs no seek); see ``iter_frames``."""
     keyframe = index.keyframe_at_or_before(max(0, frames.start - predecessor))
@@ -503,7 +579,7 @@ def _decode_range(container: av.container.InputContainer, stream: av.video.strea
         if seek:
             container.seek(index.key(keyframe), stream=stream, backward=True, any_frame=False)
         try:
-            yield from _walk(container, stream, path, frames, index, keyframe, predecessor)
+            yield from _walk(container, stream, path, frames, index, keyframe, predecessor, size)
             return
         except _Restart as again:
             keyframe, seek = again.keyframe, True
@@ -513,14 +589,14 @@ def _decode_range(container: av.container.InputContainer, stream: av.video.strea
 
 def _walk(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
           path: str, frames: FrameRange, index: FrameIndex, keyframe: int,
-          predecessor: bool) -> Iterator[tuple[int, av.VideoFrame]]:
+          predecessor: bool, size: tuple[int, int]) -> Iterator[tuple[int, av.VideoFrame]]:
     """Map each delivered frame to its place in ``index`` (decoding from ``keyframe``) and
     yield those of ``frames``. Frames the decoder skips are gaps; on a decoded index they must
     be the known ones."""
     known_gaps = frozenset(index.gaps) if index.keys is not None else None
     last, held, started = -1, None, False
     try:
-        for frame in _delivered(container, stream):
+        for frame in _delivered(container, stream, path, size):
             key = _frame_key(frame, path)
             if last < 0:  # the first frame after the seek: where it landed
                 found = index.positions_of(key)
@@ -577,9 +653,14 @@ def luma(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="gray")
 
 
-def to_display_bgr(frame: av.VideoFrame, rotation: int) -> np.ndarray:
-    """Full-resolution BGR pixels, rotated upright for display."""
-    bgr = frame.to_ndarray(format="bgr24")
+def to_display_bgr(frame: av.VideoFrame, rotation: int,
+                   size: tuple[int, int] | None = None) -> np.ndarray:
+    """Full-resolution BGR pixels, rotated upright for display; at ``size`` (the header's
+    width, height: what the probe saw) when given and the frame differs from it."""
+    if size is not None and (frame.width, frame.height) != tuple(size):
+        bgr = frame.to_ndarray(format="bgr24", width=size[0], height=size[1])
+    else:
+        bgr = frame.to_ndarray(format="bgr24")
     return np.ascontiguousarray(np.rot90(bgr, k=-(rotation // 90))) if rotation else bgr
 
 
@@ -607,8 +688,10 @@ def read_frames(path: Source, wanted: list[int], index: FrameIndex, rotation: in
         raise ValueError(f"frames {sorted(keep)} are not all in a {len(index)}-frame video")
     name = source_name(path)
     with _decoder(path, name, threads) as (container, stream):
+        size = _header_size(stream)
         for n, frames in enumerate(pick_groups(wanted, index)):
-            for i, frame in _decode_range(container, stream, name, frames, index, fresh=n == 0):
+            for i, frame in _decode_range(container, stream, name, frames, index, fresh=n == 0,
+                                          size=size):
                 if i in keep:
-                    out[i] = to_display_bgr(frame, rotation)
+                    out[i] = to_display_bgr(frame, rotation, size)
     return out

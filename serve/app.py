@@ -22,6 +22,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from sse_starlette.sse import EventSourceResponse
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from actors.image_analysis import ImageError, ImageLimits
 from jobs.redact import install_redaction, redact_url
@@ -219,26 +220,11 @@ class Ingress:
                       "source_id": req.video_url, "source_name": redact_url(req.video_url)}
             answer = await self.coordinator.submit.remote(self._submission(req, submit, owner))
         else:
-            _refused(await self.coordinator.admission.remote(owner))  # before receiving it
-            form = await request.form(max_files=1, max_fields=10)
-            upload = form.get("video")
-            if not isinstance(upload, UploadFile):
-                raise ApiError(422, "invalid_request", "multipart upload needs a 'video' file part")
-            fields = {k: v for k, v in form.items() if isinstance(v, str)}
-            req = self._parse(fields)
-            ref, digest = await self._save_upload(upload)
-            submit = {"source_kind": "file", "source": ref, "source_id": digest,
-                      "source_name": _upload_name(upload.filename)}
-            answer = None
-            try:
-                answer = await self.coordinator.submit.remote(
-                    self._submission(req, submit, owner))
-            finally:
-                # with an answer, the coordinator has claimed the upload or deleted it; if this
-                # request ends any other way (coordinator lost, client gone) it is abandoned:
-                # deleted now where that cannot race with a claim, else by the sweep
-                if answer is None:
-                    self.uploads.abandon(ref)
+            # a place is held before the body is read (a refusal is answered now), and counts
+            # as queued while the body comes in (serve/analyses/admission.py)
+            held = await self.coordinator.reserve.remote(owner)
+            _refused(held.get("refused"))
+            answer = await self._receive_and_submit(request, owner, held["ticket"])
         _refused(answer.get("refused"))
         view = answer["view"]
         base = (self.settings.public_url or request.scope.get("root_path", "")).rstrip("/")
@@ -247,6 +233,39 @@ class Ingress:
                                     status_url=f"{base}/v1/analyses/{view['id']}",
                                     events_url=f"{base}/v1/analyses/{view['id']}/events")
         return JSONResponse(accepted.model_dump(), status_code=202)
+
+    async def _receive_and_submit(self, request: Request, owner: Any,
+                                  ticket: str) -> dict[str, Any]:
+        """Read the multipart upload held by ``ticket`` and submit it (which takes the
+        ticket); a request that ends any other way gives its place back."""
+        submitted = False
+        try:
+            form = await request.form(max_files=1, max_fields=10)
+            upload = form.get("video")
+            if not isinstance(upload, UploadFile):
+                raise ApiError(422, "invalid_request", "multipart upload needs a 'video' file part")
+            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+            req = self._parse(fields)
+            ref, digest = await self._save_upload(upload)
+            submit = {"source_kind": "file", "source": ref, "source_id": digest,
+                      "source_name": _upload_name(upload.filename), "ticket": ticket}
+            answer = None
+            try:
+                answer = await self.coordinator.submit.remote(
+                    self._submission(req, submit, owner))
+                submitted = True
+            finally:
+                # with an answer, the coordinator has claimed the upload or deleted it; if this
+                # request ends any other way (coordinator lost, client gone) it is abandoned:
+                # deleted now where that cannot race with a claim, else by the sweep
+                if answer is None:
+                    self.uploads.abandon(ref)
+            return answer
+        finally:
+            if not submitted:
+                # sent, not awaited: a request cancelled because its client went away may not
+                # wait for anything any more (if the call is lost, the place expires)
+                self.coordinator.release.remote(ticket)
 
     @staticmethod
     def _submission(req: AnalysisRequest, source: dict[str, Any],
@@ -373,7 +392,13 @@ class Ingress:
         if _content_type(request) != "multipart/form-data":
             raise ApiError(415, "unsupported_media_type",
                            "send the images as multipart/form-data parts named 'images'")
-        form = await request.form(max_files=s.max_images_per_request + 1, max_fields=10)
+        try:  # the parser stops at the first file past the limit: one code for too many
+            form = await request.form(max_files=s.max_images_per_request, max_fields=10)
+        except HTTPException as exc:
+            if "Too many files" not in str(exc.detail):
+                raise
+            raise ApiError(413, "too_many_images", f"more than {s.max_images_per_request} "
+                           f"images; at most {s.max_images_per_request} per request") from None
         uploads = [v for v in form.getlist("images") if isinstance(v, UploadFile)]
         if not uploads:
             raise ApiError(422, "invalid_request", "no 'images' file parts in the request")

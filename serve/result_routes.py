@@ -21,7 +21,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from jobs.golden.manifest import SCORES_NAME
+from jobs.golden.manifest import SCORES_NAME, public_frame
 from jobs.stores.base import object_key
 from jobs.stores.local import LocalStore
 from serve.errors import ApiError
@@ -119,7 +119,10 @@ def local_result_folder(out_dir: str | Path, scan_id: str, result: dict[str, Any
     if stored is None:
         return None
     same = stored.model_dump(mode="json", include={"golden_frames", "timings_s"})
-    if same != {k: result.get(k) for k in same}:
+    same["golden_frames"] = [public_frame(f) for f in same.get("golden_frames") or []]
+    known = {**result, "golden_frames": [public_frame(f) for f in
+                                         result.get("golden_frames") or []]}
+    if same != {k: known.get(k) for k in same}:
         raise ApiError(410, "result_superseded", f"scan {scan_id!r} was analysed again after "
                        "this analysis; its stored frames and scores are the later run's")
     return store.location(scan_id).resolve()

@@ -46,9 +46,10 @@ class ServiceSettings(Settings):
                                              "without keys); past it 429 with Retry-After")
     max_analysis_frames: int = Field(108_000, ge=1, description="frames of one analysed video "
                                      "(an hour at 30 fps)")
-    max_analysis_pixel_frames: int = Field(60_000_000_000, ge=1, description="width x height x "
-                                           "frames of one analysed video (about 16 minutes of "
-                                           "1080p at 30 fps)")
+    max_analysis_pixel_frames: int = Field(100_000_000_000, ge=1, description="work of one "
+                                           "analysed video: frames x (width x height + 1.44 "
+                                           "Mpx of per-frame analysis); about 16 minutes of "
+                                           "1080p at 30 fps, or 69,000 tiny frames")
     max_analysis_s: float = Field(1800.0, gt=0, description="wall time of one analysis "
                                   "(download included) before it is stopped and failed")
     upload_orphan_grace_s: float = Field(300.0, gt=0, description="age after which an upload "

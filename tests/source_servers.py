@@ -50,6 +50,7 @@ class PathStats:
     requests: int = 0
     bytes: int = 0
     ranges: list[str] = field(default_factory=list)
+    auth: list[str] = field(default_factory=list)  # Authorization headers received
 
 
 class RangeServer:
@@ -59,6 +60,8 @@ class RangeServer:
         self.after = after
         self.hang_s = hang_s
         self.slow_s = slow_s
+        self.basic: str | None = None  # mode "auth": the Authorization it requires
+        self.redirect_to: str | None = None  # mode "redir-to": the origin it redirects to
         self._stats: dict[str, PathStats] = defaultdict(PathStats)
         self._lock = threading.Lock()
         server = self
@@ -117,11 +120,17 @@ class RangeServer:
             st = self._stats[path]
             st.requests += 1
             st.ranges.append(rng or "")
+            st.auth.append(h.headers.get("Authorization") or "")
             n = st.requests
         if self.slow_s:
             time.sleep(self.slow_s)
         if mode == "redir":
             return self._send(h, 302, b"", {"Location": f"/r/{name}"}, path)
+        if mode == "redir-to":
+            return self._send(h, 302, b"", {"Location": f"{self.redirect_to}/r/{name}"}, path)
+        if mode == "auth" and h.headers.get("Authorization") != self.basic:
+            return self._send(h, 401, b"who are you", {"WWW-Authenticate": 'Basic realm="v"'},
+                              path)
         if mode == "redir-meta":
             return self._send(h, 302, b"", {"Location": "http://169.254.169.254/latest/v.mp4"}, path)
         file = self.root / os.path.basename(name)

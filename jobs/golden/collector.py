@@ -72,6 +72,8 @@ class Collector:
         if video.input.seq in self.finished and video.input.scan_id not in self.partial:
             return None  # a finished video's message, again (a retried task)
         self._on_planned(video)
+        if isinstance(message, PlannedVideo) and video.n_chunks <= 1:
+            return None  # a whole-video unit: its result comes in one message
         partial = self.partial.setdefault(video.input.scan_id, _Partial(video))
         ready = None
         if isinstance(message, PlannedVideo):

@@ -94,10 +94,16 @@ def estimate_work_s(paths: Sequence[str], sample: int = 64) -> float | None:
 def _header_work_s(path: str) -> float | None:
     import av
 
-    from actors.video import open_container
+    from actors.errors import FramesiftError
+    from actors.video import check_index, open_container
     from jobs.golden.planner import CostModel
 
     if not os.path.isfile(path):
+        return 0.0
+    try:
+        with open(path, "rb") as fh:  # an MP4 index claiming more than the file holds is never
+            check_index(fh, path)     # given to FFmpeg (it fails at its probe)
+    except FramesiftError:
         return 0.0
     try:
         with open_container(path) as container:

@@ -122,7 +122,8 @@ def finish_video(job: VideoJob, info: VideoInfo, plan: ChunkPlan, scores: Sequen
     t1 = time.perf_counter()
     wanted = [p.score.frame_index for p in selection.picks]
     decoded = decoded or {}
-    pixels = {i: to_display_bgr(decoded[i], info.rotation) for i in wanted if i in decoded}
+    size = (info.width, info.height)  # picks at the size the probe saw
+    pixels = {i: to_display_bgr(decoded[i], info.rotation, size) for i in wanted if i in decoded}
     missing = [i for i in wanted if i not in pixels]
     if missing:
         pixels.update(read_frames(source or info.path, missing, info.index, info.rotation))

@@ -129,6 +129,17 @@ class GoldenManifest(_Record):
         return cls.model_validate_json(text)
 
 
+def public_frame(frame: dict[str, Any]) -> dict[str, Any]:
+    """A golden frame (``GoldenFrame.to_dict``) as the HTTP API shows it: its store key and
+    metrics, without a URI that is not a web address (a ``file://`` URI is a path on the
+    server; the API serves the frame at ``/v1/analyses/{id}/frames/{frame_index}``). Local
+    manifests keep the URI for the CLI."""
+    uri = frame.get("uri")
+    if isinstance(uri, str) and not uri.lower().startswith(("http://", "https://")):
+        return {k: v for k, v in frame.items() if k != "uri"}
+    return frame
+
+
 @dataclass
 class GoldenResult:
     """The outcome of one video: a committed manifest, or the error that stopped it."""

@@ -100,10 +100,10 @@ class _ScoringStage(Stage[Any, Message]):
 
 
 class VideoStage(_ScoringStage):
-    """Probe and plan one video. Planned as one chunk: scored and finished right here, from the
-    frames kept while scoring when they fit in ``PICK_CACHE_BYTES`` (one ``VideoDone`` or
-    ``VideoFailed``). Planned as several: the ``PlannedVideo``, then one ``ChunkTask`` per
-    chunk."""
+    """Probe and plan one video: its ``PlannedVideo`` as soon as it is planned, then, planned
+    as one chunk, its ``VideoDone`` or ``VideoFailed`` (scored and finished right here, from
+    the frames kept while scoring when they fit in ``PICK_CACHE_BYTES``); planned as several,
+    one ``ChunkTask`` per chunk."""
 
     name = "video"
 
@@ -111,7 +111,7 @@ class VideoStage(_ScoringStage):
         t0 = time.perf_counter()
         try:
             source = open_source(item.url, item.name, self.config.sources)
-            info = probe(source)
+            info = probe(source, budget=self.config.limits)  # refused from the header if it can be
             self.config.limits.check(item.name, info.width, info.height, info.frame_count)
             params = self.config.params
             plan = self.config.batch.plan_video(info.frame_count, info.width, info.height,
@@ -125,8 +125,8 @@ class VideoStage(_ScoringStage):
                              time.perf_counter() - t0)
         tasks = [ChunkTask(video, i, VideoChunk.of(item.scan_id, info, frames))
                  for i, frames in enumerate(plan.chunks)]
+        yield video  # at once: its frame count is the progress total
         if len(tasks) > 1:
-            yield video
             yield from tasks
             return
         decoded: dict[int, Any] = {}

@@ -21,10 +21,15 @@ open, at most ``max_bytes``; ``request_timeout_s`` per request or stalled body
 (``source_timeout``), and ``deadline_s`` per open. Connection failures and HTTP 429/502/503/504
 are retried twice with a short back-off. The URL itself is never logged or shown: errors name
 ``display_name`` (no credentials, no query string, so no signature tokens).
+
+Credentials in the URL (``https://user:pass@host/v.mp4``) are sent as HTTP Basic
+authentication to that origin (scheme, host and port) only: never to another origin a redirect
+leads to, and never taken from a redirect's ``Location``.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import logging
@@ -35,6 +40,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -54,6 +60,25 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 SPOOL_IN_MEMORY = 32 * 1024 * 1024
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _UNSATISFIED = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
+
+Origin = tuple[str, str, int]  # scheme, host, port
+
+
+def origin_of(url: str) -> Origin:
+    """The origin of an http(s) URL (scheme, lower-case host, port with the default filled)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
+
+
+def basic_credentials(url: str) -> tuple[Origin, str] | None:
+    """The URL's origin and the ``Authorization`` value its ``user:password@`` gives (HTTP
+    Basic), or None when it has no credentials."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return None
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    return origin_of(url), "Basic " + base64.b64encode(pair.encode()).decode("ascii")
 
 
 class HttpSource:
@@ -136,6 +161,7 @@ class HttpRangeReader:
         self.client = httpx.Client(timeout=httpx.Timeout(options.request_timeout_s),
                                    follow_redirects=False, trust_env=False,
                                    verify=_tls_context())
+        self.basic = basic_credentials(url)  # sent to the URL's own origin only
         self.target: CheckedTarget | None = None
         self.size = -1
         self.etag: str | None = None
@@ -245,6 +271,8 @@ class HttpRangeReader:
     def _send(self, target: CheckedTarget, headers: dict[str, str]) -> httpx.Response:
         for attempt in range(RETRIES + 1):
             self._check_deadline()
+            if self.basic is not None and origin_of(target.url) == self.basic[0]:
+                headers = {**headers, "Authorization": self.basic[1]}
             request = target.request(self.client, {"Accept-Encoding": "identity", **headers})
             self.requests += 1
             try:

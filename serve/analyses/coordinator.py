@@ -12,7 +12,8 @@ starts an analysis twice or ends it twice; running records no runner handle of t
 watches are adopted periodically, whoever marked them running.
 
 Bounds: at most ``max_queued_analyses`` wait (503 past it) and ``max_active_analyses_per_key``
-are queued or running per API key (429 past it); a running analysis is stopped after
+are queued or running per API key (429 past it), uploads being received counted among them
+(``reserve``: serve/analyses/admission.py); a running analysis is stopped after
 ``max_analysis_s``. Uploads are claimed when the analysis is recorded and swept when nothing
 refers to them (serve/analyses/uploads.py). A video URL with credentials or a signed query is
 stored redacted; the full URL stays in this replica's memory until its analysis ends.
@@ -36,6 +37,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 
 from jobs.redact import redact_url
 from jobs.redact import install_redaction
+from serve.analyses.admission import Reservations
 from serve.analyses.runner import RUNNER_NAMESPACE, AnalysisRunner, new_runner_name
 from serve.analyses.state import ACTIVE, FINAL, AnalysisDB, now, open_analysis_db
 from serve.analyses.uploads import UploadGoneError, Uploads, open_uploads
@@ -75,6 +77,7 @@ class AnalysisCoordinator:
         self.uploads: Uploads = open_uploads(self.settings)
         log.info("analysis records in %s, uploads in %s", self.db, self.uploads.location)
         self._secret_urls: dict[str, str] = {}  # analysis id -> full URL (never on disk)
+        self._reserved = Reservations()  # places held by uploads being received
         self._last_sweep = 0.0
         self._last_adopt = 0.0
         self._runners: dict[str, Any] = {}  # analysis id -> runner handle
@@ -335,18 +338,34 @@ class AnalysisCoordinator:
         return True
 
     async def admission(self, owner: str | None) -> dict[str, Any] | None:
-        """Whether an analysis of ``owner`` would be accepted now: None, or the refusal
-        (asked before an upload is received, so a refused upload is never written)."""
+        """Whether an analysis of ``owner`` would be accepted now: None, or the refusal."""
         self._ensure_pump()
         return self._refusal(owner)
 
+    async def reserve(self, owner: str | None) -> dict[str, Any]:
+        """Hold a place for an upload about to be received: ``{"ticket"}``, or
+        ``{"refused": ...}`` (answered before the body is read). The place counts as a queued
+        analysis of ``owner`` until ``submit`` takes it or ``release`` gives it back
+        (serve/analyses/admission.py)."""
+        self._ensure_pump()
+        refusal = self._refusal(owner)
+        if refusal is not None:
+            return {"refused": refusal}
+        return {"ticket": self._reserved.hold(owner)}
+
+    async def release(self, ticket: str) -> None:
+        """The upload's request ended without a submit: its place is free again."""
+        self._reserved.release(ticket)
+
     def _refusal(self, owner: str | None) -> dict[str, Any] | None:
         s = self.settings
-        if self.db.count("queued") >= s.max_queued_analyses:
+        if self.db.count("queued") + self._reserved.count(everyone=True) >= \
+                s.max_queued_analyses:
             return {"status": 503, "code": "queue_full", "retry_after": RETRY_AFTER_S,
                     "message": f"{s.max_queued_analyses} analyses are already waiting "
                                "(FRAMESIFT_MAX_QUEUED_ANALYSES); try again later"}
-        if self.db.count_active(owner) >= s.max_active_analyses_per_key:
+        if self.db.count_active(owner) + self._reserved.count(owner) >= \
+                s.max_active_analyses_per_key:
             return {"status": 429, "code": "too_many_analyses", "retry_after": RETRY_AFTER_S,
                     "message": f"this API key already has {s.max_active_analyses_per_key} "
                                "analyses queued or running (FRAMESIFT_MAX_ACTIVE_ANALYSES_"
@@ -363,6 +382,7 @@ class AnalysisCoordinator:
         """
         self._ensure_pump()
         kind, owner = request["source_kind"], request.get("owner")
+        self._reserved.release(request.get("ticket"))  # its place becomes the record, or nothing
         refusal = self._refusal(owner)
         if refusal is not None:
             if kind == "file":

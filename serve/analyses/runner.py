@@ -19,10 +19,10 @@ from typing import Any
 
 from actors.errors import FramesiftError
 from actors.records import GoldenFrame, VideoInfo
-from actors.video import probe
+from actors.video import check_index
 from jobs.golden.job import Hooks, VideoJob, run_golden
 from jobs.golden.limits import WorkLimits
-from jobs.golden.manifest import GoldenManifest
+from jobs.golden.manifest import GoldenManifest, public_frame
 from jobs.golden.params import GoldenParams
 from jobs.golden.planner import ChunkPlan
 from jobs.redact import redact_text
@@ -39,10 +39,12 @@ def new_runner_name() -> str:
 
 def result_summary(manifest: GoldenManifest, location: str | None) -> dict[str, Any]:
     """What the API returns for a finished analysis (no server paths in it: the location is
-    the manifest's key in the store, ``<scan_id>/manifest.json``)."""
+    the manifest's key in the store, ``<scan_id>/manifest.json``; frames without their
+    ``file://`` URIs)."""
     data = manifest.model_dump(mode="json", include={"golden_frames", "selection", "plan",
                                                       "timings_s", "scores_key", "store",
                                                       "gaps"})
+    data["golden_frames"] = [public_frame(f) for f in data.get("golden_frames") or []]
     public = f"{manifest.scan_id}/{Path(location).name}" if location else None
     return {**data, "video": manifest.video.public(), "location": public}
 
@@ -141,7 +143,7 @@ class AnalysisRunner:
                                     "eta_s": round(eta, 2) if eta is not None else None})
 
         def on_pick(_scan: str, frame: GoldenFrame) -> None:
-            self._emit("golden_frame", frame.to_dict())
+            self._emit("golden_frame", public_frame(frame.to_dict()))
 
         return Hooks(on_planned=on_planned, on_frames=on_frames, on_pick=on_pick)
 
@@ -155,11 +157,12 @@ class AnalysisRunner:
             job = VideoJob(str(self.spec["source"]), self.spec["scan_id"], self.spec["item_type"])
             limits = work_limits(settings)
             if self.spec["source_kind"] == "file" and "://" not in job.path:
-                # an upload on this node: refused here at once, not after the pipeline starts
-                # (the workers check every other input right after their probe)
-                info = probe(job.path)
-                limits.check(self.spec.get("source_name") or "the video", info.width,
-                             info.height, info.frame_count)
+                # an upload on this node: an MP4 whose index claims more than the file holds or
+                # the limits allow is refused here at once, from its moov box, not after the
+                # pipeline starts. Nothing is indexed here: the worker's probe builds the
+                # index once (and refuses the rest from the header or while counting)
+                with open(job.path, "rb") as fh:
+                    check_index(fh, job.path, limits)
             [result] = run_golden([job], self._params(job_settings), make_store(job_settings),
                                   hooks=self._hooks(),
                                   sources=SourceOptions.from_settings(job_settings),

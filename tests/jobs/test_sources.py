@@ -333,3 +333,32 @@ def test_supabase_objects_are_signed_by_the_driver_and_read_by_url(media):
         assert unconfigured["supabase://scans/a/v.mp4"].code == "supabase_config"
     finally:
         fake.stop()
+
+
+def test_url_credentials_are_sent_as_basic_auth_to_their_origin_only(media):
+    """``user:pass@`` in a video URL: HTTP Basic to that origin (issue 21: it was dropped, so a
+    protected origin failed), never to another origin a redirect leads to."""
+    root, local = media
+    server = RangeServer(root).start()
+    other = RangeServer(root).start()
+    try:
+        server.basic = other.basic = "Basic " + __import__("base64").b64encode(
+            b"scan user:p@ss/word").decode()
+        url = server.url("auth", "v.mp4").replace("http://", "http://scan%20user:p%40ss%2Fword@")
+        assert probe(open_source(url, display_name(url), LOOPBACK)).frame_count \
+            == local.frame_count
+        assert set(server.stats("auth", "v.mp4").auth) == {server.basic}
+        # without credentials the origin refuses
+        with pytest.raises(SourceError) as refused:
+            probe(open_source(server.url("auth", "v.mp4"), "v", LOOPBACK))
+        assert refused.value.code == "source_access_denied"
+        # a redirect to another origin: the credentials stay behind (and it is refused there)
+        server.redirect_to = other.base
+        moved = server.url("redir-to", "v.mp4").replace("http://", "http://scan%20user:p%40ss%2Fword@")
+        probe(open_source(moved, display_name(moved), LOOPBACK))
+        assert server.stats("redir-to", "v.mp4").auth == [server.basic]
+        assert other.stats("r", "v.mp4").auth and set(other.stats("r", "v.mp4").auth) == {""}
+        assert "p@ss" not in display_name(url) and "scan" not in display_name(url)
+    finally:
+        server.stop()
+        other.stop()
