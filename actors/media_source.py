@@ -130,7 +130,7 @@ class RangeFile(io.RawIOBase):
             self.failure = SourceError(self.name, f"read failed ({type(exc).__name__}: {exc})")
             raise self.failure from exc
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
@@ -318,26 +318,28 @@ def video_composition_offsets(moov: bytes, samples: int) -> list[int] | None:
         if kind != b"trak":
             continue
         found: dict[str, Any] = {}
-
-        def walk(a: int, b: int) -> None:
-            for k, x, y in _boxes(moov, a, b):
-                if k in _MOOV_CONTAINERS:
-                    walk(x, y)
-                elif k == b"hdlr" and y - x >= 12:
-                    found["video"] = moov[x + 8:x + 12] == b"vide"
-                elif k == b"ctts" and y - x >= 8:
-                    count = struct.unpack(">I", moov[x + 4:x + 8])[0]
-                    if x + 8 + 8 * count > y:
-                        found["bad"] = True
-                        return
-                    entries = [struct.unpack(">Ii", moov[x + 8 + 8 * i:x + 16 + 8 * i])
-                               for i in range(count)]
-                    if sum(n for n, _ in entries) != samples:
-                        found["bad"] = True
-                        return
-                    found["ctts"] = [off for n, off in entries for _ in range(n)]
-
-        walk(start, end)
+        _walk_track(moov, start, end, samples, found)
         if found.get("video"):
             return None if found.get("bad") else found.get("ctts", [])
     return None
+
+
+def _walk_track(moov: bytes, a: int, b: int, samples: int, found: dict[str, Any]) -> None:
+    """Into ``found``: whether the track in ``moov[a:b]`` is video, and its composition
+    offsets (``bad`` when its ``ctts`` does not fit its box or claims other than ``samples``)."""
+    for k, x, y in _boxes(moov, a, b):
+        if k in _MOOV_CONTAINERS:
+            _walk_track(moov, x, y, samples, found)
+        elif k == b"hdlr" and y - x >= 12:
+            found["video"] = moov[x + 8:x + 12] == b"vide"
+        elif k == b"ctts" and y - x >= 8:
+            count = struct.unpack(">I", moov[x + 4:x + 8])[0]
+            if x + 8 + 8 * count > y:
+                found["bad"] = True
+                return
+            entries = [struct.unpack(">Ii", moov[x + 8 + 8 * i:x + 16 + 8 * i])
+                       for i in range(count)]
+            if sum(n for n, _ in entries) != samples:
+                found["bad"] = True
+                return
+            found["ctts"] = [off for n, off in entries for _ in range(n)]

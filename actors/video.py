@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator, Protocol, Union
+from typing import Any, BinaryIO, Callable, Iterator, Protocol, Union, cast
 
 import av
 import av.error
@@ -200,7 +200,7 @@ def _open_source_file(source: MediaSource, check: Callable[[BinaryIO], None] | N
     source failed (gone, timed out, lied about a range), that error is what the caller sees,
     not the truncated stream FFmpeg read after it."""
     name = source.name
-    fh = source.open()
+    fh = cast(BinaryIO, source.open())  # a seekable file object: what PyAV and our box readers read
     try:
         if check is not None:
             check(fh)
@@ -648,7 +648,7 @@ def luma(frame: av.VideoFrame) -> np.ndarray:
     if fmt in ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12",
                "gray"):
         plane = frame.planes[0]
-        buf = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        buf = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
         return buf[:, : plane.width]
     return frame.to_ndarray(format="gray")
 
