@@ -115,6 +115,7 @@ class UploadReport:
     scan_id: str
     analysis_id: str
     bucket: str
+    tenant: str | None = None
     uploaded: list[str] = field(default_factory=list)      # object keys uploaded (or already ours)
     not_uploaded: list[str] = field(default_factory=list)  # keys, "golden_frames rows", "analyses row"
     error: str | None = None
@@ -132,7 +133,8 @@ class UploadReport:
             bucket=self.bucket, analysis_id=self.analysis_id,
             status="uploaded" if self.complete else "pending",
             not_uploaded=list(self.not_uploaded), error=self.error,
-            retry=None if self.complete else f"framesift sync --scan-id {self.scan_id}",
+            retry=None if self.complete else f"framesift sync --scan-id {self.scan_id}"
+            + (f" --tenant {self.tenant}" if self.tenant else ""),
             signed_urls=dict(self.signed_urls) if self.signed_urls else None,
             signed_urls_expire_at=self.signed_urls_expire_at if self.signed_urls else None,
             signed_url_errors=dict(self.signed_url_errors) if self.signed_url_errors else None)
@@ -173,7 +175,8 @@ class _PendingUpload:
         self.path = folder / PENDING_NAME
         self.errors: list[str] = []
         self.refused: list[tuple[str, SupabaseRequestError]] = []  # (key, why), per object
-        self.report = UploadReport(state["scan_id"], state["analysis_id"], state["bucket"])
+        self.report = UploadReport(state["scan_id"], state["analysis_id"], state["bucket"],
+                                   state.get("tenant"))
 
     def messages(self) -> list[str]:
         return _grouped(self.refused, self.state["bucket"]) + self.errors
@@ -357,7 +360,7 @@ class SupabaseSession:
                                      tenant=tenant),
             "uploaded": [], "rows_done": False, "analysis_done": False, "attempts": 0,
         }
-        manifest.supabase = UploadReport(self.scan_id, self.analysis_id, bucket,
+        manifest.supabase = UploadReport(self.scan_id, self.analysis_id, bucket, tenant,
                                          not_uploaded=_pending_items(state)).section()
         write_atomic(self.local.staging / PENDING_NAME, json.dumps(state, indent=2).encode())
         location = self.local.commit(manifest)  # the durable, complete local result
@@ -365,7 +368,7 @@ class SupabaseSession:
             report = upload_pending(self.store.client, self.local.final, state)
         except Exception as exc:  # the local result stands; pending_upload.json says what is left
             log.exception("upload of %s to Supabase stopped", self.scan_id)
-            report = UploadReport(self.scan_id, self.analysis_id, bucket,
+            report = UploadReport(self.scan_id, self.analysis_id, bucket, tenant,
                                   not_uploaded=_pending_items(state),
                                   error=self.store.client.redact(f"{type(exc).__name__}: {exc}"))
         if report.complete and self.store.signed_url_expiry_s:
