@@ -481,7 +481,9 @@ class AnalysisCoordinator:
         if rec["status"] == "queued":
             self._finish(analysis_id, "cancelled", error=message, status_in=("queued",))
         elif rec["status"] == "running" and await self._runner_stops(rec) == CANCELLED:
-            self._finish(analysis_id, "cancelled", error=message, runner=rec["runner"])
+            if not self._finish(analysis_id, "cancelled", error=message, runner=rec["runner"]):
+                # requeued meanwhile (its runner lost): cancel it where it waits now
+                self._finish(analysis_id, "cancelled", error=message, status_in=("queued",))
         return self._view(self.db.get(analysis_id))
 
     async def events(self, analysis_id: str, after: int, wait_s: float = 10.0) -> dict[str, Any]:
