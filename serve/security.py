@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 from dataclasses import dataclass
 
@@ -40,14 +39,6 @@ def check_bind(host: str, api_keys: list[str]) -> None:
         raise InsecureBindError(
             f"refusing to listen on {host} without API keys: set FRAMESIFT_API_KEYS "
             "(comma-separated) or bind 127.0.0.1")
-
-
-def key_matches(given: str, keys: list[str]) -> bool:
-    """Constant-time comparison against every configured key."""
-    ok = False
-    for key in keys:
-        ok |= hmac.compare_digest(given.encode(), key.encode())
-    return ok
 
 
 def require_api_key(request: Request,
