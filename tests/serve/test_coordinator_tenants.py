@@ -175,3 +175,39 @@ def test_a_cancel_racing_the_commit_never_lies_and_never_loses_the_previous_resu
         with pytest.raises(ApiError) as superseded:  # replaced by a run that did succeed
             local_result_folder(out, "scan-s", first)
         assert superseded.value.status == 410
+
+
+def test_the_workers_gate_asks_the_runner_actor_and_a_runner_gone_refuses(ray_cluster):
+    """``RunnerCommitGate`` from a Ray task: granted while the runner holds the analysis and no
+    cancel came first (a cancel after it is then too late); refused for another analysis, after
+    a cancel, and once the runner is gone (killed by the cancel)."""
+    import ray
+
+    from serve.analyses.runner import (RUNNER_NAMESPACE, AnalysisRunner, RunnerCommitGate,
+                                       new_runner_name)
+
+    @ray.remote(num_cpus=0)
+    def claim(gate) -> bool:
+        return gate.claim()
+
+    def runner_holding(analysis_id: str):
+        name = new_runner_name()
+        handle = ray.remote(AnalysisRunner).options(name=name, namespace=RUNNER_NAMESPACE,
+                                                    num_cpus=0, max_restarts=0).remote()
+        spec = {"id": analysis_id, "runner": name, "settings": {}, "source_kind": "url",
+                "source": "http://127.0.0.1:9/none.mp4", "scan_id": "s", "item_type": None,
+                "params": {}}  # fails at once (a private address): the decision stays
+        ray.get(handle.start.remote(spec))
+        return name, handle
+
+    name, handle = runner_holding("a1")
+    assert ray.get(claim.remote(RunnerCommitGate(name, "a2"))) is False
+    assert ray.get(claim.remote(RunnerCommitGate(name, "a1"))) is True
+    assert ray.get(handle.cancel.remote("a1")) == "committing"
+    ray.kill(handle, no_restart=True)
+    assert ray.get(claim.remote(RunnerCommitGate(name, "a1"))) is False
+
+    name, handle = runner_holding("b1")
+    assert ray.get(handle.cancel.remote("b1")) == "cancelled"
+    assert ray.get(claim.remote(RunnerCommitGate(name, "b1"))) is False
+    ray.kill(handle, no_restart=True)
