@@ -37,12 +37,12 @@ from serve.result_routes import router as result_router
 from serve.schemas import (AnalysisAccepted, AnalysisList, AnalysisRequest, AnalysisView,
                            ErrorResponse)
 from serve.analyses.uploads import open_uploads
-from serve.security import BodyCap, BodyLimit, key_owner, require_api_key
+from serve.security import BodyCap, BodyLimit, key_owner, request_caller, require_api_key
 from serve.settings import ServiceSettings
 
 log = logging.getLogger("framesift.api")
 
-ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 413, 415, 422, 429, 503)}
+ERRORS = {code: {"model": ErrorResponse} for code in (401, 404, 409, 413, 415, 422, 429, 503)}
 
 app = FastAPI(
     title="framesift",
@@ -163,7 +163,7 @@ class Ingress:
         install_redaction(logging.getLogger("ray.serve"))
         self.coordinator = coordinator
         self.settings = ServiceSettings(**(settings or {}))
-        app.state.api_keys = self.settings.api_key_list()
+        app.state.api_keys = self.settings.api_key_entries()
         app.state.models = models or {}  # model deployment handles by name (routers use them)
         app.state.coordinator, app.state.settings = coordinator, self.settings  # result routes
         self.uploads = open_uploads(self.settings)  # a folder here, or object storage
@@ -322,29 +322,44 @@ class Ingress:
     @app.get("/v1/analyses/{analysis_id}", response_model=AnalysisView,
              dependencies=[Depends(require_api_key)], responses=ERRORS,
              summary="Status, progress, ETA, timings, result or error")
-    async def get_analysis(self, analysis_id: str) -> dict[str, Any]:
-        return _found(await self.coordinator.get.remote(analysis_id), analysis_id)
+    async def get_analysis(self, request: Request, analysis_id: str) -> dict[str, Any]:
+        scope = request_caller(request).scope
+        return _found(await self.coordinator.get.remote(analysis_id, scope), analysis_id)
 
     @app.get("/v1/analyses", response_model=AnalysisList, dependencies=[Depends(require_api_key)],
              responses=ERRORS, summary="List analyses, newest first")
-    async def list_analyses(self, scan_id: str | None = Query(None, max_length=128),
+    async def list_analyses(self, request: Request,
+                            scan_id: str | None = Query(None, max_length=128),
                             limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
-        return {"analyses": await self.coordinator.list.remote(scan_id, limit)}
+        scope = request_caller(request).scope
+        return {"analyses": await self.coordinator.list.remote(scan_id, limit, scope)}
 
     @app.delete("/v1/analyses/{analysis_id}", response_model=AnalysisView,
                 dependencies=[Depends(require_api_key)], responses=ERRORS,
-                summary="Cancel a queued or running analysis (its workers stop)")
-    async def cancel_analysis(self, analysis_id: str) -> dict[str, Any]:
-        return _found(await self.coordinator.cancel.remote(analysis_id), analysis_id)
+                summary="Cancel a queued or running analysis (its workers stop)",
+                description="A cancelled analysis stored nothing. Once a running analysis "
+                            "has begun storing its result it can no longer be cancelled: "
+                            "409 `cancel_too_late`, and it ends succeeded. A finished "
+                            "analysis is returned as it is.")
+    async def cancel_analysis(self, request: Request, analysis_id: str) -> dict[str, Any]:
+        scope = request_caller(request).scope
+        view = _found(await self.coordinator.cancel.remote(analysis_id, scope), analysis_id)
+        if view["status"] in ("queued", "running"):
+            raise ApiError(409, "cancel_too_late", f"analysis {analysis_id} is storing its "
+                           "result: it can no longer be cancelled and ends succeeded (or "
+                           "failed, storing nothing)")
+        return view
 
     @app.get("/v1/analyses/{analysis_id}/events", dependencies=[Depends(require_api_key)],
              responses=ERRORS, openapi_extra=_EVENTS_DOC,
              summary="Server-Sent Events: the current state, then progress as it happens")
-    async def analysis_events(self, analysis_id: str, last_event_id: str | None = Header(
+    async def analysis_events(self, request: Request, analysis_id: str,
+                              last_event_id: str | None = Header(
             None, alias="Last-Event-ID", description="resume after this event id (sent by a "
             "reconnecting EventSource): the events after it, without a `state` first"),
             ) -> EventSourceResponse:
-        snap = _found(await self.coordinator.snapshot.remote(analysis_id), analysis_id)
+        scope = request_caller(request).scope
+        snap = _found(await self.coordinator.snapshot.remote(analysis_id, scope), analysis_id)
         resume = _event_id(last_event_id)
         if resume is not None and resume <= snap["seq"]:
             return EventSourceResponse(self._follow(analysis_id, resume), ping=15)
@@ -433,7 +448,7 @@ class AppArgs(BaseModel):
 def build_app(args: dict[str, Any] | AppArgs | None = None) -> serve.Application:
     """Typed application builder: the coordinator bound into the ingress."""
     parsed = args if isinstance(args, AppArgs) else AppArgs.model_validate(args or {})
-    for secret in ("api_keys", "database_url"):
+    for secret in ("api_keys", "database_url", "admin_key"):
         if secret in parsed.settings:
             raise ValueError(f"{secret} must come from FRAMESIFT_{secret.upper()} in the "
                              "environment, not from the application config (Ray logs it)")

@@ -4,9 +4,10 @@
 Included into ``serve.app.app``. The routes reach the coordinator and the settings through
 ``request.app.state`` (set by the ingress). Only objects named by the analysis's own result are
 served: the frame index must be one of its golden frames, the object key must be the
-deterministic ``<scan_id>/<frame_index>.<ext>``, and the file must lie inside the scan's folder
-of the local store. A later analysis of the same scan replaces that folder; its frames then
-answer 410 ``result_superseded`` rather than another run's pictures.
+deterministic ``[_tenants/<tenant>/]<scan_id>/<frame_index>.<ext>``, and the file must lie
+inside the scan's folder of the analysis's tenant in the local store. A later analysis of the
+same scan by the same tenant replaces that folder; its frames then answer 410
+``result_superseded`` rather than another run's pictures. Another tenant's analysis is 404.
 """
 
 import asyncio
@@ -22,11 +23,11 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from jobs.golden.manifest import SCORES_NAME, public_frame
-from jobs.stores.base import object_key
+from jobs.stores.base import object_key, tenant_prefix
 from jobs.stores.local import LocalStore
 from serve.errors import ApiError
 from serve.schemas import ErrorResponse
-from serve.security import require_api_key
+from serve.security import request_caller, require_api_key
 
 router = APIRouter(prefix="/v1/analyses", tags=["results"],
                    dependencies=[Depends(require_api_key)])
@@ -95,7 +96,8 @@ def finished_result(view: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def golden_frame(result: dict[str, Any], scan_id: str, frame_index: str) -> dict[str, Any]:
+def golden_frame(result: dict[str, Any], scan_id: str, frame_index: str,
+                 tenant: str | None = None) -> dict[str, Any]:
     """The golden frame ``frame_index`` of ``result``, checked against its deterministic key."""
     if not _FRAME_INDEX.match(frame_index):
         raise ApiError(404, "frame_not_found", "a frame is named by its frame index (digits)")
@@ -103,18 +105,20 @@ def golden_frame(result: dict[str, Any], scan_id: str, frame_index: str) -> dict
     for frame in result.get("golden_frames") or []:
         if frame.get("frame_index") == index:
             ext = str(frame.get("key", "")).rsplit(".", 1)[-1]
-            if ext not in MEDIA_TYPES or frame["key"] != object_key(scan_id, index, ext):
+            if ext not in MEDIA_TYPES or frame["key"] != object_key(scan_id, index, ext, tenant):
                 break  # a result whose key is not ours: serve nothing
             return frame
     raise ApiError(404, "frame_not_found", f"frame {index} is not a golden frame of this analysis")
 
 
-def local_result_folder(out_dir: str | Path, scan_id: str, result: dict[str, Any]) -> Path | None:
-    """``<out_dir>/<scan_id>`` when it holds this result; None when this node has no copy.
+def local_result_folder(out_dir: str | Path, scan_id: str, result: dict[str, Any],
+                        tenant: str | None = None) -> Path | None:
+    """``<out_dir>/[_tenants/<tenant>/]<scan_id>`` when it holds this result; None when this
+    node has no copy.
 
     Raises 410 ``result_superseded`` when the folder holds a later analysis of the same scan.
     """
-    store = LocalStore(Path(out_dir).resolve())
+    store = LocalStore(Path(out_dir).resolve(), tenant)
     stored = store.manifest(scan_id)
     if stored is None:
         return None
@@ -137,9 +141,9 @@ def _inside(folder: Path, name: str) -> Path | None:
 
 
 def local_frame_file(out_dir: str | Path, scan_id: str, result: dict[str, Any],
-                     frame: dict[str, Any]) -> Path | None:
-    folder = local_result_folder(out_dir, scan_id, result)
-    return _inside(folder, frame["key"].split("/", 1)[1]) if folder else None
+                     frame: dict[str, Any], tenant: str | None = None) -> Path | None:
+    folder = local_result_folder(out_dir, scan_id, result, tenant)
+    return _inside(folder, frame["key"].rsplit("/", 1)[1]) if folder else None
 
 
 def signed_frame_url(client: Any, key: str, expiry_s: int) -> str:
@@ -180,7 +184,8 @@ def read_scores(folder: Path, max_points: int) -> dict[str, Any]:
 # ---- routes ----------------------------------------------------------------------------------
 
 async def _view(request: Request, analysis_id: str) -> dict[str, Any]:
-    view = await request.app.state.coordinator.get.remote(analysis_id)
+    scope = request_caller(request).scope  # another tenant's analysis is not found
+    view = await request.app.state.coordinator.get.remote(analysis_id, scope)
     if view is None:
         raise ApiError(404, "not_found", f"no analysis {analysis_id!r}")
     return view
@@ -211,12 +216,13 @@ async def analysis_scores(request: Request,
                           max_points: int = Query(5000, ge=100, le=200_000)) -> AnalysisScores:
     view = await _view(request, analysis_id)
     result = finished_result(view)
-    scan_id = view["scan_id"]
-    if result.get("scores_key") != f"{scan_id}/{SCORES_NAME}":
+    scan_id, tenant = view["scan_id"], view.get("tenant")
+    if result.get("scores_key") != f"{tenant_prefix(tenant)}{scan_id}/{SCORES_NAME}":
         raise ApiError(404, "scores_not_found", "this analysis's result names no scores")
 
     def load() -> dict[str, Any]:
-        folder = local_result_folder(request.app.state.settings.out_dir, scan_id, result)
+        folder = local_result_folder(request.app.state.settings.out_dir, scan_id, result,
+                                     tenant)
         if folder is None:
             raise ApiError(404, "scores_not_stored_here", "this server's local store has no "
                            f"copy of scan {scan_id!r} (on a cluster without a shared disk, read "
@@ -244,10 +250,11 @@ async def golden_frame_image(request: Request, analysis_id: str,
                                                           "frame index")) -> Response:
     view = await _view(request, analysis_id)
     result = finished_result(view)
-    frame = golden_frame(result, view["scan_id"], frame_index)
+    tenant = view.get("tenant")
+    frame = golden_frame(result, view["scan_id"], frame_index, tenant)
     settings = request.app.state.settings
     path = await asyncio.to_thread(local_frame_file, settings.out_dir, view["scan_id"], result,
-                                   frame)
+                                   frame, tenant)
     if path is not None:
         return FileResponse(path, media_type=MEDIA_TYPES[path.suffix[1:]],
                             headers={"Cache-Control": "private, max-age=3600",

@@ -69,6 +69,8 @@ class AnalysisView(BaseModel):
 
     id: str
     scan_id: str
+    tenant: str | None = Field(None, description="the tenant of the API key that posted it "
+                               "(none without keys, and for the admin key)")
     item_type: str | None = None
     status: Status
     queue_position: int | None = Field(None, description="1 = next to run (queued only)")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 from dataclasses import dataclass
 
@@ -12,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.errors import ApiError
+from serve.tenants import NO_KEYS, ApiKey, Caller, caller_of, identify
 
 # Declares the scheme in the OpenAPI document, so /docs has an "Authorize" button and sends the
 # key; the check itself is ``require_api_key`` (a no-op without configured keys).
@@ -42,35 +41,37 @@ def check_bind(host: str, api_keys: list[str]) -> None:
             "(comma-separated) or bind 127.0.0.1")
 
 
-def key_matches(given: str, keys: list[str]) -> bool:
-    """Constant-time comparison against every configured key."""
-    ok = False
-    for key in keys:
-        ok |= hmac.compare_digest(given.encode(), key.encode())
-    return ok
-
-
 def require_api_key(request: Request,
                     _credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
                     ) -> None:
-    """FastAPI dependency for /v1 routes; a no-op when no keys are configured."""
-    keys: list[str] = request.app.state.api_keys
+    """FastAPI dependency for /v1 routes: who is asking goes to ``request.state.caller``
+    (``NO_KEYS`` when no keys are configured)."""
+    keys: list[ApiKey] = request.app.state.api_keys
     if not keys:
+        request.state.caller = NO_KEYS
         return
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token or not key_matches(token.strip(), keys):
+    key = identify(token.strip(), keys) if scheme.lower() == "bearer" and token else None
+    if key is None:
         raise ApiError(401, "unauthorized", "missing or invalid API key: send "
                        "'Authorization: Bearer <key>'", headers={"WWW-Authenticate": "Bearer"})
+    request.state.caller = caller_of(key)
+
+
+def request_caller(request: Request) -> Caller:
+    """Who sent ``request`` (routes guarded by ``require_api_key``)."""
+    caller = getattr(request.state, "caller", None)
+    if caller is None:  # a route without the dependency: authenticate now
+        require_api_key(request)
+        caller = request.state.caller
+    return caller
 
 
 def key_owner(request: Request) -> str | None:
-    """Who is asking, for per-key limits: a hash of the API key (never the key itself), or
-    None when the server has no keys (every caller shares one budget)."""
-    if not request.app.state.api_keys:
-        return None
-    token = request.headers.get("authorization", "").partition(" ")[2].strip()
-    return hashlib.sha256(token.encode()).hexdigest()[:16]
+    """The tenant an analysis posted with ``request`` belongs to, for its storage and limits:
+    the key's tenant (never the key), or None without keys and for the admin key."""
+    return request_caller(request).tenant
 
 
 DEFAULT_BODY_LIMIT = 1 << 20

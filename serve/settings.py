@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 
 from jobs.settings import Settings
+from serve.tenants import ApiKey, ApiKeyConfigError, parse_api_keys
 
 
 class ServiceSettings(Settings):
@@ -66,13 +67,29 @@ class ServiceSettings(Settings):
                                    "status_url/events_url it returns (e.g. "
                                    "https://api.example.com); none = relative URLs. The Host "
                                    "header is never used")
-    api_keys: SecretStr | None = Field(None, description="comma-separated API keys; none = no auth")
+    api_keys: SecretStr | None = Field(None, description="comma-separated API keys, each "
+                                       "`tenant:key` or a bare key (its own tenant); none = "
+                                       "no auth")
     api_keys_file: str | None = Field(None, description="file with API keys (one per line or "
                                                         "comma-separated), e.g. a mounted secret")
+    admin_key: SecretStr | None = Field(None, description="an API key that sees and cancels "
+                                        "every tenant's analyses")
 
-    def api_key_list(self) -> list[str]:
-        """Keys from FRAMESIFT_API_KEYS and FRAMESIFT_API_KEYS_FILE together."""
+    def api_key_entries(self) -> list[ApiKey]:
+        """Keys from FRAMESIFT_API_KEYS and FRAMESIFT_API_KEYS_FILE with their tenants, and
+        the admin key (tenant None)."""
         raw = self.api_keys.get_secret_value() if self.api_keys is not None else ""
         if self.api_keys_file:
             raw += "," + Path(self.api_keys_file).read_text()
-        return [k.strip() for k in raw.replace("\n", ",").split(",") if k.strip()]
+        keys = parse_api_keys(raw)
+        admin = self.admin_key.get_secret_value().strip() if self.admin_key else ""
+        if admin:
+            if any(k.secret == admin for k in keys):
+                raise ApiKeyConfigError("FRAMESIFT_ADMIN_KEY is also a tenant's key in "
+                                        "FRAMESIFT_API_KEYS: give the admin its own key")
+            keys.append(ApiKey(None, admin))
+        return keys
+
+    def api_key_list(self) -> list[str]:
+        """Every accepted key (tenants' and the admin's)."""
+        return [k.secret for k in self.api_key_entries()]

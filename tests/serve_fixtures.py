@@ -65,11 +65,11 @@ def api(ray_cluster, tmp_path_factory):
 
 
 def wait_for_status(client: httpx.Client, analysis_id: str, statuses=("succeeded", "failed", "cancelled"),
-          timeout: float = 180, prefix: str = "") -> dict:
+          timeout: float = 180, prefix: str = "", headers: dict | None = None) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            r = client.get(f"{prefix}/v1/analyses/{analysis_id}")
+            r = client.get(f"{prefix}/v1/analyses/{analysis_id}", headers=headers)
             if r.status_code == 200 and r.json()["status"] in statuses:
                 return r.json()
         except httpx.TransportError:
@@ -90,10 +90,11 @@ def sse_events(client: httpx.Client, url: str, limit: int = 2000) -> list:
 
 
 def upload_video(client: httpx.Client, path: Path, scan_id: str, prefix: str = "",
-                 **fields) -> httpx.Response:
+                 headers: dict | None = None, **fields) -> httpx.Response:
     with path.open("rb") as fh:
         return client.post(f"{prefix}/v1/analyses", files={"video": (path.name, fh, "video/mp4")},
-                           data={"scan_id": scan_id, **{k: str(v) for k, v in fields.items()}})
+                           data={"scan_id": scan_id, **{k: str(v) for k, v in fields.items()}},
+                           headers=headers)
 
 
 def png_bytes(w: int, h: int, seed: int = 0) -> bytes:

@@ -46,17 +46,17 @@ from urllib.parse import parse_qs, unquote, urlsplit
 # The tables as the migration defines them: columns, not-null without default, unique keys, FKs.
 SCHEMA: dict[str, dict[str, Any]] = {
     "analyses": {
-        "columns": ["id", "scan_id", "item_type", "status", "parameters", "timings", "video",
+        "columns": ["id", "tenant", "scan_id", "item_type", "status", "parameters", "timings", "video",
                     "frame_count", "still_frames", "golden_count", "error", "framesift_version",
                     "created_at", "updated_at"],
         "required": ["id", "scan_id", "status"],
-        "defaults": {"parameters": {}, "timings": {}, "golden_count": 0},
+        "defaults": {"tenant": "", "parameters": {}, "timings": {}, "golden_count": 0},
         "unique": [("id",)],
         "checks": {"status": ("analyses_status_known", {"running", "succeeded", "failed"})},
         "fks": {},
     },
     "golden_frames": {
-        "columns": ["id", "analysis_id", "scan_id", "frame_index", "rank", "timestamp_s",
+        "columns": ["id", "analysis_id", "tenant", "scan_id", "frame_index", "rank", "timestamp_s",
                     "sharpness", "motion", "still", "glint_share", "glint_blob_count",
                     "glint_largest_blob_px", "glint", "width", "height", "storage_bucket",
                     "storage_key", "content_type", "created_at", "updated_at"],
@@ -64,8 +64,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
                      "sharpness", "motion", "still", "glint_share", "glint_blob_count",
                      "glint_largest_blob_px", "width", "height", "storage_bucket", "storage_key",
                      "content_type"],
-        "defaults": {"glint": {}},
-        "unique": [("id",), ("scan_id", "frame_index")],
+        "defaults": {"tenant": "", "glint": {}},
+        "unique": [("id",), ("tenant", "scan_id", "frame_index")],
         "checks": {},
         # column -> (table, column, constraint, on delete); the migration says "cascade"
         "fks": {"analysis_id": ("analyses", "id", "golden_frames_analysis_id_fkey", "cascade")},

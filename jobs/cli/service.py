@@ -23,11 +23,12 @@ def serve_command(
 
     from serve.standalone import serve_locally, settings_overrides
     from serve.security import InsecureBindError
+    from serve.tenants import ApiKeyConfigError
 
     try:
         serve_locally(host=host, port=port, settings=settings_overrides(state_dir, out_dir),
                       address=address, num_cpus=num_cpus,
                       warn=lambda m: err.print(f"warning: {m}", highlight=False, soft_wrap=True),
                       ready=lambda m: err.print(m, highlight=False))
-    except (InsecureBindError, ValidationError) as exc:
+    except (InsecureBindError, ApiKeyConfigError, ValidationError) as exc:
         fail(str(exc))

@@ -12,6 +12,9 @@ from jobs.cli.common import OutOption, fail, load_settings, out, path_or_none
 def sync(
     scan_id: Annotated[Optional[str], typer.Option(help="only this scan; default: every pending one")] = None,
     out_dir: OutOption = None,
+    tenant: Annotated[Optional[str], typer.Option(help="the HTTP service tenant whose results "
+                                                  "(under <out>/_tenants/<tenant>/); default: "
+                                                  "results of no tenant")] = None,
 ) -> None:
     """Upload to Supabase what earlier runs could not (safe to run again)."""
     from actors.errors import FramesiftError
@@ -20,7 +23,7 @@ def sync(
 
     settings = load_settings(out_dir=path_or_none(out_dir), store="supabase")
     try:
-        reports = SupabaseStore.from_settings(settings).sync(scan_id)
+        reports = SupabaseStore.from_settings(settings, tenant=tenant).sync(scan_id)
     except FramesiftError as exc:
         fail(str(exc))
     if not reports:

@@ -12,15 +12,16 @@ if TYPE_CHECKING:
     from jobs.stores.base import Store
 
 
-def make_store(settings: "Settings") -> "Store":
-    """``LocalStore`` for ``store=local``; ``SupabaseStore`` (local copy + upload) otherwise.
+def make_store(settings: "Settings", tenant: str | None = None) -> "Store":
+    """``LocalStore`` for ``store=local``; ``SupabaseStore`` (local copy + upload) otherwise;
+    with ``tenant``, that tenant's results (``jobs.stores.base.tenant_prefix``).
 
     Raises ``SupabaseConfigError`` when Supabase is asked for but not configured.
     """
     if settings.store == "supabase":
         from jobs.stores.supabase import SupabaseStore
 
-        return SupabaseStore.from_settings(settings)
+        return SupabaseStore.from_settings(settings, tenant=tenant)
     from jobs.stores.local import LocalStore
 
-    return LocalStore(settings.out_dir)
+    return LocalStore(settings.out_dir, tenant)

@@ -39,9 +39,29 @@ def scan_id_from_path(path: str | os.PathLike[str]) -> str:
     return stem or "scan"
 
 
-def object_key(scan_id: str, frame_index: int, ext: str) -> str:
-    """Deterministic key of a golden frame image: ``<scan_id>/<frame_index>.<ext>``."""
-    return f"{validate_scan_id(scan_id)}/{int(frame_index)}.{ext}"
+TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TENANTS_FOLDER = "_tenants"  # no scan id starts with '_': never one scan's folder
+
+
+def validate_tenant(tenant: str) -> str:
+    """Tenant names name folders and key prefixes: letters, digits, '.', '_', '-', at most 64."""
+    if not isinstance(tenant, str) or not TENANT_NAME.match(tenant) or ".." in tenant:
+        raise InvalidParameterError(
+            f"invalid tenant {tenant!r}: use 1-64 letters, digits, '.', '_' or '-', starting "
+            "with a letter or digit, without '..'")
+    return tenant
+
+
+def tenant_prefix(tenant: str | None) -> str:
+    """Where a tenant's results live in a store: ``_tenants/<tenant>/`` ('' without a tenant:
+    the single-tenant layout, ``<scan_id>/...`` at the store's root)."""
+    return "" if tenant is None else f"{TENANTS_FOLDER}/{validate_tenant(tenant)}/"
+
+
+def object_key(scan_id: str, frame_index: int, ext: str, tenant: str | None = None) -> str:
+    """Deterministic key of a golden frame image: ``<scan_id>/<frame_index>.<ext>``, under the
+    tenant's prefix when there is one."""
+    return f"{tenant_prefix(tenant)}{validate_scan_id(scan_id)}/{int(frame_index)}.{ext}"
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -1,5 +1,6 @@
 """The local store: results under ``<root>/<scan_id>/`` (images, ``scores.parquet``,
-``manifest.json``), written into a staging folder and swapped in at commit."""
+``manifest.json``), written into a staging folder and swapped in at commit. A tenant's results
+are under ``<root>/_tenants/<tenant>/<scan_id>/``, their keys prefixed the same way."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from jobs.golden.manifest import MANIFEST_NAME, SCORES_NAME, GoldenManifest
-from jobs.stores.base import object_key, validate_scan_id, write_atomic
+from jobs.stores.base import object_key, tenant_prefix, validate_scan_id, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -22,22 +23,24 @@ log = logging.getLogger(__name__)
 class LocalSession:
     """Writes into a staging folder; ``commit`` swaps it into ``<root>/<scan_id>/``."""
 
-    def __init__(self, root: Path, scan_id: str) -> None:
+    def __init__(self, root: Path, scan_id: str, tenant: str | None = None) -> None:
         self.root = root
         self.scan_id = validate_scan_id(scan_id)
+        self.tenant = tenant
+        self.prefix = tenant_prefix(tenant)
         self.final = root / scan_id
         self.staging = root / ".staging" / f"{scan_id}.{uuid.uuid4().hex[:12]}"
         self.staging.mkdir(parents=True)
         self._done = False
 
     def put_image(self, frame_index: int, data: bytes, ext: str, content_type: str) -> tuple[str, str]:
-        key = object_key(self.scan_id, frame_index, ext)
-        write_atomic(self.staging / key.split("/", 1)[1], data)
-        return key, (self.final / key.split("/", 1)[1]).resolve().as_uri()
+        key = object_key(self.scan_id, frame_index, ext, self.tenant)
+        write_atomic(self.staging / key.rsplit("/", 1)[1], data)
+        return key, (self.final / key.rsplit("/", 1)[1]).resolve().as_uri()
 
     def put_scores(self, table: pa.Table) -> str:
         pq.write_table(table, self.staging / SCORES_NAME)
-        return f"{self.scan_id}/{SCORES_NAME}"
+        return f"{self.prefix}{self.scan_id}/{SCORES_NAME}"
 
     def commit(self, manifest: GoldenManifest) -> str:
         if self._done:
@@ -75,16 +78,20 @@ class LocalSession:
 
 
 class LocalStore:
-    """Results under ``<root>/<scan_id>/``: images, ``scores.parquet``, ``manifest.json``."""
+    """Results under ``<root>/<scan_id>/``: images, ``scores.parquet``, ``manifest.json``;
+    with ``tenant``, under ``<root>/_tenants/<tenant>/<scan_id>/`` (one tenant's scan never
+    replaces another's)."""
 
     name = "local"
 
-    def __init__(self, root: str | os.PathLike[str] = "output") -> None:
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike[str] = "output",
+                 tenant: str | None = None) -> None:
+        self.tenant = tenant
+        self.root = Path(root) / tenant_prefix(tenant)
 
     def open(self, scan_id: str) -> LocalSession:
         self.root.mkdir(parents=True, exist_ok=True)
-        return LocalSession(self.root, scan_id)
+        return LocalSession(self.root, scan_id, self.tenant)
 
     def manifest(self, scan_id: str) -> GoldenManifest | None:
         """The committed manifest, or None (no result, or one this version cannot read)."""

@@ -4,8 +4,9 @@
 uploads it:
 
 1. an ``analyses`` row with status ``running`` (``id`` = the analysis id, chosen at ``open``),
-2. every image to the bucket under ``<scan_id>/<frame_index>.<ext>`` (upsert),
-3. one ``golden_frames`` row per image, upserted on ``(scan_id, frame_index)``; rows of an
+2. every image to the bucket under ``<scan_id>/<frame_index>.<ext>`` (upsert; a tenant's
+   under ``_tenants/<tenant>/<scan_id>/...``, and its rows carry ``tenant``),
+3. one ``golden_frames`` row per image, upserted on ``(tenant, scan_id, frame_index)``; rows of an
    earlier analysis of the same scan that are no longer golden are deleted, and so are the
    objects those rows (or an abandoned upload to another bucket) named that this result does
    not use: a re-run with fewer picks leaves no image in the bucket without a row,
@@ -40,7 +41,7 @@ import pyarrow as pa
 
 from actors.records import GoldenFrame
 from jobs.golden.manifest import GoldenManifest, UploadSection
-from jobs.stores.base import validate_scan_id, write_atomic
+from jobs.stores.base import tenant_prefix, validate_scan_id, write_atomic
 from jobs.stores.local import LocalSession, LocalStore
 from jobs.stores.supabase_client import (ANALYSES_TABLE, GOLDEN_CONFLICT, GOLDEN_TABLE,
                                          RetryPolicy, SupabaseClient, SupabaseCredentials,
@@ -58,12 +59,14 @@ ROW_NAMESPACE = uuid.UUID("6f1c2a4e-6a43-5c1e-9a8e-2f0d7b1c9e55")
 # rows ------------------------------------------------------------------------------------------
 
 def golden_frame_row(scan_id: str, analysis_id: str, frame: GoldenFrame, bucket: str,
-                     content_type: str) -> dict[str, Any]:
-    """The ``golden_frames`` row of one golden frame."""
+                     content_type: str, tenant: str | None = None) -> dict[str, Any]:
+    """The ``golden_frames`` row of one golden frame (``tenant`` '' without one)."""
     glint = frame.to_dict()["glint"]
     return {
-        "id": str(uuid.uuid5(ROW_NAMESPACE, f"{scan_id}/{int(frame.frame_index)}")),
+        "id": str(uuid.uuid5(ROW_NAMESPACE,
+                             f"{tenant_prefix(tenant)}{scan_id}/{int(frame.frame_index)}")),
         "analysis_id": analysis_id,
+        "tenant": tenant or "",
         "scan_id": scan_id,
         "frame_index": int(frame.frame_index),
         "rank": int(frame.rank),
@@ -84,10 +87,11 @@ def golden_frame_row(scan_id: str, analysis_id: str, frame: GoldenFrame, bucket:
 
 
 def analysis_row(analysis_id: str, scan_id: str, status: str,
-                 manifest: GoldenManifest | None = None, error: str | None = None) -> dict[str, Any]:
+                 manifest: GoldenManifest | None = None, error: str | None = None,
+                 tenant: str | None = None) -> dict[str, Any]:
     """The ``analyses`` row: status, parameters, timings, counts, error."""
     row: dict[str, Any] = {
-        "id": analysis_id, "scan_id": scan_id, "item_type": None, "status": status,
+        "id": analysis_id, "tenant": tenant or "", "scan_id": scan_id, "item_type": None, "status": status,
         "parameters": {}, "timings": {}, "video": None, "frame_count": None,
         "still_frames": None, "golden_count": 0, "error": error, "framesift_version": None,
     }
@@ -111,6 +115,7 @@ class UploadReport:
     scan_id: str
     analysis_id: str
     bucket: str
+    tenant: str | None = None
     uploaded: list[str] = field(default_factory=list)      # object keys uploaded (or already ours)
     not_uploaded: list[str] = field(default_factory=list)  # keys, "golden_frames rows", "analyses row"
     error: str | None = None
@@ -128,7 +133,8 @@ class UploadReport:
             bucket=self.bucket, analysis_id=self.analysis_id,
             status="uploaded" if self.complete else "pending",
             not_uploaded=list(self.not_uploaded), error=self.error,
-            retry=None if self.complete else f"framesift sync --scan-id {self.scan_id}",
+            retry=None if self.complete else f"framesift sync --scan-id {self.scan_id}"
+            + (f" --tenant {self.tenant}" if self.tenant else ""),
             signed_urls=dict(self.signed_urls) if self.signed_urls else None,
             signed_urls_expire_at=self.signed_urls_expire_at if self.signed_urls else None,
             signed_url_errors=dict(self.signed_url_errors) if self.signed_url_errors else None)
@@ -169,7 +175,8 @@ class _PendingUpload:
         self.path = folder / PENDING_NAME
         self.errors: list[str] = []
         self.refused: list[tuple[str, SupabaseRequestError]] = []  # (key, why), per object
-        self.report = UploadReport(state["scan_id"], state["analysis_id"], state["bucket"])
+        self.report = UploadReport(state["scan_id"], state["analysis_id"], state["bucket"],
+                                   state.get("tenant"))
 
     def messages(self) -> list[str]:
         return _grouped(self.refused, self.state["bucket"]) + self.errors
@@ -216,7 +223,8 @@ class _PendingUpload:
         replace them) and those an abandoned upload left in another bucket, minus ours."""
         state = self.state
         if "previous_objects" not in state:  # once, before our rows overwrite theirs
-            rows = self.client.other_frames(state["scan_id"], state["analysis_id"])
+            rows = self.client.other_frames(state["scan_id"], state["analysis_id"],
+                                            state.get("tenant") or "")
             state["previous_objects"] = [{"bucket": r["storage_bucket"], "key": r["storage_key"]}
                                          for r in rows]
             self.save()
@@ -237,7 +245,8 @@ class _PendingUpload:
             self.client.upsert_rows(GOLDEN_TABLE, state["golden_frames"], GOLDEN_CONFLICT)
             for bucket, keys in stale.items():
                 self.client.remove_objects(bucket, keys)
-            self.client.delete_stale_frames(state["scan_id"], state["analysis_id"])
+            self.client.delete_stale_frames(state["scan_id"], state["analysis_id"],
+                                            state.get("tenant") or "")
             state["rows_done"] = True
             state.pop("abandoned", None)
             self.save()
@@ -327,7 +336,7 @@ class SupabaseSession:
 
     def put_image(self, frame_index: int, data: bytes, ext: str, content_type: str) -> tuple[str, str]:
         key, uri = self.local.put_image(frame_index, data, ext, content_type)
-        self._objects.append({"key": key, "file": key.split("/", 1)[1],
+        self._objects.append({"key": key, "file": key.rsplit("/", 1)[1],
                               "content_type": content_type, "frame_index": int(frame_index),
                               "sha256": hashlib.sha256(data).hexdigest()})
         return key, uri
@@ -339,17 +348,19 @@ class SupabaseSession:
         """Commit locally (with the pending list), then upload; sets ``manifest.supabase``."""
         bucket = self.store.bucket
         types = {o["key"]: o["content_type"] for o in self._objects}
+        tenant = self.local.tenant
         state = {
-            "version": 1, "scan_id": self.scan_id, "analysis_id": self.analysis_id,
+            "version": 1, "scan_id": self.scan_id, "tenant": tenant, "analysis_id": self.analysis_id,
             "bucket": bucket, "created_at": _now(),
             "objects": self._objects,
             "golden_frames": [golden_frame_row(self.scan_id, self.analysis_id, g, bucket,
-                                               types.get(g.key, "image/jpeg"))
+                                               types.get(g.key, "image/jpeg"), tenant)
                               for g in manifest.golden_frames],
-            "analysis": analysis_row(self.analysis_id, self.scan_id, "running", manifest),
+            "analysis": analysis_row(self.analysis_id, self.scan_id, "running", manifest,
+                                     tenant=tenant),
             "uploaded": [], "rows_done": False, "analysis_done": False, "attempts": 0,
         }
-        manifest.supabase = UploadReport(self.scan_id, self.analysis_id, bucket,
+        manifest.supabase = UploadReport(self.scan_id, self.analysis_id, bucket, tenant,
                                          not_uploaded=_pending_items(state)).section()
         write_atomic(self.local.staging / PENDING_NAME, json.dumps(state, indent=2).encode())
         location = self.local.commit(manifest)  # the durable, complete local result
@@ -357,7 +368,7 @@ class SupabaseSession:
             report = upload_pending(self.store.client, self.local.final, state)
         except Exception as exc:  # the local result stands; pending_upload.json says what is left
             log.exception("upload of %s to Supabase stopped", self.scan_id)
-            report = UploadReport(self.scan_id, self.analysis_id, bucket,
+            report = UploadReport(self.scan_id, self.analysis_id, bucket, tenant,
                                   not_uploaded=_pending_items(state),
                                   error=self.store.client.redact(f"{type(exc).__name__}: {exc}"))
         if report.complete and self.store.signed_url_expiry_s:
@@ -385,7 +396,8 @@ class SupabaseSession:
         try:
             self.store.client.upsert_rows(
                 ANALYSES_TABLE, [analysis_row(self.analysis_id, self.scan_id, "failed",
-                                              error=message)], "id", attempts=1)
+                                              error=message, tenant=self.local.tenant)],
+                "id", attempts=1)
         except SupabaseError as err:
             log.warning("could not record the failed analysis of %s in Supabase: %s",
                         self.scan_id, err)
@@ -404,15 +416,17 @@ class SupabaseStore:
         self.signed_url_expiry_s = signed_url_expiry_s
 
     @classmethod
-    def from_settings(cls, settings: Any, environ: dict[str, str] | None = None) -> "SupabaseStore":
-        """Build from ``Settings`` and ``SUPABASE_URL`` / ``SUPABASE_SERVICE_ROLE_KEY``."""
+    def from_settings(cls, settings: Any, environ: dict[str, str] | None = None,
+                      tenant: str | None = None) -> "SupabaseStore":
+        """Build from ``Settings`` and ``SUPABASE_URL`` / ``SUPABASE_SERVICE_ROLE_KEY``; with
+        ``tenant``, its results (local folder, object keys, rows) are that tenant's."""
         creds = SupabaseCredentials.from_env(environ)
         client = SupabaseClient(
             creds, bucket=settings.supabase_bucket, timeout_s=settings.supabase_timeout_s,
             retry=RetryPolicy(settings.supabase_retries, settings.supabase_backoff_s,
                               settings.supabase_backoff_max_s))
         expiry = settings.supabase_signed_url_expiry_s if settings.supabase_signed_urls else None
-        return cls(LocalStore(settings.out_dir), client, signed_url_expiry_s=expiry)
+        return cls(LocalStore(settings.out_dir, tenant), client, signed_url_expiry_s=expiry)
 
     def __repr__(self) -> str:
         return f"SupabaseStore(root={str(self.local.root)!r}, client={self.client!r})"

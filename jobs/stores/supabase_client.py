@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 ANALYSES_TABLE = "analyses"
 GOLDEN_TABLE = "golden_frames"
-GOLDEN_CONFLICT = "scan_id,frame_index"
+GOLDEN_CONFLICT = "tenant,scan_id,frame_index"
 URL_ENV = "SUPABASE_URL"
 KEY_ENV = "SUPABASE_SERVICE_ROLE_KEY"
 
@@ -285,21 +285,22 @@ class SupabaseClient:
                                                  returning=ReturnMethod.minimal)
         self._call("upsert", table, query.execute, attempts)
 
-    def other_frames(self, scan_id: str, analysis_id: str) -> list[dict[str, Any]]:
-        """``golden_frames`` rows of ``scan_id`` written by other analyses: where their objects
-        are (``storage_bucket``, ``storage_key``)."""
+    def other_frames(self, scan_id: str, analysis_id: str,
+                     tenant: str = "") -> list[dict[str, Any]]:
+        """``golden_frames`` rows of ``tenant``'s ``scan_id`` written by other analyses: where
+        their objects are (``storage_bucket``, ``storage_key``)."""
         query = (self._client.table(GOLDEN_TABLE)
                  .select("analysis_id,frame_index,storage_bucket,storage_key")
-                 .eq("scan_id", scan_id).neq("analysis_id", analysis_id))
+                 .eq("tenant", tenant).eq("scan_id", scan_id).neq("analysis_id", analysis_id))
         rows: Any = self._call("read", GOLDEN_TABLE, query.execute).data or []
         return [dict(row) for row in rows]
 
-    def delete_stale_frames(self, scan_id: str, analysis_id: str) -> None:
-        """Delete golden_frames rows of ``scan_id`` left by other analyses of it."""
+    def delete_stale_frames(self, scan_id: str, analysis_id: str, tenant: str = "") -> None:
+        """Delete golden_frames rows of ``tenant``'s ``scan_id`` left by other analyses of it."""
         from postgrest.types import ReturnMethod
 
         query = (self._client.table(GOLDEN_TABLE).delete(returning=ReturnMethod.minimal)
-                 .eq("scan_id", scan_id).neq("analysis_id", analysis_id))
+                 .eq("tenant", tenant).eq("scan_id", scan_id).neq("analysis_id", analysis_id))
         self._call("delete stale rows of", GOLDEN_TABLE, query.execute)
 
     def signed_urls(self, keys: list[str], expires_in_s: int) -> SignedUrls:

@@ -3,7 +3,9 @@
 Each running analysis runs in a detached ``AnalysisRunner`` actor (serve/analyses/runner.py);
 finished runners stay warm for the next analysis. The coordinator polls runners for events,
 persists them (serve/analyses/state.py: SQLite on this node, or PostgreSQL that every node
-reaches) and starts queued analyses, in the order they were accepted, when a slot frees. On
+reaches) and starts queued analyses when a slot frees: round robin between tenants, in the
+order they were accepted within one (serve/analyses/fair_queue.py). Every read and cancel is
+scoped to the caller's tenant; another tenant's analysis is answered as absent. On
 restart, on this node or another, it reattaches to runners still alive, requeues the analyses
 whose runner is gone, and kills runners nobody references: an accepted analysis completes or
 fails, never vanishes. Every decision is a compare-and-set on the record (state.py), so a
@@ -12,8 +14,8 @@ starts an analysis twice or ends it twice; running records no runner handle of t
 watches are adopted periodically, whoever marked them running.
 
 Bounds: at most ``max_queued_analyses`` wait (503 past it) and ``max_active_analyses_per_key``
-are queued or running per API key (429 past it), uploads being received counted among them
-(``reserve``: serve/analyses/admission.py); a running analysis is stopped after
+are queued or running per tenant (429 past it; serve/tenants.py), uploads being received
+counted among them (``reserve``: serve/analyses/admission.py); a running analysis is stopped after
 ``max_analysis_s``. Uploads are claimed when the analysis is recorded and swept when nothing
 refers to them (serve/analyses/uploads.py). A video URL with credentials or a signed query is
 stored redacted; the full URL stays in this replica's memory until its analysis ends.
@@ -38,7 +40,9 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from jobs.redact import redact_url
 from jobs.redact import install_redaction
 from serve.analyses.admission import Reservations
-from serve.analyses.runner import RUNNER_NAMESPACE, AnalysisRunner, new_runner_name
+from serve.analyses.fair_queue import fair_order
+from serve.analyses.runner import (CANCELLED, RUNNER_NAMESPACE, AnalysisRunner,
+                                   new_runner_name)
 from serve.analyses.state import ACTIVE, FINAL, AnalysisDB, now, open_analysis_db
 from serve.analyses.uploads import UploadGoneError, Uploads, open_uploads
 from serve.settings import ServiceSettings
@@ -50,16 +54,19 @@ PARAM_KEYS = ("top_k", "min_gap_s", "motion_max")
 RETRY_AFTER_S = 30  # what a refused caller is told to wait (a short analysis' order of time)
 ADOPT_EVERY_S = 2.0  # how often running records nobody here watches are looked for
 RUNNER_NAME_GRACE_S = 5.0  # a record is marked running just before its runner is created
+CANCEL_ASK_S = 10.0  # how long a cancel waits for the runner's answer
 SECRET_LOST = ("the service restarted before the video was downloaded, and its URL's "
                "credentials or signed query are never stored: post the analysis again")
 
 
 def fingerprint(scan_id: str, item_type: str | None, source_kind: str, source_id: str,
-                params: dict[str, Any]) -> str:
-    """Same scan, same video, same parameters -> same fingerprint (idempotent re-posts)."""
+                params: dict[str, Any], tenant: str | None = None) -> str:
+    """Same tenant, scan, video and parameters -> same fingerprint (idempotent re-posts; one
+    tenant never joins another's analysis)."""
+    scope = {"tenant": tenant} if tenant is not None else {}  # no tenant: as before tenants
     blob = json.dumps({"scan_id": scan_id, "item_type": item_type, "kind": source_kind,
-                       "source": source_id, "params": {k: params.get(k) for k in PARAM_KEYS}},
-                      sort_keys=True)
+                       "source": source_id, "params": {k: params.get(k) for k in PARAM_KEYS},
+                       **scope}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -189,11 +196,12 @@ class AnalysisCoordinator:
                 self._forget(analysis_id)  # ended, or requeued and restarted by someone else
                 continue
             limit = self.settings.max_analysis_s
-            if rec["started_at"] and now() - rec["started_at"] > limit:
+            if rec["started_at"] and now() - rec["started_at"] > limit and \
+                    await self._runner_stops(rec, handle) == CANCELLED:
                 self._finish(analysis_id, "failed", kill=True, runner=name, error=(
                     "analysis_timeout", f"the analysis ran longer than {limit:g} s "
                     "(FRAMESIFT_MAX_ANALYSIS_S) and was stopped; nothing was stored"))
-                continue
+                continue  # (a result being stored is let finish: it ends succeeded)
             try:
                 if analysis_id in self._unverified and not await self._verify(rec, handle):
                     if self._runners.get(analysis_id) is handle:
@@ -215,8 +223,16 @@ class AnalysisCoordinator:
                 if not self._apply(analysis_id, name, event):
                     break  # the record moved on (another coordinator applied it or ended it)
         slots = self.settings.max_running_analyses - len(self._runners)
-        for rec in self.db.with_status("queued")[:max(0, slots)]:
+        for rec in self._queue()[:max(0, slots)]:
             self._start(rec)
+
+    def _queue(self) -> list[dict[str, Any]]:
+        """The queued analyses in the order they start: round robin between tenants, first
+        come first served within one (serve/analyses/fair_queue.py)."""
+        queued = self.db.with_status("queued")
+        if len({r["owner"] for r in queued}) < 2:
+            return queued  # one tenant (or none): first come first served
+        return fair_order(queued, self.db.with_status("running"), self.db.last_started())
 
     async def _verify(self, rec: dict[str, Any], handle: Any) -> bool:
         """After a restart: make sure the runner really holds this analysis (a start() sent
@@ -235,12 +251,15 @@ class AnalysisCoordinator:
         return True
 
     def _spec(self, rec: dict[str, Any]) -> dict[str, Any]:
-        return {"id": rec["id"], "scan_id": rec["scan_id"], "item_type": rec["item_type"],
+        return {"id": rec["id"], "runner": rec["runner"], "scan_id": rec["scan_id"],
+                "item_type": rec["item_type"],
                 "source_kind": rec["source_kind"],
                 "source": self._secret_urls.get(rec["id"], rec["source"]),
                 "source_name": rec.get("source_name") or "the video",
                 "params": rec["params"],
-                "settings": self.settings.model_dump(exclude={"api_keys", "database_url"},
+                "tenant": rec.get("owner"),
+                "settings": self.settings.model_dump(exclude={"api_keys", "database_url",
+                                                              "admin_key"},
                                                      mode="json")}
 
     def _start(self, rec: dict[str, Any]) -> None:
@@ -276,8 +295,9 @@ class AnalysisCoordinator:
         kind, data, seq = event["type"], event["data"], event["seq"]
         if kind == "done":
             return self._finish(analysis_id, "succeeded", result=data["result"], runner=runner)
-        if kind == "error":
-            return self._finish(analysis_id, "failed", error=(data["code"], data["message"]),
+        if kind == "error":  # a commit refused because the cancel won is that cancel
+            status = "cancelled" if data["code"] == CANCELLED else "failed"
+            return self._finish(analysis_id, status, error=(data["code"], data["message"]),
                                 runner=runner)
         fields: dict[str, Any] = {"runner_seq": seq}
         if kind == "planned":
@@ -296,7 +316,7 @@ class AnalysisCoordinator:
 
     def _finish(self, analysis_id: str, status: str, result: dict[str, Any] | None = None,
                 error: tuple[str, str] | None = None, kill: bool = False,
-                runner: Any = None) -> bool:
+                runner: Any = None, status_in: tuple[str, ...] = ACTIVE) -> bool:
         """End an active analysis (only while it is active and, given ``runner``, still that
         runner's): record, final event and runner in one step. False when it had ended or
         moved on already (nothing done)."""
@@ -308,7 +328,7 @@ class AnalysisCoordinator:
         condition: dict[str, Any] = {"runner": runner} if runner is not None else {}
         # SSE streams end on "done" or "error"; a cancellation is an error event too
         before = self.db.get(analysis_id)
-        rec = self.db.change(analysis_id, fields, status_in=ACTIVE, **condition,
+        rec = self.db.change(analysis_id, fields, status_in=status_in, **condition,
                              event=("done" if status == "succeeded" else "error", self._view))
         handle = self._runners.pop(analysis_id, None)
         name = self._runner_names.pop(analysis_id, None)
@@ -367,9 +387,10 @@ class AnalysisCoordinator:
         if self.db.count_active(owner) + self._reserved.count(owner) >= \
                 s.max_active_analyses_per_key:
             return {"status": 429, "code": "too_many_analyses", "retry_after": RETRY_AFTER_S,
-                    "message": f"this API key already has {s.max_active_analyses_per_key} "
-                               "analyses queued or running (FRAMESIFT_MAX_ACTIVE_ANALYSES_"
-                               "PER_KEY); wait for one to finish"}
+                    "message": f"this API key's tenant already has "
+                               f"{s.max_active_analyses_per_key} analyses queued or running "
+                               "(FRAMESIFT_MAX_ACTIVE_ANALYSES_PER_KEY); wait for one to "
+                               "finish"}
         return None
 
     async def submit(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -392,7 +413,7 @@ class AnalysisCoordinator:
                     "motion_max": self.settings.motion_max}
         params = {k: request[k] if request.get(k) is not None else defaults[k] for k in PARAM_KEYS}
         fp = fingerprint(request["scan_id"], request.get("item_type"), kind,
-                         request["source_id"], params)
+                         request["source_id"], params, owner)
         existing = self.db.find_active(fp)
         if existing is not None:
             if kind == "file":
@@ -430,21 +451,59 @@ class AnalysisCoordinator:
         await self._tick()
         return {"view": self._view(self.db.get(analysis_id)), "created": True}
 
-    async def get(self, analysis_id: str) -> dict[str, Any] | None:
-        self._ensure_pump()
+    def _visible(self, analysis_id: str, scope: str | None) -> dict[str, Any] | None:
+        """The record, if the caller whose ``scope`` this is may see it (None: every tenant's);
+        another tenant's analysis is as absent as one that never existed."""
         rec = self.db.get(analysis_id)
+        if rec is None or (scope is not None and rec["owner"] != scope):
+            return None
+        return rec
+
+    async def get(self, analysis_id: str, scope: str | None = None) -> dict[str, Any] | None:
+        self._ensure_pump()
+        rec = self._visible(analysis_id, scope)
         return self._view(rec) if rec else None
 
-    async def list(self, scan_id: str | None, limit: int = 100) -> list[dict[str, Any]]:
-        return [self._view(r) for r in self.db.list(scan_id, limit)]
+    async def list(self, scan_id: str | None, limit: int = 100,
+                   scope: str | None = None) -> list[dict[str, Any]]:
+        return [self._view(r) for r in self.db.list(scan_id, limit, owner=scope)]
 
-    async def cancel(self, analysis_id: str) -> dict[str, Any] | None:
-        rec = self.db.get(analysis_id)
+    async def _runner_stops(self, rec: dict[str, Any], handle: Any = None) -> str:
+        """Ask the runner of running ``rec`` to give up its analysis before it is ended:
+        ``cancelled`` (nothing of it will be stored) or ``committing`` (too late: its result
+        is being stored, and it will end succeeded or failed on its own). The decision is the
+        runner's (``CommitDecision``), taken once against the commit of the result."""
+        if handle is None:
+            handle = self._runners.get(rec["id"])
+        if handle is None and rec["runner"]:
+            try:
+                handle = ray.get_actor(rec["runner"], namespace=RUNNER_NAMESPACE)
+            except (ValueError, TypeError):
+                return CANCELLED  # no runner: nothing of it can commit any more
+        if handle is None:
+            return CANCELLED
+        try:
+            return await asyncio.wait_for(handle.cancel.remote(rec["id"]), CANCEL_ASK_S)
+        except RayActorError:
+            return CANCELLED  # dead: nothing of it can be claimed any more
+        except (ActorUnavailableError, asyncio.TimeoutError):
+            # unreachable: its claims fail the same way (the workers ask it), and it is killed
+            log.warning("the runner of %s did not answer the cancel; stopping it", rec["id"])
+            return CANCELLED
+
+    async def cancel(self, analysis_id: str, scope: str | None = None) -> dict[str, Any] | None:
+        """Cancel a queued or running analysis; its view. A running one whose result is
+        already being stored is not cancelled (its view, still running, says so)."""
+        rec = self._visible(analysis_id, scope)
         if rec is None:
             return None
-        if rec["status"] in ACTIVE:
-            self._finish(analysis_id, "cancelled",
-                         error=("cancelled", "cancelled by the client; nothing was stored"))
+        message = ("cancelled", "cancelled by the client; nothing was stored")
+        if rec["status"] == "queued":
+            self._finish(analysis_id, "cancelled", error=message, status_in=("queued",))
+        elif rec["status"] == "running" and await self._runner_stops(rec) == CANCELLED:
+            if not self._finish(analysis_id, "cancelled", error=message, runner=rec["runner"]):
+                # requeued meanwhile (its runner lost): cancel it where it waits now
+                self._finish(analysis_id, "cancelled", error=message, status_in=("queued",))
         return self._view(self.db.get(analysis_id))
 
     async def events(self, analysis_id: str, after: int, wait_s: float = 10.0) -> dict[str, Any]:
@@ -460,10 +519,13 @@ class AnalysisCoordinator:
                 return {"events": events, "final": final}
             await asyncio.sleep(0.1)
 
-    async def snapshot(self, analysis_id: str) -> dict[str, Any] | None:
+    async def snapshot(self, analysis_id: str,
+                       scope: str | None = None) -> dict[str, Any] | None:
         """Current view and the sequence number it reflects (for late SSE subscribers), with
         the golden frames picked so far by its current attempt."""
         self._ensure_pump()
+        if self._visible(analysis_id, scope) is None:
+            return None
         events = self.db.events(analysis_id)  # first: the view may be newer, never older
         rec = self.db.get(analysis_id)
         if rec is None:
@@ -483,7 +545,7 @@ class AnalysisCoordinator:
         cur, tot = rec["progress_current"], rec["progress_total"]
         position = None
         if rec["status"] == "queued":
-            ids = [r["id"] for r in self.db.with_status("queued")]
+            ids = [r["id"] for r in self._queue()]
             position = ids.index(rec["id"]) + 1 if rec["id"] in ids else None
         eta = None
         if rec["status"] == "running" and cur and tot and rec["started_at"]:
@@ -495,7 +557,8 @@ class AnalysisCoordinator:
                    "queued_s": round((rec["started_at"] or end) - rec["created_at"], 3),
                    "run_s": round(end - rec["started_at"], 3) if rec["started_at"] else None}
         return {
-            "id": rec["id"], "scan_id": rec["scan_id"], "item_type": rec["item_type"],
+            "id": rec["id"], "scan_id": rec["scan_id"], "tenant": rec["owner"],
+            "item_type": rec["item_type"],
             "status": rec["status"], "queue_position": position,
             "progress": {"current": cur, "total": tot,
                          "percentage": round(100.0 * cur / tot, 2) if tot else 0.0},

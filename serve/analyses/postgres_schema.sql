@@ -32,7 +32,7 @@ create table if not exists framesift_service.analyses (
     error_message     text,
     attempts          integer          not null default 0,
     runner            text,            -- the detached runner actor's name while running
-    owner             text,            -- a hash of the API key (never the key)
+    owner             text,            -- the tenant of the API key (never the key)
     source_name       text,            -- what the client calls the video
     source_secret     boolean          not null default false,  -- URL kept in memory only
     runner_seq        integer          not null default 0,  -- runner events already applied

@@ -1,7 +1,11 @@
 """Runs golden-frame analyses for the HTTP service, one at a time, as a detached Ray actor.
 
 The actor owns the job's Ray Data pipeline: killing it (cancel) makes Ray stop the scoring
-tasks it owns, and the store session it had open is never committed. It keeps an in-memory
+tasks it owns. It is also where a cancel and the commit of the result are decided, once
+(``CommitDecision``): the worker that stores the result claims the commit from this actor
+right before it (``RunnerCommitGate``), and the coordinator asks it before it records a
+cancel; whichever comes first wins, so an analysis that says ``cancelled`` stored nothing and
+one that stored its result ends ``succeeded``. It keeps an in-memory
 event log of its current analysis that the service's coordinator polls and persists. A runner
 that finished is reused for the next analysis: its imports and Ray Data are warm, which saves
 the second or so a new worker process costs.
@@ -29,6 +33,8 @@ from jobs.redact import redact_text
 from jobs.settings import Settings
 from jobs.sources import SourceOptions
 from jobs.stores import make_store
+from jobs.stores.base import tenant_prefix
+from jobs.stores.gate import GatedStore
 
 RUNNER_NAMESPACE = "framesift"
 
@@ -37,20 +43,75 @@ def new_runner_name() -> str:
     return f"framesift-runner-{uuid.uuid4().hex[:12]}"
 
 
-def result_summary(manifest: GoldenManifest, location: str | None) -> dict[str, Any]:
+def result_summary(manifest: GoldenManifest, location: str | None,
+                   tenant: str | None = None) -> dict[str, Any]:
     """What the API returns for a finished analysis (no server paths in it: the location is
-    the manifest's key in the store, ``<scan_id>/manifest.json``; frames without their
-    ``file://`` URIs)."""
+    the manifest's key in the store, ``[_tenants/<tenant>/]<scan_id>/manifest.json``; frames
+    without their ``file://`` URIs)."""
     data = manifest.model_dump(mode="json", include={"golden_frames", "selection", "plan",
                                                       "timings_s", "scores_key", "store",
                                                       "gaps"})
     data["golden_frames"] = [public_frame(f) for f in data.get("golden_frames") or []]
-    public = f"{manifest.scan_id}/{Path(location).name}" if location else None
+    public = (f"{tenant_prefix(tenant)}{manifest.scan_id}/{Path(location).name}"
+              if location else None)
     return {**data, "video": manifest.video.public(), "location": public}
 
 
 class RunnerBusyError(RuntimeError):
     """``start`` was called while an analysis still runs."""
+
+
+OPEN, COMMITTING, CANCELLED = "open", "committing", "cancelled"
+
+
+class CommitDecision:
+    """Cancel or commit of one analysis, decided once: the first of ``claim`` (the result is
+    about to be stored) and ``cancel`` wins, and the other learns which."""
+
+    def __init__(self, analysis_id: str | None) -> None:
+        self.analysis_id = analysis_id
+        self._state = OPEN
+        self._lock = threading.Lock()
+
+    def claim(self, analysis_id: str) -> bool:
+        """True when the result of ``analysis_id`` may be committed (again, for a retried
+        task); False once it was cancelled, or for another analysis."""
+        with self._lock:
+            if analysis_id != self.analysis_id or self._state == CANCELLED:
+                return False
+            self._state = COMMITTING
+            return True
+
+    def cancel(self, analysis_id: str) -> str:
+        """``cancelled`` (nothing of it will be committed) or ``committing`` (too late: its
+        result is being stored)."""
+        with self._lock:
+            if analysis_id != self.analysis_id:
+                return CANCELLED  # not this runner's analysis: nothing of it commits here
+            if self._state == OPEN:
+                self._state = CANCELLED
+            return self._state
+
+
+class RunnerCommitGate:
+    """The gate a worker holds (picklable): claims the commit from the named runner actor.
+    A runner that is gone (killed by a cancel) or does not answer refuses."""
+
+    def __init__(self, runner_name: str, analysis_id: str, timeout_s: float = 30.0) -> None:
+        self.runner_name = runner_name
+        self.analysis_id = analysis_id
+        self.timeout_s = timeout_s
+
+    def claim(self) -> bool:
+        import ray
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        try:
+            runner = ray.get_actor(self.runner_name, namespace=RUNNER_NAMESPACE)
+            return bool(ray.get(runner.claim_commit.remote(self.analysis_id),
+                                timeout=self.timeout_s))
+        except (ValueError, RayActorError, GetTimeoutError):
+            return False
 
 
 def work_limits(settings: dict[str, Any]) -> WorkLimits:
@@ -83,6 +144,7 @@ class AnalysisRunner:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._path: str | None = None  # the uploaded video (a path, or an s3:// supabase:// object)
+        self.decision = CommitDecision(None)
 
     def start(self, spec: dict[str, Any]) -> None:
         """Begin analysing ``spec`` (returns at once)."""
@@ -90,6 +152,7 @@ class AnalysisRunner:
             if self._thread is not None and self._thread.is_alive():
                 raise RunnerBusyError(f"runner still busy with analysis {self.spec.get('id')}")
             self.spec = spec
+            self.decision = CommitDecision(spec["id"])
             self._events = []
             self._path = None
             self._thread = threading.Thread(target=self._run, name="analysis", daemon=True)
@@ -100,6 +163,20 @@ class AnalysisRunner:
         with self._lock:
             busy = self._thread is not None and self._thread.is_alive()
             return {"analysis_id": self.spec.get("id"), "busy": busy}
+
+    def claim_commit(self, analysis_id: str) -> bool:
+        """Called by the worker about to store the result (``RunnerCommitGate``)."""
+        return self.decision.claim(analysis_id)
+
+    def cancel(self, analysis_id: str) -> str:
+        """Called by the coordinator before it records a cancel: ``cancelled`` or
+        ``committing`` (see ``CommitDecision.cancel``)."""
+        return self.decision.cancel(analysis_id)
+
+    def _store(self, job_settings: Settings) -> Any:
+        """The tenant's store, committing only through this runner's decision."""
+        store = make_store(job_settings, self.spec.get("tenant"))
+        return GatedStore(store, RunnerCommitGate(self.spec["runner"], self.spec["id"]))
 
     def events(self, analysis_id: str, after: int = 0) -> list[dict[str, Any]]:
         """Events of ``analysis_id`` after sequence number ``after`` (empty for another id)."""
@@ -163,12 +240,13 @@ class AnalysisRunner:
                 # index once (and refuses the rest from the header or while counting)
                 with open(job.path, "rb") as fh:
                     check_index(fh, job.path, limits)
-            [result] = run_golden([job], self._params(job_settings), make_store(job_settings),
+            [result] = run_golden([job], self._params(job_settings), self._store(job_settings),
                                   hooks=self._hooks(),
                                   sources=SourceOptions.from_settings(job_settings),
                                   limits=limits)
             if result.ok and result.manifest is not None:
-                self._emit("done", {"result": result_summary(result.manifest, result.location)})
+                self._emit("done", {"result": result_summary(result.manifest, result.location,
+                                                             self.spec.get("tenant"))})
             else:
                 self._emit("error", {"code": result.error_code or "analysis_failed",
                                      "message": self._public(result.error or "analysis failed")})

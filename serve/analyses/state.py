@@ -68,13 +68,17 @@ class AnalysisDB(Protocol):
 
     def find_active(self, fingerprint: str) -> dict[str, Any] | None: ...
 
-    def list(self, scan_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Newest first."""
+    def list(self, scan_id: str | None = None, limit: int = 100,
+             owner: str | None = None) -> list[dict[str, Any]]:
+        """Newest first; only ``owner``'s when given."""
 
     def with_status(self, status: str) -> list[dict[str, Any]]:
         """In queue order (the order the analyses were accepted)."""
 
     def count(self, status: str) -> int: ...
+
+    def last_started(self) -> dict[str | None, float]:
+        """When each owner's (tenant's) most recently started analysis started."""
 
     def count_active(self, owner: str | None) -> int:
         """Queued and running analyses of ``owner``."""
@@ -228,13 +232,19 @@ class _Sql(ABC):
                           (fingerprint, *ACTIVE))
         return rows[0] if rows else None
 
-    def list(self, scan_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def list(self, scan_id: str | None = None, limit: int = 100,
+             owner: str | None = None) -> list[dict[str, Any]]:
         m = self.mark
-        order = f"ORDER BY created_at DESC, {self.queue_order} DESC LIMIT {m}"
-        if scan_id is None:
-            return self._read(f"SELECT * FROM {self.analyses} {order}", (limit,))
-        return self._read(f"SELECT * FROM {self.analyses} WHERE scan_id = {m} {order}",
-                          (scan_id, limit))
+        where, args = ["1 = 1"], []
+        if scan_id is not None:
+            where.append(f"scan_id = {m}")
+            args.append(scan_id)
+        if owner is not None:
+            where.append(f"owner = {m}")
+            args.append(owner)
+        return self._read(f"SELECT * FROM {self.analyses} WHERE {' AND '.join(where)} "
+                          f"ORDER BY created_at DESC, {self.queue_order} DESC LIMIT {m}",
+                          (*args, limit))
 
     def with_status(self, status: str) -> list[dict[str, Any]]:
         return self._read(f"SELECT * FROM {self.analyses} WHERE status = {self.mark} "
@@ -244,6 +254,11 @@ class _Sql(ABC):
         with self._tx() as q:
             [row] = q(sql, args)
         return int(next(iter(row.values())))
+
+    def last_started(self) -> dict[str | None, float]:
+        rows = self._read(f"SELECT owner, MAX(started_at) AS t FROM {self.analyses} "
+                          "WHERE started_at IS NOT NULL GROUP BY owner")
+        return {r["owner"]: float(r["t"]) for r in rows}
 
     def count(self, status: str) -> int:
         return self._scalar(f"SELECT COUNT(*) AS n FROM {self.analyses} WHERE status = "

@@ -21,6 +21,10 @@ class _BlockedRunner:
         self.polled = asyncio.Event()
         self.release = asyncio.Event()
         self.events = _Method(self._events)
+        self.cancel = _Method(self._cancel)
+
+    async def _cancel(self, analysis_id: str) -> str:
+        return "cancelled"  # nothing of it was being stored: the runner lets the cancel win
 
     async def _events(self, analysis_id: str, after: int) -> list:
         self.polled.set()

@@ -582,7 +582,7 @@ def test_queue_and_per_key_limits_answer_before_anything_is_stored(api, media):
     uploads = api["state"] / "limits" / "uploads"
     a, b = (_keyed(k) for k in LIMIT_KEYS)
     slow = f"{media['url']}/slow.mp4"
-    posted = []
+    posted = []  # (id, the key that posted it: only its tenant may cancel it)
     try:
         for i, (headers, expected) in enumerate([(a, 202), (a, 202), (a, 429), (b, 202),
                                                  (b, 503)]):
@@ -590,7 +590,7 @@ def test_queue_and_per_key_limits_answer_before_anything_is_stored(api, media):
                                                     "scan_id": f"limits-{i}"}, headers=headers)
             assert r.status_code == expected, (i, r.text)
             if expected == 202:
-                posted.append(r.json()["id"])
+                posted.append((r.json()["id"], headers))
             else:
                 assert r.headers["retry-after"] == "30"
                 assert r.json()["error"]["code"] == ("too_many_analyses" if expected == 429
@@ -600,11 +600,14 @@ def test_queue_and_per_key_limits_answer_before_anything_is_stored(api, media):
                    files={"video": ("v.mp4", media["small"].read_bytes(), "video/mp4")})
         assert r.status_code == 503, r.text
         assert [p.name for p in uploads.iterdir()] == []
-        view = c.get(f"/limits/v1/analyses/{posted[1]}", headers=a).json()
-        assert view["status"] == "queued" and view["queue_position"] == 1
+        view = c.get(f"/limits/v1/analyses/{posted[1][0]}", headers=a).json()
+        # fair between tenants: b's analysis goes before a's second (a has one running)
+        other = c.get(f"/limits/v1/analyses/{posted[2][0]}", headers=b).json()
+        assert view["status"] == "queued" and view["queue_position"] == 2
+        assert other["status"] == "queued" and other["queue_position"] == 1
     finally:
-        for aid in posted:
-            c.delete(f"/limits/v1/analyses/{aid}", headers=a)
+        for aid, headers in posted:
+            c.delete(f"/limits/v1/analyses/{aid}", headers=headers)
 
 
 def test_one_analysis_is_bounded_in_frames_and_wall_time(api, media):

@@ -69,3 +69,26 @@ def test_api_keys_are_refused_in_the_application_config():
 
     with pytest.raises(ValueError, match="FRAMESIFT_API_KEYS"):
         build_app({"settings": {"api_keys": "secret"}})
+    with pytest.raises(ValueError, match="FRAMESIFT_ADMIN_KEY"):
+        build_app({"settings": {"admin_key": "secret"}})
+
+
+def test_api_keys_name_their_tenants_and_a_bare_key_is_named_by_its_hash(tmp_path):
+    import hashlib
+
+    from serve.settings import ServiceSettings
+    from serve.tenants import ApiKeyConfigError
+
+    keys = tmp_path / "keys"
+    keys.write_text("beta:key-b\nbare-key\n")
+    settings = ServiceSettings(api_keys="acme:key-a", api_keys_file=str(keys), admin_key="boss")
+    entries = settings.api_key_entries()
+    assert [(k.tenant, k.secret) for k in entries] == [
+        ("acme", "key-a"), ("beta", "key-b"),
+        (hashlib.sha256(b"bare-key").hexdigest()[:16], "bare-key"), (None, "boss")]
+    assert all(k.secret not in repr(k) for k in entries)  # a key never shows in a repr
+    assert settings.api_key_list() == ["key-a", "key-b", "bare-key", "boss"]
+    with pytest.raises(ApiKeyConfigError, match="admin"):
+        ServiceSettings(api_keys="acme:boss", admin_key="boss").api_key_entries()
+    with pytest.raises(ApiKeyConfigError, match="twice"):
+        ServiceSettings(api_keys="acme:k,beta:k").api_key_entries()

@@ -79,3 +79,25 @@ def test_scan_ids_and_keys_are_deterministic():
     assert scan_id_from_path("/videos/my scan (1).mp4") == "my-scan-1"
     assert scan_id_from_path("/videos/....mp4") == "scan"
     assert object_key("abc", 7, "png") == "abc/7.png"
+
+
+def test_two_tenants_keep_their_own_result_of_the_same_scan_id(tmp_path):
+    """Tenants' results live apart (``_tenants/<tenant>/<scan_id>``); one tenant analysing a
+    scan id another uses never replaces the other's result, and results of no tenant keep the
+    single-tenant layout."""
+    acme, beta, plain = LocalStore(tmp_path, "acme"), LocalStore(tmp_path, "beta"), LocalStore(tmp_path)
+    keys = {}
+    for name, store in (("acme", acme), ("beta", beta), ("plain", plain)):
+        with store.open("scan-1") as s:
+            keys[name] = s.put_image(7, name.encode(), "jpg", "image/jpeg")[0]
+            keys[name + "-scores"] = s.put_scores(pa.table({"frame_index": [7]}))
+            s.commit(sample_manifest("scan-1", item_type=name))
+    assert keys["acme"] == "_tenants/acme/scan-1/7.jpg" == object_key("scan-1", 7, "jpg", "acme")
+    assert keys["acme-scores"] == "_tenants/acme/scan-1/scores.parquet"
+    assert keys["plain"] == "scan-1/7.jpg"
+    assert (tmp_path / "_tenants" / "acme" / "scan-1" / "7.jpg").read_bytes() == b"acme"
+    assert (tmp_path / "_tenants" / "beta" / "scan-1" / "7.jpg").read_bytes() == b"beta"
+    assert (tmp_path / "scan-1" / "7.jpg").read_bytes() == b"plain"
+    assert [s.manifest("scan-1").item_type for s in (acme, beta, plain)] == ["acme", "beta", "plain"]
+    with pytest.raises(InvalidParameterError, match="tenant"):
+        LocalStore(tmp_path, "../escape")

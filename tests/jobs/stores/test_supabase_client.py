@@ -98,7 +98,7 @@ def test_happy_path_uploads_images_rows_and_a_succeeded_analysis(tmp_path, fake)
     assert len(uploads) == 2 and all(r.headers["x-upsert"] == "true" for r in uploads)
     assert all(r.headers["content-type"].startswith("multipart/form-data") for r in uploads)
     upserts = fake.requests_to("POST", "/rest/v1/golden_frames")
-    assert upserts[0].query["on_conflict"] == ["scan_id,frame_index"]
+    assert upserts[0].query["on_conflict"] == ["tenant,scan_id,frame_index"]
     assert "resolution=merge-duplicates" in upserts[0].headers["prefer"]
     assert upserts[0].headers["content-type"] == "application/json"
     # the analysis row is marked succeeded last, after every image and frame row
@@ -494,3 +494,24 @@ def test_the_store_setting_picks_the_store(tmp_path, monkeypatch):
     store = pick(Settings(out_dir=str(tmp_path)))
     assert isinstance(store, SupabaseStore) and store.name == "supabase"
     assert store.local.root == tmp_path
+
+
+def test_two_tenants_with_one_scan_id_keep_their_own_objects_and_rows(tmp_path, fake):
+    """Tenant beta storing a scan id tenant acme uses never overwrites or deletes acme's
+    objects or rows (keys under ``_tenants/<tenant>/``, rows keyed by tenant)."""
+    def tenant_store(tenant: str) -> SupabaseStore:
+        plain = make_store(tmp_path, fake.url)
+        return SupabaseStore(LocalStore(tmp_path / "out", tenant), plain.client)
+
+    acme, beta = tenant_store("acme"), tenant_store("beta")
+    write_result(acme, images={12: b"\xff\xd8acme-12", 40: b"\xff\xd8acme-40"})
+    second = write_result(beta, images={12: b"\xff\xd8beta-12"})
+    assert second["supabase"]["status"] == "uploaded", second["supabase"]
+    assert sorted(k for _, k in fake.objects) == [
+        "_tenants/acme/scan-1/12.jpg", "_tenants/acme/scan-1/40.jpg", "_tenants/beta/scan-1/12.jpg"]
+    assert fake.objects[("golden-frames", "_tenants/acme/scan-1/12.jpg")].data == b"\xff\xd8acme-12"
+    rows = {(r["tenant"], r["frame_index"]): r for r in fake.rows("golden_frames", scan_id="scan-1")}
+    assert sorted(rows) == [("acme", 12), ("acme", 40), ("beta", 12)]
+    assert rows[("acme", 12)]["storage_key"] == "_tenants/acme/scan-1/12.jpg"
+    assert {r["tenant"] for r in fake.rows("analyses", scan_id="scan-1")} == {"acme", "beta"}
+    assert on_disk(acme)["golden_frames"][0]["key"] == "_tenants/acme/scan-1/12.jpg"

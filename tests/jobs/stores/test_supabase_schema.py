@@ -23,7 +23,8 @@ from supabase_standin import SCHEMA
 
 psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed")
 
-MIGRATIONS = sorted((Path(__file__).resolve().parents[3] / "supabase" / "migrations").glob("*_framesift.sql"))
+MIGRATIONS = sorted(p for p in (Path(__file__).resolve().parents[3] / "supabase" / "migrations")
+                    .glob("*_framesift*.sql") if not p.name.endswith("_service.sql"))
 
 SCAFFOLD = """
 do $$ begin
@@ -118,7 +119,8 @@ def test_the_migration_applies_cleanly_twice(db):
                           (f"public.{table}",)).fetchone() == (True,)
     indexes = {r[0] for r in db.execute("select indexname from pg_indexes where schemaname = 'public'")}
     assert {"analyses_scan_id_idx", "analyses_created_at_idx", "golden_frames_scan_id_idx",
-            "golden_frames_created_at_idx", "golden_frames_scan_id_frame_index_key"} <= indexes
+            "golden_frames_created_at_idx", "golden_frames_tenant_scan_id_frame_index_key",
+            "analyses_tenant_scan_id_idx"} <= indexes
     policies = db.execute("select tablename, cmd, roles::text[] from pg_policies "
                           "where schemaname = 'public' order by 1, 2").fetchall()
     assert ("analyses", "ALL", ["service_role"]) in policies
@@ -261,3 +263,37 @@ def test_the_service_state_migration_is_what_the_service_applies_and_api_roles_s
             db.execute("select count(*) from framesift_service.events")
     with pytest.raises(psycopg.errors.CheckViolation):
         db.execute("update framesift_service.analyses set status = 'lost' where id = 'a1'")
+
+
+def test_row_level_security_follows_the_tenant_of_the_signed_in_user(db):
+    """Two tenants store the same scan id: both rows stand (unique per tenant), and a signed-in
+    user reads only the rows and objects of the tenant in the JWT's app_metadata; a user with
+    no tenant reads the results of no tenant, as before tenants."""
+    rows = {}
+    for tenant in ("acme", "beta", None):
+        aid = str(uuid.uuid4())
+        analysis, frames = sample_rows(aid)
+        analysis = {**analysis, "tenant": tenant or ""}
+        frames = [golden_frame_row("scan-1", aid, replace(golden_frame(10 * (i + 1), i + 1, "scan-1")),
+                                   "golden-frames", "image/jpeg", tenant) for i in range(2)]
+        postgrest_upsert(db, "analyses", [analysis], "id")
+        postgrest_upsert(db, "golden_frames", frames, GOLDEN_CONFLICT)
+        rows[tenant] = frames
+        db.execute("insert into storage.objects (bucket_id, name) values ('golden-frames', %s)",
+                   (f"{'_tenants/' + tenant + '/' if tenant else ''}scan-1/10.jpg",))
+    assert db.execute("select count(*) from golden_frames").fetchone() == (6,)
+
+    def seen(tenant: str | None) -> tuple:
+        claims = json.dumps({"role": "authenticated",
+                             "app_metadata": {"framesift_tenant": tenant} if tenant else {}})
+        with db.transaction():
+            db.execute("select set_config('request.jwt.claims', %s, true)", (claims,))
+            db.execute("set local role authenticated")
+            frames = db.execute("select distinct tenant from golden_frames").fetchall()
+            analyses = db.execute("select distinct tenant from analyses").fetchall()
+            objects = db.execute("select name from storage.objects order by name").fetchall()
+        return frames, analyses, objects
+
+    assert seen("acme") == ([("acme",)], [("acme",)], [("_tenants/acme/scan-1/10.jpg",)])
+    assert seen("beta") == ([("beta",)], [("beta",)], [("_tenants/beta/scan-1/10.jpg",)])
+    assert seen(None) == ([("",)], [("",)], [("scan-1/10.jpg",)])
