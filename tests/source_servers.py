@@ -122,6 +122,9 @@ class RangeServer:
             st.ranges.append(rng or "")
             st.auth.append(h.headers.get("Authorization") or "")
             n = st.requests
+        # the bytes of this answer count where its request did: a request still answering
+        # when the stats are reset (a read-ahead of an earlier test) counts in the old ones
+        h.stats_entry = st  # type: ignore[attr-defined]
         if self.slow_s:
             time.sleep(self.slow_s)
         if mode == "redir":
@@ -177,9 +180,10 @@ class RangeServer:
             h.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             return
-        if path is not None:
+        entry = getattr(h, "stats_entry", None)
+        if path is not None and entry is not None:
             with self._lock:
-                self._stats[path].bytes += len(body)
+                entry.bytes += len(body)
 
 
 class MotoS3:
