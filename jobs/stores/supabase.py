@@ -4,7 +4,8 @@
 uploads it:
 
 1. an ``analyses`` row with status ``running`` (``id`` = the analysis id, chosen at ``open``),
-2. every image to the bucket under ``<scan_id>/<frame_index>.<ext>`` (upsert),
+2. every image to the bucket under ``<scan_id>/<frame_index>.<ext>`` (upsert), and the
+   scores under ``<scan_id>/scores.parquet``,
 3. one ``golden_frames`` row per image, upserted on ``(scan_id, frame_index)``; rows of an
    earlier analysis of the same scan that are no longer golden are deleted, and so are the
    objects those rows (or an abandoned upload to another bucket) named that this result does
@@ -39,7 +40,7 @@ from typing import Any
 import pyarrow as pa
 
 from actors.records import GoldenFrame
-from jobs.golden.manifest import GoldenManifest, UploadSection
+from jobs.golden.manifest import SCORES_NAME, GoldenManifest, UploadSection
 from jobs.stores.base import validate_scan_id, write_atomic
 from jobs.stores.local import LocalSession, LocalStore
 from jobs.stores.supabase_client import (ANALYSES_TABLE, GOLDEN_CONFLICT, GOLDEN_TABLE,
@@ -49,6 +50,7 @@ from jobs.stores.supabase_client import (ANALYSES_TABLE, GOLDEN_CONFLICT, GOLDEN
 log = logging.getLogger(__name__)
 
 PENDING_NAME = "pending_upload.json"
+SCORES_TYPE = "application/vnd.apache.parquet"  # the bucket must allow it (supabase/migrations)
 ROWS_ITEM = f"{GOLDEN_TABLE} rows"
 ANALYSIS_ITEM = f"{ANALYSES_TABLE} row"
 # Namespace of the deterministic golden_frames row ids
@@ -156,7 +158,7 @@ def _grouped(failures: list[tuple[str, SupabaseRequestError]], bucket: str) -> l
     out = []
     for reason, keys in by_reason.items():
         shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
-        what = "1 image" if len(keys) == 1 else f"{len(keys)} images"
+        what = "1 object" if len(keys) == 1 else f"{len(keys)} objects"
         out.append(f"Supabase refused the upload of {what} to bucket {bucket} ({shown}): {reason}")
     return out
 
@@ -333,7 +335,13 @@ class SupabaseSession:
         return key, uri
 
     def put_scores(self, table: pa.Table) -> str:
-        return self.local.put_scores(table)
+        """Written locally, and uploaded with the images under the scan's prefix (the scores
+        route and re-picks read it from the bucket where there is no local copy)."""
+        key = self.local.put_scores(table)
+        data = (self.local.staging / SCORES_NAME).read_bytes()
+        self._objects.append({"key": key, "file": SCORES_NAME, "content_type": SCORES_TYPE,
+                              "sha256": hashlib.sha256(data).hexdigest()})
+        return key
 
     def commit(self, manifest: GoldenManifest) -> str:
         """Commit locally (with the pending list), then upload; sets ``manifest.supabase``."""

@@ -169,3 +169,51 @@ def test_cli_repick_over_a_manifest_streams_results(scan, base_store, tmp_path):
         assert m is not None and m.params.top_k == 7 and len(m.golden_frames) == 7
     bad = CliRunner().invoke(app, ["repick", "nope", "--out", str(root), "--no-progress"])
     assert bad.exit_code == 2 and "no_result" in bad.output
+
+
+def test_repick_on_supabase_reads_scores_and_picks_from_storage(scan, tmp_path):
+    from dataclasses import replace
+
+    from jobs.golden.stored import ResultFiles
+    from jobs.stores.supabase import SupabaseStore
+    from jobs.stores.supabase_client import RetryPolicy, SupabaseClient, SupabaseCredentials
+    from supabase_standin import FakeSupabase
+
+    fake = FakeSupabase("service-key-for-tests").start()
+    try:
+        def node(name: str) -> SupabaseStore:
+            client = SupabaseClient(SupabaseCredentials(fake.url, "service-key-for-tests"),
+                                    retry=RetryPolicy(2, 0.001, 0.01), timeout_s=10)
+            return SupabaseStore(LocalStore(tmp_path / name), client)
+
+        ran_here = node("a")
+        [first] = run_golden([VideoJob(str(scan), "s")], BASE, ran_here, distributed=False)
+        assert first.ok and first.manifest is not None
+        scores = fake.objects[("golden-frames", "s/scores.parquet")]
+        assert scores.content_type == "application/vnd.apache.parquet"
+        assert scores.data == (tmp_path / "a" / "s" / "scores.parquet").read_bytes()
+
+        elsewhere = node("b")  # a node without a local copy: everything comes from Storage
+        base = replace(StoredResult.from_manifest(first.manifest), source=str(tmp_path / "gone.mp4"),
+                       manifest=None)
+        params = repick_params(BASE, top_k=3)
+        result = repick_video(base, params, elsewhere)
+        assert result.ok and result.manifest is not None
+        assert result.manifest.supabase is not None and result.manifest.supabase.complete
+        picked = {g.key for g in result.manifest.golden_frames}
+        assert picked < {g.key for g in first.manifest.golden_frames}
+        assert {k for (_, k) in fake.objects} == picked | {"s/scores.parquet"}
+        assert {r["storage_key"] for r in fake.rows("golden_frames", scan_id="s")} == picked
+        again = ResultFiles(node("c"), "s").scores()
+        assert [s.frame_index for s in again.scores] == [s.frame_index for s in
+                                                          ResultFiles(ran_here, "s").scores().scores]
+        table = pq.read_table(pa.BufferReader(fake.objects[("golden-frames", "s/scores.parquet")].data))
+        assert sorted(i for i, p in zip(table["frame_index"].to_pylist(),
+                                        table["picked"].to_pylist()) if p) == \
+            sorted(g.frame_index for g in result.manifest.golden_frames)
+
+        del fake.objects[("golden-frames", "s/scores.parquet")]  # an old result: no scores there
+        with pytest.raises(ScoresNotStoredError, match="Supabase bucket"):
+            repick_video(base, repick_params(BASE, top_k=2), node("d"))
+    finally:
+        fake.stop()
