@@ -46,6 +46,12 @@ class ScoresNotStoredError(RepickError):
     code = "scores_not_stored"
 
 
+class ResultSupersededError(RepickError):
+    """The store holds a later result of the scan than the one asked to re-pick."""
+
+    code = "result_superseded"
+
+
 class RepickSourceError(RepickError):
     """Picks that are not stored need the source video, and it cannot be read."""
 
@@ -142,4 +148,5 @@ class ResultFiles:
 
 
 __all__ = ["NoStoredResultError", "RepickError", "RepickSourceError", "ResultFiles",
+           "ResultSupersededError",
            "ScoresNotStoredError", "StoredScores", "stored_scores"]

@@ -15,10 +15,10 @@ import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actors.errors import FramesiftError
-from actors.records import GoldenFrame, VideoInfo
+from actors.records import GoldenFrame, VideoInfo, VideoSummary
 from actors.video import probe
 from jobs.golden.job import Hooks, VideoJob, run_golden
 from jobs.golden.limits import WorkLimits
@@ -29,6 +29,9 @@ from jobs.redact import redact_text
 from jobs.settings import Settings
 from jobs.sources import SourceOptions
 from jobs.stores import make_store
+
+if TYPE_CHECKING:
+    from jobs.golden.repick import StoredResult
 
 RUNNER_NAMESPACE = "framesift"
 
@@ -45,6 +48,31 @@ def result_summary(manifest: GoldenManifest, location: str | None) -> dict[str, 
                                                       "gaps"})
     public = f"{manifest.scan_id}/{Path(location).name}" if location else None
     return {**data, "video": manifest.video.public(), "location": public}
+
+
+def parent_result(spec: dict[str, Any], settings: Settings, store: Any) -> "StoredResult":
+    """The result a re-pick builds on: the parent analysis's, from its record (any node), with
+    the parameters it ran with; 410-like ``result_superseded`` when the store holds a later
+    analysis of the scan."""
+    from pydantic import TypeAdapter
+
+    from jobs.golden.repick import StoredResult
+    from jobs.golden.stored import ResultSupersededError
+
+    parent = spec["parent"]
+    result = parent["result"] or {}
+    frames = TypeAdapter(list[GoldenFrame]).validate_python(result.get("golden_frames") or [])
+    stored = store.manifest(spec["scan_id"])
+    if stored is not None and [g.to_dict() for g in stored.golden_frames] != \
+            [g.to_dict() for g in frames]:
+        raise ResultSupersededError(f"scan {spec['scan_id']!r} was analysed again after "
+                                    f"analysis {parent['id']}: re-pick the latest analysis of it")
+    overrides = {k: v for k, v in (parent["params"] or {}).items()
+                 if v is not None and k != "repick_of"}
+    params = replace(GoldenParams.from_settings(settings), **overrides)
+    video = VideoSummary(path=str(spec["source"]), **(result.get("video") or {}))
+    return StoredResult(spec["scan_id"], spec.get("item_type"), video, params,
+                        ChunkPlan.from_dict(result["plan"]), tuple(frames), str(spec["source"]))
 
 
 class RunnerBusyError(RuntimeError):
@@ -117,7 +145,8 @@ class AnalysisRunner:
                               self.spec.get("source_name") or "the video", dirs)
 
     def _params(self, settings: Settings) -> GoldenParams:
-        overrides = {k: v for k, v in self.spec["params"].items() if v is not None}
+        overrides = {k: v for k, v in self.spec["params"].items()
+                     if v is not None and k != "repick_of"}
         return replace(GoldenParams.from_settings(settings), **overrides)
 
     def _hooks(self) -> Hooks:
@@ -152,6 +181,9 @@ class AnalysisRunner:
             if self.spec["source_kind"] == "file":  # named as the client knows it in messages
                 self._path = str(self.spec["source"])
             job_settings = Settings(**{k: v for k, v in settings.items() if k in Settings.model_fields})
+            if self.spec.get("parent"):
+                self._repick(job_settings)
+                return
             job = VideoJob(str(self.spec["source"]), self.spec["scan_id"], self.spec["item_type"])
             limits = work_limits(settings)
             if self.spec["source_kind"] == "file" and "://" not in job.path:
@@ -175,3 +207,21 @@ class AnalysisRunner:
         except Exception as exc:  # noqa: BLE001 - reported to the client as data, not a crash
             self._emit("error", {"code": "internal_error",
                                  "message": self._public(f"{type(exc).__name__}: {exc}")})
+
+    def _repick(self, job_settings: Settings) -> None:
+        """A re-pick: select from the parent's stored scores, decode only the new picks; each
+        pick is a ``golden_frame`` event as it is stored."""
+        from jobs.golden.repick import repick_video
+
+        store = make_store(job_settings)
+        base = parent_result(self.spec, job_settings, store)
+        frames = base.video.frame_count
+        self._emit("planned", {"total": frames, "video": base.video.public(),
+                               "plan": base.plan.to_dict()})
+        hooks = Hooks(on_pick=lambda _scan, frame: self._emit("golden_frame", frame.to_dict()))
+        result = repick_video(base, self._params(job_settings), store,
+                              sources=SourceOptions.from_settings(job_settings), hooks=hooks)
+        assert result.manifest is not None
+        self._emit("progress", {"current": frames, "total": frames, "percentage": 100.0,
+                                "eta_s": 0.0})
+        self._emit("done", {"result": result_summary(result.manifest, result.location)})
