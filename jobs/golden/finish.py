@@ -29,8 +29,9 @@ from jobs.stores.base import Store, validate_scan_id
 
 ProgressFn = Callable[[str, int], None]  # (video_id, frames just scored)
 
-__all__ = ["GAPS_META", "INDEX_META", "Hooks", "ProgressFn", "VideoJob", "WALL_TIMINGS",
-           "finish_video", "scores_table", "select_with", "selection_notes"]
+__all__ = ["GAPS_META", "IMAGE_TYPES", "INDEX_META", "Hooks", "ProgressFn", "VideoJob",
+           "WALL_TIMINGS", "finish_video", "framesift_version", "scores_table", "select_with",
+           "selection_notes"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ def _version() -> str:
 
 
 _IMAGE_TYPES = {"png": ("png", "image/png"), "jpeg": ("jpg", "image/jpeg")}
+IMAGE_TYPES = _IMAGE_TYPES  # image format -> (file extension, content type)
+framesift_version = _version  # what a manifest records as its writer's version
 
 
 def gap_note(gaps: Sequence[int], listed: int) -> str:

@@ -28,8 +28,8 @@ from actors.errors import FramesiftError
 from actors.glint import glint_metrics
 from actors.records import GoldenFrame, VideoSummary
 from actors.video import read_frames
-from jobs.golden.finish import (_IMAGE_TYPES, WALL_TIMINGS, Hooks, _version, scores_table,
-                                select_with, selection_notes)
+from jobs.golden.finish import (IMAGE_TYPES, WALL_TIMINGS, Hooks, framesift_version,
+                                scores_table, select_with, selection_notes)
 from jobs.golden.manifest import MANIFEST_NAME, GoldenManifest, GoldenResult, SelectionSummary
 from jobs.golden.params import GoldenParams
 from jobs.golden.planner import ChunkPlan
@@ -138,7 +138,7 @@ def repick_video(base: StoredResult, params: GoldenParams, store: Store, *,
     stored = files.scores()
     picked = select_stored(stored, params)
     t1 = time.perf_counter()
-    ext, ctype = _IMAGE_TYPES[params.image_format]
+    ext, ctype = IMAGE_TYPES[params.image_format]
     before = {g.frame_index: g for g in base.golden_frames if g.key.endswith(f".{ext}")}
     kept: dict[int, bytes] = {}
     for pick in picked.selection.picks:
@@ -177,7 +177,8 @@ def repick_video(base: StoredResult, params: GoldenParams, store: Store, *,
         timings = {"select_s": t1 - t0, "extract_s": t2 - t1, "store_s": time.perf_counter() - t2}
         timings["total_s"] = sum(v for k, v in timings.items() if k in WALL_TIMINGS)
         manifest = GoldenManifest(
-            framesift_version=_version(), scan_id=base.scan_id, item_type=base.item_type,
+            framesift_version=framesift_version(), scan_id=base.scan_id,
+            item_type=base.item_type,
             created_at=datetime.now(timezone.utc).isoformat(), video=base.video,
             parameters=params.recorded(), plan=base.plan,
             selection=SelectionSummary(still_frames=sel.still_frames, relaxed=sel.relaxed,

@@ -12,7 +12,7 @@ from httpx_sse import connect_sse
 
 from jobs.golden.repick import preview
 from jobs.stores.local import LocalStore
-from serve_fixtures import api, upload_video, wait_for_status  # noqa: F401
+from serve_fixtures import api, upload_video, wait_for_status  # noqa: F401,F811
 from source_servers import RangeServer
 
 
