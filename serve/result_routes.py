@@ -176,6 +176,10 @@ def stored_scores_table(settings: Any, signer: Any, scan_id: str,
     path = _inside(folder, SCORES_NAME) if folder else None
     if path is not None:
         return pq.read_table(path)
+    if folder is not None and result.get("store") != "supabase":
+        raise ApiError(404, "scores_not_stored", f"the stored result of scan {scan_id!r} has no "
+                       f"{SCORES_NAME} (removed since): run the analysis again to plot or "
+                       "re-pick it")
     if result.get("store") != "supabase":
         raise ApiError(404, "scores_not_stored_here", "this server's local store has no "
                        f"copy of scan {scan_id!r} (on a cluster without a shared disk, use "

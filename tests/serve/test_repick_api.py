@@ -136,6 +136,10 @@ def test_results_without_usable_scores_say_so(api, videos):
         assert r.json()["error"]["code"] == "scores_not_stored"
         assert "framesift golden" in r.json()["error"]["message"]
     assert c.post(f"/v1/analyses/{view['id']}/repick", json={"top_k": 2, "x": 1}).status_code == 422
+    scores.unlink()  # no scores at all
+    for route in ("scores", "preview"):
+        r = c.get(f"/v1/analyses/{view['id']}/{route}")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "scores_not_stored", r.text
 
 
 def test_scores_come_from_storage_where_there_is_no_local_copy(monkeypatch, tmp_path):
@@ -170,3 +174,15 @@ def test_scores_come_from_storage_where_there_is_no_local_copy(monkeypatch, tmp_
         assert (missing.value.status, missing.value.code) == (404, "scores_not_stored")
     finally:
         fake.stop()
+
+
+def test_openapi_documents_the_repick_routes(api):
+    spec = api["client"].get("/openapi.json").json()
+    preview_op = spec["paths"]["/v1/analyses/{analysis_id}/preview"]["get"]
+    ref = preview_op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    assert ref.endswith("/RepickPreview")
+    assert {p["name"] for p in preview_op["parameters"]} >= {"top_k", "min_gap_s", "motion_max"}
+    post = spec["paths"]["/v1/analyses/{analysis_id}/repick"]["post"]
+    assert post["responses"]["202"]["content"]["application/json"]["schema"]["$ref"] \
+        .endswith("/AnalysisAccepted")
+    assert {"404", "409", "410"} <= set(post["responses"])
