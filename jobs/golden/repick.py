@@ -154,8 +154,9 @@ def repick_video(base: StoredResult, params: GoldenParams, store: Store, *,
     with store.open(base.scan_id) as session:
         for rank, pick in enumerate(picked.selection.picks, start=1):
             s = pick.score
-            if s.frame_index in kept:
-                key, uri = session.put_image(s.frame_index, kept[s.frame_index], ext, ctype)
+            if s.frame_index in kept:  # unchanged: a store that uploads need not send it again
+                keep = getattr(session, "keep_image", session.put_image)
+                key, uri = keep(s.frame_index, kept[s.frame_index], ext, ctype)
                 frame = replace(before[s.frame_index], rank=rank, time_s=s.time_s,
                                 sharpness=s.sharpness, motion=s.motion, still=pick.still,
                                 hold=pick.hold, key=key, uri=uri)

@@ -326,12 +326,27 @@ class SupabaseSession:
         self.scan_id = local.scan_id
         self.analysis_id = str(uuid.uuid4())
         self._objects: list[dict[str, Any]] = []
+        self._in_bucket: set[str] = set()  # kept images the bucket already holds
 
     def put_image(self, frame_index: int, data: bytes, ext: str, content_type: str) -> tuple[str, str]:
         key, uri = self.local.put_image(frame_index, data, ext, content_type)
         self._objects.append({"key": key, "file": key.split("/", 1)[1],
                               "content_type": content_type, "frame_index": int(frame_index),
                               "sha256": hashlib.sha256(data).hexdigest()})
+        return key, uri
+
+    def keep_image(self, frame_index: int, data: bytes, ext: str,
+                   content_type: str) -> tuple[str, str]:
+        """An image the scan's current result already holds, unchanged (a re-pick keeping a
+        pick): written locally and counted as uploaded when that result's upload to this bucket
+        is complete, so it is not sent again; otherwise uploaded like any image."""
+        key, uri = self.put_image(frame_index, data, ext, content_type)
+        current = self.store.local.manifest(self.scan_id)
+        section = current.supabase if current else None
+        if section is not None and section.complete and section.bucket == self.store.bucket \
+                and any(g.key == key for g in current.golden_frames) \
+                and self.store.client.object_exists(key):  # a local copy may be behind
+            self._in_bucket.add(key)
         return key, uri
 
     def put_scores(self, table: pa.Table) -> str:
@@ -355,7 +370,8 @@ class SupabaseSession:
                                                types.get(g.key, "image/jpeg"))
                               for g in manifest.golden_frames],
             "analysis": analysis_row(self.analysis_id, self.scan_id, "running", manifest),
-            "uploaded": [], "rows_done": False, "analysis_done": False, "attempts": 0,
+            "uploaded": sorted(self._in_bucket), "rows_done": False, "analysis_done": False,
+            "attempts": 0,
         }
         manifest.supabase = UploadReport(self.scan_id, self.analysis_id, bucket,
                                          not_uploaded=_pending_items(state)).section()

@@ -193,6 +193,13 @@ def test_repick_on_supabase_reads_scores_and_picks_from_storage(scan, tmp_path):
         assert scores.content_type == "application/vnd.apache.parquet"
         assert scores.data == (tmp_path / "a" / "s" / "scores.parquet").read_bytes()
 
+        # where the result is: the kept picks are in the bucket already, only the scores go up
+        posts = len(fake.requests_to("POST", "/storage/v1/object/golden-frames/"))
+        here = repick_video(StoredResult.of(ran_here, "s"), repick_params(BASE, top_k=3), ran_here)
+        assert here.ok and here.manifest.supabase.complete
+        sent = fake.requests_to("POST", "/storage/v1/object/golden-frames/")[posts:]
+        assert [r.path.rsplit("/", 1)[1] for r in sent] == ["scores.parquet"]
+
         elsewhere = node("b")  # a node without a local copy: everything comes from Storage
         base = replace(StoredResult.from_manifest(first.manifest), source=str(tmp_path / "gone.mp4"),
                        manifest=None)
