@@ -33,6 +33,7 @@ from serve.analyses.coordinator import AnalysisCoordinator
 from serve.errors import ApiError, install_error_handlers
 from serve.model_routes import detections_for, model_body_limits, router as model_router
 from serve.model_deployments import bind_models
+from serve.repick_routes import router as repick_router
 from serve.result_routes import router as result_router
 from serve.schemas import (AnalysisAccepted, AnalysisList, AnalysisRequest, AnalysisView,
                            ErrorResponse)
@@ -55,6 +56,7 @@ install_error_handlers(app)
 app.add_middleware(BodyLimit)
 app.include_router(model_router)  # /v1/detect, /v1/crop, /v1/upscale (serve/model_routes.py)
 app.include_router(result_router)  # /v1/analyses/{id}/scores, .../frames/{i} (serve/result_routes.py)
+app.include_router(repick_router)  # /v1/analyses/{id}/preview, .../repick (serve/repick_routes.py)
 app.include_router(console_router)  # the web console at / (serve/console.py, serve/static/)
 
 _ANALYSIS_BODY = {

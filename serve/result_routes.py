@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
@@ -171,7 +172,43 @@ def read_scores(folder: Path, max_points: int) -> dict[str, Any]:
     if path is None:
         raise ApiError(404, "scores_not_stored_here", "this server's local store has no "
                        "scores.parquet for the analysis")
-    table = pq.read_table(path, columns=list(ScoreSeries.model_fields)).to_pydict()
+    return scores_series(pq.read_table(path), max_points)
+
+
+def stored_scores_table(settings: Any, signer: Any, scan_id: str, result: dict[str, Any],
+                        tenant: str | None = None) -> pa.Table:
+    """The analysis's ``scores.parquet``: the local copy, else (``store=supabase``) the object
+    uploaded beside its images. 404 ``scores_not_stored`` for a result stored without it."""
+    folder = local_result_folder(settings.out_dir, scan_id, result, tenant)
+    path = _inside(folder, SCORES_NAME) if folder else None
+    if path is not None:
+        return pq.read_table(path)
+    if folder is not None and result.get("store") != "supabase":
+        raise ApiError(404, "scores_not_stored", f"the stored result of scan {scan_id!r} has no "
+                       f"{SCORES_NAME} (removed since): run the analysis again to plot or "
+                       "re-pick it")
+    if result.get("store") != "supabase":
+        raise ApiError(404, "scores_not_stored_here", "this server's local store has no "
+                       f"copy of scan {scan_id!r} (on a cluster without a shared disk, use "
+                       "store=supabase: its scores are uploaded with the images)")
+    from jobs.stores.supabase_client import SupabaseRequestError
+
+    key = f"{tenant_prefix(tenant)}{scan_id}/{SCORES_NAME}"
+    try:
+        data = signer().download_object(key)
+    except SupabaseRequestError as exc:
+        if exc.transient:
+            raise ApiError(503, "store_unavailable", f"Supabase Storage did not answer for "
+                           f"{key}: {exc}") from exc
+        raise ApiError(404, "scores_not_stored", f"{key} is not in the Supabase bucket: the "
+                       "analysis was stored before scores were uploaded with the images (run "
+                       "it again to plot or re-pick it)") from exc
+    return pq.read_table(pa.BufferReader(data))
+
+
+def scores_series(full: pa.Table, max_points: int) -> dict[str, Any]:
+    """``read_scores`` on a table already read."""
+    table = full.select(list(ScoreSeries.model_fields)).to_pydict()
     n = len(table["frame_index"])
     stride = max(1, math.ceil(n / max_points))
     rows = [i for i in range(n) if i % stride == 0 or table["picked"][i]]
@@ -208,7 +245,8 @@ def _signer(request: Request) -> Any:
 
 @router.get("/{analysis_id}/scores", response_model=AnalysisScores, responses=ERRORS,
             summary="Sharpness and motion of every frame of a finished analysis",
-            description="From the analysis's `scores.parquet` in the local store: per-frame "
+            description="From the analysis's `scores.parquet` (the local store, or the Supabase "
+                        "bucket where there is no local copy): per-frame "
                         "columns for a plot, the stillness threshold, and the picks. Long "
                         "videos are thinned to about `max_points` frames (picks always kept).")
 async def analysis_scores(request: Request,
@@ -221,13 +259,9 @@ async def analysis_scores(request: Request,
         raise ApiError(404, "scores_not_found", "this analysis's result names no scores")
 
     def load() -> dict[str, Any]:
-        folder = local_result_folder(request.app.state.settings.out_dir, scan_id, result,
-                                     tenant)
-        if folder is None:
-            raise ApiError(404, "scores_not_stored_here", "this server's local store has no "
-                           f"copy of scan {scan_id!r} (on a cluster without a shared disk, read "
-                           "the scores where the analysis ran)")
-        return read_scores(folder, max_points)
+        table = stored_scores_table(request.app.state.settings, lambda: _signer(request),
+                                    scan_id, result, tenant)
+        return scores_series(table, max_points)
 
     data = await asyncio.to_thread(load)
     selection = result.get("selection") or {}

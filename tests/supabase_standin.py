@@ -88,7 +88,8 @@ class Recorded:
 class Bucket:
     name: str
     file_size_limit: int = 50 * 1024 * 1024
-    allowed_mime_types: tuple[str, ...] = ("image/jpeg", "image/png")
+    # as supabase/migrations configure the golden-frames bucket
+    allowed_mime_types: tuple[str, ...] = ("image/jpeg", "image/png", "application/vnd.apache.parquet")
 
 
 @dataclass

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import typer
 
-from jobs.cli import golden, sample, service, sync, video_jobs
+from jobs.cli import golden, repick, sample, service, sync, video_jobs
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="framesift: distributed golden-frame selection and video processing on Ray.")
 
 app.command("golden")(golden.golden)
+app.command("repick")(repick.repick)
 app.command("sync")(sync.sync)
 app.command("sample-video")(sample.sample_video)
 app.command("serve")(service.serve_command)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any, Callable, Mapping, Sequence
@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from actors.cropper import encode_image
 from actors.glint import glint_metrics
-from actors.records import FrameScore, GoldenFrame, VideoInfo, VideoSummary
+from actors.records import FrameIndex, FrameScore, GoldenFrame, VideoInfo, VideoSummary
 from actors.video import Source, read_frames, to_display_bgr
 from jobs.golden.manifest import GoldenManifest, GoldenResult, SelectionSummary
 from jobs.golden.params import GoldenParams
@@ -29,7 +29,9 @@ from jobs.stores.base import Store, validate_scan_id
 
 ProgressFn = Callable[[str, int], None]  # (video_id, frames just scored)
 
-__all__ = ["Hooks", "ProgressFn", "VideoJob", "WALL_TIMINGS", "finish_video", "scores_table"]
+__all__ = ["GAPS_META", "IMAGE_TYPES", "INDEX_META", "Hooks", "ProgressFn", "VideoJob",
+           "WALL_TIMINGS", "finish_video", "framesift_version", "scores_table", "select_with",
+           "selection_notes"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ def _version() -> str:
 
 
 _IMAGE_TYPES = {"png": ("png", "image/png"), "jpeg": ("jpg", "image/jpeg")}
+IMAGE_TYPES = _IMAGE_TYPES  # image format -> (file extension, content type)
+framesift_version = _version  # what a manifest records as its writer's version
 
 
 def gap_note(gaps: Sequence[int], listed: int) -> str:
@@ -75,25 +79,49 @@ def gap_note(gaps: Sequence[int], listed: int) -> str:
             f"decoder delivered no picture for them, so they have no score")
 
 
+def select_with(scores: Sequence[FrameScore], params: GoldenParams) -> Selection:
+    """``select_golden`` under the selection parameters of ``params`` (the one mapping from
+    parameters to a selection: a full run and a re-pick from stored scores share it)."""
+    return select_golden(scores, top_k=params.top_k, min_gap_s=params.min_gap_s,
+                         motion_max=params.motion_max, still_window_s=params.still_window_s,
+                         min_hold_s=params.min_hold_s, edge_margin_s=params.edge_margin_s,
+                         hold_sharpness_ratio=params.hold_sharpness_ratio,
+                         dup_max_diff=params.dup_max_diff)
+
+
+def selection_notes(selection: Selection, gaps: Sequence[int], listed: int) -> list[str]:
+    """The manifest's selection notes: the reducer's, then the note on undecoded frames."""
+    return list(selection.notes) + ([gap_note(gaps, listed)] if gaps else [])
+
+
+# Schema metadata of scores.parquet: the frames never delivered, and (since re-picks) the
+# video's frame index, so the picks of a re-pick are decoded without probing the video again.
+GAPS_META, INDEX_META = "framesift.gaps", "framesift.index"
+
+
 def scores_table(scores: Sequence[FrameScore], selection: Selection,
-                 gaps: Sequence[int] = ()) -> pa.Table:
-    """``scores.parquet``: every delivered frame's metrics with the selection's view of it:
-    ``still`` (windowed, see jobs/golden/reducer.py), ``hold`` (hold id, -1 = none) and
-    ``picked``. The frames listed but never delivered are in the schema metadata
-    (``framesift.gaps``, a JSON list of frame indices)."""
+                 gaps: Sequence[int] = (), index: FrameIndex | None = None) -> pa.Table:
+    """``scores.parquet``: every delivered frame's metrics (every ``FrameScore`` field, the
+    near-duplicate ``thumb`` included: the stored scores suffice for a selection, see
+    jobs/golden/repick.py) with the selection's view of it: ``still`` (windowed, see
+    jobs/golden/reducer.py), ``hold`` (hold id, -1 = none) and ``picked``. The frames listed
+    but never delivered are in the schema metadata (``framesift.gaps``, a JSON list of frame
+    indices), and so is ``index`` (``framesift.index``: ``FrameIndex.to_columns`` as JSON)."""
     picked = {p.score.frame_index for p in selection.picks}
     hold_of = {i: h.id for h in selection.holds for i in range(h.start, h.stop)}
+    columns: dict[str, Any] = {f.name: [getattr(s, f.name) for s in scores]
+                               for f in fields(FrameScore)}
+    columns["thumb"] = pa.array(columns["thumb"], pa.binary())
     table = pa.table({
-        "frame_index": [s.frame_index for s in scores],
-        "pts": [s.pts for s in scores],
-        "time_s": [s.time_s for s in scores],
-        "sharpness": [s.sharpness for s in scores],
-        "motion": [s.motion for s in scores],
+        **columns,
         "still": [s.frame_index in selection.still_indices for s in scores],
         "hold": pa.array([hold_of.get(s.frame_index, -1) for s in scores], pa.int32()),
         "picked": [s.frame_index in picked for s in scores],
     })
-    return table.replace_schema_metadata({"framesift.gaps": json.dumps(list(gaps))})
+    meta = {GAPS_META: json.dumps(list(gaps))}
+    if index is not None:
+        meta[INDEX_META] = json.dumps(index.to_columns())
+    return table.replace_schema_metadata(meta)
 
 
 # Timings that add up to a video's work (score_cpu_s is the chunks' CPU, alongside score_s).
@@ -111,14 +139,10 @@ def finish_video(job: VideoJob, info: VideoInfo, plan: ChunkPlan, scores: Sequen
     found there are not decoded a second time.
     """
     t0 = time.perf_counter()
-    selection = select_golden(scores, top_k=params.top_k, min_gap_s=params.min_gap_s,
-                              motion_max=params.motion_max, still_window_s=params.still_window_s,
-                              min_hold_s=params.min_hold_s, edge_margin_s=params.edge_margin_s,
-                              hold_sharpness_ratio=params.hold_sharpness_ratio,
-                              dup_max_diff=params.dup_max_diff)
+    selection = select_with(scores, params)
     scored = {s.frame_index for s in scores}
     gaps = [i for i in range(len(info.index)) if i not in scored]
-    notes = list(selection.notes) + ([gap_note(gaps, len(info.index))] if gaps else [])
+    notes = selection_notes(selection, gaps, len(info.index))
     t1 = time.perf_counter()
     wanted = [p.score.frame_index for p in selection.picks]
     decoded = decoded or {}
@@ -144,7 +168,7 @@ def finish_video(job: VideoJob, info: VideoInfo, plan: ChunkPlan, scores: Sequen
             golden.append(frame)
             if hooks and hooks.on_pick:
                 hooks.on_pick(job.scan_id, frame)
-        scores_key = session.put_scores(scores_table(scores, selection, gaps))
+        scores_key = session.put_scores(scores_table(scores, selection, gaps, info.index))
         timings = {**timings, "select_s": t1 - t0, "extract_s": t2 - t1,
                    "store_s": time.perf_counter() - t2}
         timings["total_s"] = sum(v for k, v in timings.items() if k in WALL_TIMINGS)

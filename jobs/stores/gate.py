@@ -59,6 +59,10 @@ class GatedSession:
     def abort(self) -> None:
         self.inner.abort()
 
+    def __getattr__(self, name: str) -> Any:
+        """What else the inner session offers (a re-pick's ``keep_image``)."""
+        return getattr(self.inner, name)
+
     def __enter__(self) -> "GatedSession":
         self.inner.__enter__()
         return self
@@ -80,6 +84,10 @@ class GatedStore:
 
     def manifest(self, scan_id: str) -> "GoldenManifest | None":
         return self.inner.manifest(scan_id)
+
+    def __getattr__(self, name: str) -> Any:
+        """What else the inner store offers (its folder, its Supabase client, its tenant)."""
+        return getattr(self.inner, name)
 
 
 __all__ = ["CommitGate", "CommitRefusedError", "GatedSession", "GatedStore"]

@@ -5,7 +5,8 @@ uploads it:
 
 1. an ``analyses`` row with status ``running`` (``id`` = the analysis id, chosen at ``open``),
 2. every image to the bucket under ``<scan_id>/<frame_index>.<ext>`` (upsert; a tenant's
-   under ``_tenants/<tenant>/<scan_id>/...``, and its rows carry ``tenant``),
+   under ``_tenants/<tenant>/<scan_id>/...``, and its rows carry ``tenant``), and the scores
+   under ``<scan_id>/scores.parquet``,
 3. one ``golden_frames`` row per image, upserted on ``(tenant, scan_id, frame_index)``; rows of an
    earlier analysis of the same scan that are no longer golden are deleted, and so are the
    objects those rows (or an abandoned upload to another bucket) named that this result does
@@ -40,7 +41,7 @@ from typing import Any
 import pyarrow as pa
 
 from actors.records import GoldenFrame
-from jobs.golden.manifest import GoldenManifest, UploadSection
+from jobs.golden.manifest import SCORES_NAME, GoldenManifest, UploadSection
 from jobs.stores.base import tenant_prefix, validate_scan_id, write_atomic
 from jobs.stores.local import LocalSession, LocalStore
 from jobs.stores.supabase_client import (ANALYSES_TABLE, GOLDEN_CONFLICT, GOLDEN_TABLE,
@@ -50,6 +51,7 @@ from jobs.stores.supabase_client import (ANALYSES_TABLE, GOLDEN_CONFLICT, GOLDEN
 log = logging.getLogger(__name__)
 
 PENDING_NAME = "pending_upload.json"
+SCORES_TYPE = "application/vnd.apache.parquet"  # the bucket must allow it (supabase/migrations)
 ROWS_ITEM = f"{GOLDEN_TABLE} rows"
 ANALYSIS_ITEM = f"{ANALYSES_TABLE} row"
 # Namespace of the deterministic golden_frames row ids
@@ -162,7 +164,7 @@ def _grouped(failures: list[tuple[str, SupabaseRequestError]], bucket: str) -> l
     out = []
     for reason, keys in by_reason.items():
         shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
-        what = "1 image" if len(keys) == 1 else f"{len(keys)} images"
+        what = "1 object" if len(keys) == 1 else f"{len(keys)} objects"
         out.append(f"Supabase refused the upload of {what} to bucket {bucket} ({shown}): {reason}")
     return out
 
@@ -333,6 +335,7 @@ class SupabaseSession:
         self.scan_id = local.scan_id
         self.analysis_id = str(uuid.uuid4())
         self._objects: list[dict[str, Any]] = []
+        self._in_bucket: set[str] = set()  # kept images the bucket already holds
 
     def put_image(self, frame_index: int, data: bytes, ext: str, content_type: str) -> tuple[str, str]:
         key, uri = self.local.put_image(frame_index, data, ext, content_type)
@@ -341,8 +344,29 @@ class SupabaseSession:
                               "sha256": hashlib.sha256(data).hexdigest()})
         return key, uri
 
+    def keep_image(self, frame_index: int, data: bytes, ext: str,
+                   content_type: str) -> tuple[str, str]:
+        """An image the scan's current result already holds, unchanged (a re-pick keeping a
+        pick): written locally and counted as uploaded when that result's upload to this bucket
+        is complete, so it is not sent again; otherwise uploaded like any image."""
+        key, uri = self.put_image(frame_index, data, ext, content_type)
+        current = self.store.local.manifest(self.scan_id)
+        section = current.supabase if current else None
+        if current is not None and section is not None and section.complete \
+                and section.bucket == self.store.bucket \
+                and any(g.key == key for g in current.golden_frames) \
+                and self.store.client.object_exists(key):  # a local copy may be behind
+            self._in_bucket.add(key)
+        return key, uri
+
     def put_scores(self, table: pa.Table) -> str:
-        return self.local.put_scores(table)
+        """Written locally, and uploaded with the images under the scan's prefix (the scores
+        route and re-picks read it from the bucket where there is no local copy)."""
+        key = self.local.put_scores(table)
+        data = (self.local.staging / SCORES_NAME).read_bytes()
+        self._objects.append({"key": key, "file": SCORES_NAME, "content_type": SCORES_TYPE,
+                              "sha256": hashlib.sha256(data).hexdigest()})
+        return key
 
     def commit(self, manifest: GoldenManifest) -> str:
         """Commit locally (with the pending list), then upload; sets ``manifest.supabase``."""
@@ -358,7 +382,8 @@ class SupabaseSession:
                               for g in manifest.golden_frames],
             "analysis": analysis_row(self.analysis_id, self.scan_id, "running", manifest,
                                      tenant=tenant),
-            "uploaded": [], "rows_done": False, "analysis_done": False, "attempts": 0,
+            "uploaded": sorted(self._in_bucket), "rows_done": False, "analysis_done": False,
+            "attempts": 0,
         }
         manifest.supabase = UploadReport(self.scan_id, self.analysis_id, bucket, tenant,
                                          not_uploaded=_pending_items(state)).section()

@@ -70,6 +70,15 @@ def fingerprint(scan_id: str, item_type: str | None, source_kind: str, source_id
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def repick_request(parent: dict[str, Any]) -> dict[str, Any]:
+    """What a re-pick's record takes from its parent's: the scan, and the video as it was
+    stored (a re-pick reads it only for picks whose images are not stored)."""
+    return {"scan_id": parent["scan_id"], "item_type": parent["item_type"],
+            "source_kind": parent["source_kind"], "source": parent["source"],
+            "source_id": f"repick:{parent['id']}",
+            "source_name": parent.get("source_name")}
+
+
 def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat() if ts else None
 
@@ -251,7 +260,7 @@ class AnalysisCoordinator:
         return True
 
     def _spec(self, rec: dict[str, Any]) -> dict[str, Any]:
-        return {"id": rec["id"], "runner": rec["runner"], "scan_id": rec["scan_id"],
+        spec = {"id": rec["id"], "runner": rec["runner"], "scan_id": rec["scan_id"],
                 "item_type": rec["item_type"],
                 "source_kind": rec["source_kind"],
                 "source": self._secret_urls.get(rec["id"], rec["source"]),
@@ -261,6 +270,12 @@ class AnalysisCoordinator:
                 "settings": self.settings.model_dump(exclude={"api_keys", "database_url",
                                                               "admin_key"},
                                                      mode="json")}
+        parent_id = (rec["params"] or {}).get("repick_of")
+        if parent_id:  # a re-pick builds on its parent's result (serve/analyses/runner.py)
+            parent = self.db.get(parent_id) or {}
+            spec["parent"] = {"id": parent_id, "result": parent.get("result"),
+                              "params": parent.get("params") or {}}
+        return spec
 
     def _start(self, rec: dict[str, Any]) -> None:
         if self._secret_lost(rec):
@@ -402,26 +417,40 @@ class AnalysisCoordinator:
         deleted when refused. A URL is stored redacted; the full URL stays in memory.
         """
         self._ensure_pump()
+        if request.get("repick_of"):
+            parent = self.db.get(request["repick_of"])
+            if parent is None or parent["status"] != "succeeded" or not parent["result"]:
+                return {"refused": {"status": 409, "code": "no_result", "retry_after": None,
+                                    "message": f"analysis {request['repick_of']} has no "
+                                               "result to re-pick"}}
+            # the parent's tenant: the route found the parent in the caller's scope (the admin
+            # key sees every tenant's), and its result is stored under that tenant
+            request = {**request, **repick_request(parent), "owner": parent.get("owner")}
         kind, owner = request["source_kind"], request.get("owner")
         self._reserved.release(request.get("ticket"))  # its place becomes the record, or nothing
+        repick = bool(request.get("repick_of"))  # the parent's video: no upload of its own
         refusal = self._refusal(owner)
         if refusal is not None:
-            if kind == "file":
+            if kind == "file" and not repick:
                 self.uploads.remove(request["source"])
             return {"refused": refusal}
         defaults = {"top_k": self.settings.top_k, "min_gap_s": self.settings.min_gap_s,
                     "motion_max": self.settings.motion_max}
         params = {k: request[k] if request.get(k) is not None else defaults[k] for k in PARAM_KEYS}
+        if repick:
+            params["repick_of"] = request["repick_of"]
         fp = fingerprint(request["scan_id"], request.get("item_type"), kind,
                          request["source_id"], params, owner)
         existing = self.db.find_active(fp)
         if existing is not None:
-            if kind == "file":
+            if kind == "file" and not repick:
                 self.uploads.remove(request["source"])  # the first upload is used
             return {"view": self._view(existing), "created": False}
         analysis_id = uuid.uuid4().hex
         source, secret = request["source"], False
-        if kind == "file":
+        if repick:
+            pass  # the parent's source as it was stored (redacted, or its upload's reference)
+        elif kind == "file":
             try:
                 source = self.uploads.claim(source, analysis_id)
             except UploadGoneError:  # its request ended (client gone) and deleted it
@@ -441,7 +470,7 @@ class AnalysisCoordinator:
                                    "created_at": now()}, ("status", {"status": "queued"}))
         if not inserted:  # an overlapping coordinator recorded the same analysis just now
             self._secret_urls.pop(analysis_id, None)
-            if kind == "file":
+            if kind == "file" and not repick:
                 self.uploads.remove(source)
             existing = self.db.find_active(fp)
             if existing is not None:

@@ -19,10 +19,10 @@ import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actors.errors import FramesiftError
-from actors.records import GoldenFrame, VideoInfo
+from actors.records import GoldenFrame, VideoInfo, VideoSummary
 from actors.video import check_index
 from jobs.golden.job import Hooks, VideoJob, run_golden
 from jobs.golden.limits import WorkLimits
@@ -35,6 +35,9 @@ from jobs.sources import SourceOptions
 from jobs.stores import make_store
 from jobs.stores.base import tenant_prefix
 from jobs.stores.gate import GatedStore
+
+if TYPE_CHECKING:
+    from jobs.golden.repick import StoredResult
 
 RUNNER_NAMESPACE = "framesift"
 
@@ -55,6 +58,33 @@ def result_summary(manifest: GoldenManifest, location: str | None,
     public = (f"{tenant_prefix(tenant)}{manifest.scan_id}/{Path(location).name}"
               if location else None)
     return {**data, "video": manifest.video.public(), "location": public}
+
+
+def parent_result(spec: dict[str, Any], settings: Settings, store: Any) -> "StoredResult":
+    """The result a re-pick builds on: the parent analysis's, from its record (any node), with
+    the parameters it ran with; 410-like ``result_superseded`` when the store holds a later
+    analysis of the scan."""
+    from pydantic import TypeAdapter
+
+    from jobs.golden.repick import StoredResult
+    from jobs.golden.stored import ResultSupersededError
+
+    parent = spec["parent"]
+    result = parent["result"] or {}
+    # the record's frames are the API's: without a file:// URI (the session gives the re-pick's
+    # frames their own)
+    public = [public_frame(dict(f)) for f in result.get("golden_frames") or []]
+    frames = TypeAdapter(list[GoldenFrame]).validate_python([{"uri": "", **f} for f in public])
+    stored = store.manifest(spec["scan_id"])
+    if stored is not None and [public_frame(g.to_dict()) for g in stored.golden_frames] != public:
+        raise ResultSupersededError(f"scan {spec['scan_id']!r} was analysed again after "
+                                    f"analysis {parent['id']}: re-pick the latest analysis of it")
+    overrides = {k: v for k, v in (parent["params"] or {}).items()
+                 if v is not None and k != "repick_of"}
+    params = replace(settings.golden_params(), **overrides)
+    video = VideoSummary(path=str(spec["source"]), **(result.get("video") or {}))
+    return StoredResult(spec["scan_id"], spec.get("item_type"), video, params,
+                        ChunkPlan.from_dict(result["plan"]), tuple(frames), str(spec["source"]))
 
 
 class RunnerBusyError(RuntimeError):
@@ -196,7 +226,8 @@ class AnalysisRunner:
                               self.spec.get("source_name") or "the video", dirs)
 
     def _params(self, settings: Settings) -> GoldenParams:
-        overrides = {k: v for k, v in self.spec["params"].items() if v is not None}
+        overrides = {k: v for k, v in self.spec["params"].items()
+                     if v is not None and k != "repick_of"}
         return replace(settings.golden_params(), **overrides)
 
     def _hooks(self) -> Hooks:
@@ -231,6 +262,9 @@ class AnalysisRunner:
             if self.spec["source_kind"] == "file":  # named as the client knows it in messages
                 self._path = str(self.spec["source"])
             job_settings = Settings(**{k: v for k, v in settings.items() if k in Settings.model_fields})
+            if self.spec.get("parent"):
+                self._repick(job_settings)
+                return
             job = VideoJob(str(self.spec["source"]), self.spec["scan_id"], self.spec["item_type"])
             limits = work_limits(settings)
             if self.spec["source_kind"] == "file" and "://" not in job.path:
@@ -256,3 +290,23 @@ class AnalysisRunner:
         except Exception as exc:  # noqa: BLE001 - reported to the client as data, not a crash
             self._emit("error", {"code": "internal_error",
                                  "message": self._public(f"{type(exc).__name__}: {exc}")})
+
+    def _repick(self, job_settings: Settings) -> None:
+        """A re-pick: select from the parent's stored scores, decode only the new picks; each
+        pick is a ``golden_frame`` event as it is stored."""
+        from jobs.golden.repick import repick_video
+
+        store = self._store(job_settings)
+        base = parent_result(self.spec, job_settings, store)
+        frames = base.video.frame_count
+        self._emit("planned", {"total": frames, "video": base.video.public(),
+                               "plan": base.plan.to_dict()})
+        hooks = Hooks(on_pick=lambda _scan, frame: self._emit("golden_frame",
+                                                              public_frame(frame.to_dict())))
+        result = repick_video(base, self._params(job_settings), store,
+                              sources=SourceOptions.from_settings(job_settings), hooks=hooks)
+        assert result.manifest is not None
+        self._emit("progress", {"current": frames, "total": frames, "percentage": 100.0,
+                                "eta_s": 0.0})
+        self._emit("done", {"result": result_summary(result.manifest, result.location,
+                                                     self.spec.get("tenant"))})

@@ -257,6 +257,9 @@
       $("#a-frames").replaceChildren(el("p", { class: "muted empty", text: "none yet: they appear here as they are picked" }));
       $("#a-cancel").hidden = true;
       $("#a-cancel").disabled = false;
+      $("#a-repick").hidden = true;
+      $("#r-picks").replaceChildren();
+      $("#r-summary").textContent = "";
       this.setProgress({ current: 0, total: 0, percentage: 0 }, null);
       for (const row of document.querySelectorAll("#recent-table tbody tr")) {
         row.classList.toggle("selected", row.dataset.id === this.id);
@@ -265,6 +268,8 @@
 
     stop() {
       this.abort.abort();
+      if (this.previewing) this.previewing.abort();
+      clearTimeout(this.previewTimer);
     }
 
     async follow() {
@@ -333,6 +338,7 @@
     }
 
     showView(view) {
+      this.view = view;
       $("#a-scan").textContent = view.scan_id;
       const p = view.parameters || {};
       $("#a-params").textContent = `· top K ${p.top_k ?? "–"} · min gap ${p.min_gap_s ?? "–"} s · motion max ${p.motion_max ?? "–"} px`;
@@ -480,10 +486,102 @@
         this.scores = await apiJson(`${this.base}/scores`, { signal: this.abort.signal });
         $("#a-plot").replaceChildren(plotScores(this.scores, null));
         $("#a-plot-block").hidden = false;
+        if (this.status === "succeeded") this.showRepick(view.parameters || {});
       } catch (err) {
         if (!this.abort.signal.aborted) this.showError(`scores unavailable: ${describe(err)}`);
       }
       refreshRecent();
+    }
+
+    // ---- re-pick: sliders -> preview (debounced) -> Apply starts a re-pick analysis ----------
+
+    repickInputs() {
+      return [["#r-top-k", "top_k"], ["#r-min-gap", "min_gap_s"], ["#r-motion-max", "motion_max"]];
+    }
+
+    showRepick(params) {
+      this.repickFrom = params;
+      for (const [id, name] of this.repickInputs()) {
+        const input = $(id);
+        if (params[name] !== undefined && params[name] !== null) {
+          input.max = String(Math.max(Number(input.max), params[name]));
+          input.value = String(params[name]);
+        }
+        $(`${id}-value`).textContent = input.value;
+        input.oninput = () => {
+          $(`${id}-value`).textContent = input.value;
+          clearTimeout(this.previewTimer);
+          this.previewTimer = setTimeout(() => this.previewRepick(), 150);
+        };
+      }
+      $("#r-apply").disabled = true;
+      $("#r-apply").onclick = () => this.applyRepick();
+      $("#a-repick").hidden = false;
+    }
+
+    repickParams() {
+      return Object.fromEntries(this.repickInputs().map(([id, name]) => [name, Number($(id).value)]));
+    }
+
+    async previewRepick() {
+      if (this.previewing) this.previewing.abort(); // only the latest position counts
+      const controller = new AbortController();
+      this.previewing = controller;
+      const params = this.repickParams();
+      const query = new URLSearchParams(Object.entries(params).map(([k, v]) => [k, String(v)]));
+      try {
+        const preview = await apiJson(`${this.base}/preview?${query}`, { signal: controller.signal });
+        if (controller.signal.aborted) return;
+        this.showPreview(preview);
+        $("#r-apply").disabled = this.repickInputs().every(([, name]) => params[name] === this.repickFrom[name]);
+      } catch (err) {
+        if (!controller.signal.aborted) $("#r-summary").textContent = `no preview: ${describe(err)}`;
+      }
+    }
+
+    showPreview(preview) {
+      const f = this.scores.frames;
+      const spans = preview.still_spans;
+      const still = (i) => {
+        let lo = 0, hi = spans.length - 1; // spans are sorted and disjoint
+        while (lo <= hi) {
+          const mid = (lo + hi) >> 1;
+          if (i < spans[mid][0]) hi = mid - 1;
+          else if (i >= spans[mid][1]) lo = mid + 1;
+          else return true;
+        }
+        return false;
+      };
+      const picked = new Set(preview.picks.map((p) => p.frame_index));
+      const scores = {
+        ...this.scores, motion_max: preview.motion_max,
+        motion_max_used: preview.motion_max_used ?? preview.motion_max, picks: preview.picks,
+        frames: { ...f, still: f.frame_index.map(still), picked: f.frame_index.map((i) => picked.has(i)) },
+      };
+      $("#a-plot").replaceChildren(plotScores(scores, null));
+      const fresh = preview.picks.filter((p) => !p.stored).length;
+      $("#r-summary").textContent =
+        `${plural(preview.picks.length, "pick")} from ${preview.still_frames} still frames · ` +
+        `${fresh} to decode` + (preview.notes.length ? ` · ${preview.notes.join("; ")}` : "");
+      $("#r-picks").replaceChildren(...preview.picks.map((p) => el("li", {
+        class: p.stored ? "stored" : "new", "data-frame-index": p.frame_index, "data-stored": String(p.stored),
+        text: `#${p.rank} · frame ${p.frame_index} · ${fmt.num(p.time_s, 2)} s${p.stored ? "" : " · new"}`,
+      })));
+    }
+
+    async applyRepick() {
+      $("#r-apply").disabled = true;
+      try {
+        const accepted = await apiJson(`${this.base}/repick`, {
+          method: "POST", headers: { "Content-Type": "application/json" },
+          body: JSON.stringify(this.repickParams()),
+        });
+        openAnalysis(accepted.id);
+        refreshRecent();
+      } catch (err) {
+        $("#r-apply").disabled = false;
+        notify(`could not start the re-pick: ${describe(err)}`);
+      }
     }
 
     async openFrame(frameIndex) {
@@ -618,7 +716,7 @@
     line(f.motion, y2, "motion");
     // stillness threshold
     root.append(svg("line", { class: "threshold", x1: left, y1: y2(threshold), x2: W - right, y2: y2(threshold) }));
-    root.append(svg("text", { x: W - right, y: y2(threshold) - 4, "text-anchor": "end" },
+    root.append(svg("text", { class: "threshold-label", x: W - right, y: y2(threshold) - 4, "text-anchor": "end" },
       `still ≤ ${fmt.num(threshold, 2)} px${scores.motion_max_used && scores.motion_max_used !== scores.motion_max ? " (relaxed)" : ""}`));
     // picks
     for (const pick of scores.picks) {

@@ -95,7 +95,7 @@ def test_happy_path_uploads_images_rows_and_a_succeeded_analysis(tmp_path, fake)
         assert rec.headers["apikey"] == SECRET
         assert rec.headers["authorization"] == f"Bearer {SECRET}"
     uploads = fake.requests_to("POST", "/storage/v1/object/golden-frames/")
-    assert len(uploads) == 2 and all(r.headers["x-upsert"] == "true" for r in uploads)
+    assert len(uploads) == 3 and all(r.headers["x-upsert"] == "true" for r in uploads)
     assert all(r.headers["content-type"].startswith("multipart/form-data") for r in uploads)
     upserts = fake.requests_to("POST", "/rest/v1/golden_frames")
     assert upserts[0].query["on_conflict"] == ["tenant,scan_id,frame_index"]
@@ -172,7 +172,7 @@ def test_a_dropped_connection_is_retried(tmp_path, fake):
     store = make_store(tmp_path, fake.url)
     fake.drop_next(1, method="POST", path_contains="/object/golden-frames/")
     assert write_result(store)["supabase"]["status"] == "uploaded"
-    assert len(fake.objects) == 2
+    assert len(fake.objects) == 3  # the images and the scores
 
 
 def test_other_4xx_are_not_retried_and_the_rest_still_goes_up(tmp_path, fake):
@@ -181,7 +181,8 @@ def test_other_4xx_are_not_retried_and_the_rest_still_goes_up(tmp_path, fake):
     manifest = write_result(store, images={12: b"small", 40: b"far too large for the bucket"})
     section = manifest["supabase"]
     assert section["status"] == "pending"
-    assert section["not_uploaded"] == ["scan-1/40.jpg", "golden_frames rows", "analyses row"]
+    assert section["not_uploaded"] == ["scan-1/40.jpg", "scan-1/scores.parquet",
+                                       "golden_frames rows", "analyses row"]
     assert "413" in section["error"] and "file size limit" in section["error"]
     (big,) = fake.requests_to("POST", "/object/golden-frames/scan-1/40.jpg")  # no retry
     assert big.status == 400 and json.loads(big.response)["statusCode"] == "413"
@@ -197,8 +198,8 @@ def test_permanent_outage_keeps_the_result_locally_then_sync_uploads_it(tmp_path
 
     section = manifest["supabase"]
     assert section["status"] == "pending" and section["retry"] == "framesift sync --scan-id scan-1"
-    assert section["not_uploaded"] == ["scan-1/12.jpg", "scan-1/40.jpg", "golden_frames rows",
-                                       "analyses row"]
+    assert section["not_uploaded"] == ["scan-1/12.jpg", "scan-1/40.jpg", "scan-1/scores.parquet",
+                                       "golden_frames rows", "analyses row"]
     assert "503" in section["error"]
     assert store.manifest("scan-1").supabase.status == "pending"  # the local result is there
     pending = json.loads((store.local.location("scan-1") / PENDING_NAME).read_text())
@@ -210,7 +211,7 @@ def test_permanent_outage_keeps_the_result_locally_then_sync_uploads_it(tmp_path
     fake.outage = None
     (report,) = store.sync()
     assert report.complete and report.scan_id == "scan-1"
-    assert len(fake.objects) == 2 and len(fake.rows("golden_frames")) == 2
+    assert len(fake.objects) == 3 and len(fake.rows("golden_frames")) == 2
     assert fake.rows("analyses")[0]["status"] == "succeeded"
     assert not (store.local.location("scan-1") / PENDING_NAME).exists()
     assert on_disk(store)["supabase"]["status"] == "uploaded"
@@ -226,9 +227,10 @@ def test_sync_resumes_where_the_last_attempt_stopped(tmp_path, fake):
     fake.outage = None
     fake.fail_next(2, 503, method="POST", path_contains="/scan-1/40.jpg")  # exhausts 2 attempts
     section = write_result(store)["supabase"]
-    assert section["not_uploaded"] == ["scan-1/40.jpg", "golden_frames rows", "analyses row"]
+    assert section["not_uploaded"] == ["scan-1/40.jpg", "scan-1/scores.parquet",
+                                       "golden_frames rows", "analyses row"]
     (report,) = store.sync("scan-1")
-    assert report.complete and report.uploaded == ["scan-1/40.jpg"]
+    assert report.complete and report.uploaded == ["scan-1/40.jpg", "scan-1/scores.parquet"]
     assert len(fake.requests_to("POST", "/scan-1/12.jpg")) == 1  # not uploaded again
 
 
@@ -280,12 +282,12 @@ def test_deleting_an_analysis_cascades_to_its_golden_frames(tmp_path, fake):
 def test_a_rerun_with_fewer_picks_deletes_the_images_no_row_points_at(tmp_path, fake):
     store = make_store(tmp_path, fake.url)
     write_result(store, images={i: b"\xff\xd8first-%d" % i for i in (3, 12, 40, 55, 90)})
-    assert len(fake.objects) == 5
+    assert len(fake.objects) == 6
     second = write_result(store, images={12: b"\xff\xd8second-12", 90: b"\xff\xd8second-90"})
     assert second["supabase"]["status"] == "uploaded", second["supabase"]
     rows = fake.rows("golden_frames", scan_id="scan-1")
     assert sorted(r["storage_key"] for r in rows) == ["scan-1/12.jpg", "scan-1/90.jpg"]
-    assert sorted(k for _, k in fake.objects) == ["scan-1/12.jpg", "scan-1/90.jpg"]
+    assert sorted(k for _, k in fake.objects) == ["scan-1/12.jpg", "scan-1/90.jpg", "scan-1/scores.parquet"]
     assert fake.objects[("golden-frames", "scan-1/12.jpg")].data == b"\xff\xd8second-12"
 
 
@@ -297,7 +299,8 @@ def test_sync_to_another_bucket_uploads_everything_again(tmp_path, fake):
     store = make_store(tmp_path, fake.url)
     images = {12: b"\xff\xd8small", 40: b"\xff\xd8far too large for it"}
     section = write_result(store, images=images)["supabase"]
-    assert section["not_uploaded"] == ["scan-1/40.jpg", "golden_frames rows", "analyses row"]
+    assert section["not_uploaded"] == ["scan-1/40.jpg", "scan-1/scores.parquet",
+                                       "golden_frames rows", "analyses row"]
     assert ("golden-frames", "scan-1/12.jpg") in fake.objects
 
     moved = make_store(tmp_path, fake.url, bucket="frames-2")
@@ -337,7 +340,7 @@ def test_every_image_refused_is_said_once_with_the_count(tmp_path, fake, caplog)
     assert section["status"] == "pending"
     error = section["error"]
     assert error.count("EntityTooLarge") == 1, error
-    assert "6 images" in error and "and 3 more" in error
+    assert "7 objects" in error and "and 4 more" in error
     assert on_disk(store)["supabase"]["error"] == error
     warnings = [r for r in caplog.records if "incomplete" in r.getMessage()]
     assert len(warnings) == 1
@@ -465,7 +468,7 @@ def test_the_golden_job_uploads_its_picks(tmp_path, fake, videos):
     m = result.manifest.model_dump(mode="json")
     assert m["supabase"]["status"] == "uploaded"
     picks = m["golden_frames"]
-    assert {k for (_, k) in fake.objects} == {g["key"] for g in picks}
+    assert {k for (_, k) in fake.objects} == {g["key"] for g in picks} | {"job-scan/scores.parquet"}
     local = store.local.location("job-scan")
     for g in picks:
         stored = fake.objects[("golden-frames", g["key"])]

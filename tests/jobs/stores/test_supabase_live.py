@@ -53,5 +53,5 @@ def test_a_result_round_trips_through_a_real_project(tmp_path):
         assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
     finally:
         client.table(ANALYSES_TABLE).delete().eq("scan_id", scan_id).execute()  # cascades
-        client.storage.from_(store.bucket).remove([f"{scan_id}/3.png"])
+        client.storage.from_(store.bucket).remove([f"{scan_id}/3.png", f"{scan_id}/scores.parquet"])
         store.close()

@@ -24,7 +24,7 @@ from supabase_standin import SCHEMA
 psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed")
 
 MIGRATIONS = sorted(p for p in (Path(__file__).resolve().parents[3] / "supabase" / "migrations")
-                    .glob("*_framesift*.sql") if not p.name.endswith("_service.sql"))
+                    .glob("*_framesift*.sql") if not p.name.endswith("_framesift_service.sql"))
 
 SCAFFOLD = """
 do $$ begin
@@ -127,7 +127,7 @@ def test_the_migration_applies_cleanly_twice(db):
     assert ("golden_frames", "SELECT", ["authenticated"]) in policies
     assert len(policies) == 4
     assert db.execute("select id, public, allowed_mime_types from storage.buckets").fetchall() == [
-        ("golden-frames", False, ["image/jpeg", "image/png"])]
+        ("golden-frames", False, ["image/jpeg", "image/png", "application/vnd.apache.parquet"])]
 
 
 def test_the_standin_and_the_client_match_the_real_tables(db):

@@ -1,0 +1,260 @@
+"""Re-pick golden frames from stored scores: new selection parameters, no scoring again.
+
+``scores.parquet`` holds everything the reducer reads, so a selection from it equals the full
+run's selection with the same parameters (picks, holds and notes). A re-pick then
+
+1. selects from the stored scores with the new parameters (``preview`` stops here),
+2. takes the picks already stored as they are (their image bytes and glint), and decodes only
+   the others from the source video (its frame index is stored with the scores: no probe),
+3. writes a new result through the store like any run: images, scores (with the new
+   selection's view), manifest last. Frames no longer picked disappear the way a re-analysis
+   removes them (the local folder is swapped; the Supabase store deletes stale objects/rows).
+
+A rerun with the same parameters changes nothing (the stored result is returned). When picks
+need the source and it cannot be read, ``RepickSourceError`` is raised before anything is
+written: the previous result stays.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any, Iterator, Sequence
+
+from actors.cropper import encode_image
+from actors.errors import FramesiftError
+from actors.glint import glint_metrics
+from actors.records import GoldenFrame, VideoSummary
+from actors.video import read_frames
+from jobs.golden.finish import (IMAGE_TYPES, WALL_TIMINGS, Hooks, framesift_version,
+                                scores_table, select_with, selection_notes)
+from jobs.golden.manifest import MANIFEST_NAME, GoldenManifest, GoldenResult, SelectionSummary
+from jobs.golden.params import GoldenParams
+from jobs.golden.planner import ChunkPlan
+from jobs.golden.reducer import Selection
+from jobs.golden.stored import (NoStoredResultError, RepickError, RepickSourceError,
+                                ResultFiles, ScoresNotStoredError, StoredScores)
+from jobs.sources import SourceOptions, open_source, scheme_of
+from jobs.stores.base import Store
+
+# The parameters a re-pick may change: the selection's. Everything else (scoring, image
+# format) is the stored result's, since the scores and images come from it.
+SELECTION_FIELDS = ("top_k", "min_gap_s", "motion_max", "still_window_s", "min_hold_s",
+                    "edge_margin_s", "hold_sharpness_ratio", "dup_max_diff")
+
+
+def repick_params(stored: GoldenParams, **changes: Any) -> GoldenParams:
+    """``stored`` with new selection parameters (None = keep); any other field is refused."""
+    wrong = sorted(set(changes) - set(SELECTION_FIELDS))
+    if wrong:
+        raise RepickError(f"a re-pick changes only the selection ({', '.join(SELECTION_FIELDS)}"
+                          f"), not {', '.join(wrong)}: run `framesift golden` for those")
+    params = replace(stored, **{k: v for k, v in changes.items() if v is not None})
+    if params.top_k < 1 or min(getattr(params, k) for k in SELECTION_FIELDS[1:]) < 0:
+        raise RepickError(f"top_k must be >= 1 and {', '.join(SELECTION_FIELDS[1:])} >= 0")
+    return params
+
+
+@dataclass(frozen=True)
+class Repicked:
+    """A selection made from stored scores, with the notes its manifest would carry."""
+
+    selection: Selection
+    notes: tuple[str, ...]
+
+
+def select_stored(stored: StoredScores, params: GoldenParams) -> Repicked:
+    """The selection (and notes) a full run with ``params`` makes on these scores."""
+    selection = select_with(stored.scores, params)
+    return Repicked(selection, tuple(selection_notes(selection, stored.gaps, stored.listed)))
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """What a re-pick builds on: the stored result of one scan, and where its video is."""
+
+    scan_id: str
+    item_type: str | None
+    video: VideoSummary
+    params: GoldenParams
+    plan: ChunkPlan
+    golden_frames: tuple[GoldenFrame, ...]
+    source: str  # what to read the video from (path, URL or object), for picks not stored
+    manifest: GoldenManifest | None = None  # the manifest itself, when read from the store
+
+    @classmethod
+    def from_manifest(cls, manifest: GoldenManifest, source: str | None = None) -> "StoredResult":
+        return cls(manifest.scan_id, manifest.item_type, manifest.video, manifest.params,
+                   manifest.plan, tuple(manifest.golden_frames),
+                   source or manifest.video.path, manifest)
+
+    @classmethod
+    def of(cls, store: Store, scan_id: str) -> "StoredResult":
+        manifest = store.manifest(scan_id)
+        if manifest is None:
+            raise NoStoredResultError(scan_id, f"the {store.name} store")
+        return cls.from_manifest(manifest)
+
+
+def _read_source(base: StoredResult, stored: StoredScores, missing: list[int],
+                 sources: SourceOptions) -> dict[int, Any]:
+    """Decode the ``missing`` frames from the source video; ``RepickSourceError`` when it
+    cannot be read."""
+    shown = ", ".join(str(i) for i in missing[:8]) + (", ..." if len(missing) > 8 else "")
+    why = (f"scan {base.scan_id!r}: {len(missing)} new pick(s) (frame {shown}) are not stored "
+           f"and need the source video {base.video.path}, ")
+    keep = " The previous result is unchanged."
+    if stored.index is None:
+        raise RepickSourceError(why + "but the stored scores predate the stored frame index: "
+                                "run `framesift golden` on the video once more." + keep)
+    try:
+        url = base.source
+        if scheme_of(url) == "supabase":
+            from jobs.sources.supabase_inputs import sign_inputs
+
+            signed = sign_inputs([url], sources.signed_url_expiry_s)[url]
+            if isinstance(signed, Exception):
+                raise signed
+            url = signed
+        source = open_source(url, base.video.path, sources)
+        return read_frames(source, missing, stored.index, base.video.rotation)
+    except (FramesiftError, OSError, ValueError) as exc:
+        raise RepickSourceError(why + f"which cannot be read ({exc}). Make it readable again, "
+                                "or choose parameters whose picks are stored." + keep) from exc
+
+
+def repick_video(base: StoredResult, params: GoldenParams, store: Store, *,
+                 files: ResultFiles | None = None, sources: SourceOptions | None = None,
+                 hooks: Hooks | None = None) -> GoldenResult:
+    """Re-pick one stored result with ``params`` (see the module doc); the new result."""
+    if base.manifest is not None and base.manifest.decided_by(params):
+        folder = (files or ResultFiles(store, base.scan_id)).folder
+        return GoldenResult(base.scan_id, base.video.path, "succeeded", manifest=base.manifest,
+                            location=str(folder / MANIFEST_NAME) if folder else None)
+    t0 = time.perf_counter()
+    files = files or ResultFiles(store, base.scan_id)
+    stored = files.scores()
+    picked = select_stored(stored, params)
+    t1 = time.perf_counter()
+    ext, ctype = IMAGE_TYPES[params.image_format]
+    before = {g.frame_index: g for g in base.golden_frames if g.key.endswith(f".{ext}")}
+    kept: dict[int, bytes] = {}
+    for pick in picked.selection.picks:
+        old = before.get(pick.score.frame_index)
+        data = files.read(old.key) if old is not None else None
+        if data is not None:
+            kept[pick.score.frame_index] = data
+    missing = [p.score.frame_index for p in picked.selection.picks
+               if p.score.frame_index not in kept]
+    pixels = _read_source(base, stored, missing, sources or SourceOptions()) if missing else {}
+    t2 = time.perf_counter()
+    golden: list[GoldenFrame] = []
+    with store.open(base.scan_id) as session:
+        for rank, pick in enumerate(picked.selection.picks, start=1):
+            s = pick.score
+            if s.frame_index in kept:  # unchanged: a store that uploads need not send it again
+                keep = getattr(session, "keep_image", session.put_image)
+                key, uri = keep(s.frame_index, kept[s.frame_index], ext, ctype)
+                frame = replace(before[s.frame_index], rank=rank, time_s=s.time_s,
+                                sharpness=s.sharpness, motion=s.motion, still=pick.still,
+                                hold=pick.hold, key=key, uri=uri)
+            else:
+                bgr = pixels[s.frame_index]
+                data = encode_image(bgr, params.image_format, params.jpeg_quality)
+                key, uri = session.put_image(s.frame_index, data, ext, ctype)
+                frame = GoldenFrame(rank=rank, frame_index=s.frame_index, time_s=s.time_s,
+                                    sharpness=s.sharpness, motion=s.motion, still=pick.still,
+                                    width=bgr.shape[1], height=bgr.shape[0],
+                                    glint=glint_metrics(bgr, params.glint), key=key, uri=uri,
+                                    hold=pick.hold)
+            golden.append(frame)
+            if hooks and hooks.on_pick:
+                hooks.on_pick(base.scan_id, frame)
+        sel = picked.selection
+        scores_key = session.put_scores(scores_table(stored.scores, sel, stored.gaps,
+                                                     stored.index))
+        timings = {"select_s": t1 - t0, "extract_s": t2 - t1, "store_s": time.perf_counter() - t2}
+        timings["total_s"] = sum(v for k, v in timings.items() if k in WALL_TIMINGS)
+        manifest = GoldenManifest(
+            framesift_version=framesift_version(), scan_id=base.scan_id,
+            item_type=base.item_type,
+            created_at=datetime.now(timezone.utc).isoformat(), video=base.video,
+            parameters=params.recorded(), plan=base.plan,
+            selection=SelectionSummary(still_frames=sel.still_frames, relaxed=sel.relaxed,
+                                       motion_max_used=sel.motion_max_used, picked=len(golden),
+                                       notes=list(picked.notes), holds=list(sel.holds)),
+            timings_s={k: round(v, 4) for k, v in timings.items()}, golden_frames=golden,
+            scores_key=scores_key, store=store.name, gaps=list(stored.gaps))
+        location = session.commit(manifest)
+    return GoldenResult(base.scan_id, base.video.path, "succeeded", manifest=manifest,
+                        location=location)
+
+
+@dataclass(frozen=True)
+class RepickPlan:
+    """What a batch re-pick will do (the batch progress's first line)."""
+
+    videos: int
+    threads: int
+
+    @property
+    def reason(self) -> str:
+        return (f"re-pick {self.videos} stored result(s) from their scores on {self.threads} "
+                f"thread(s): no decoding but the new picks")
+
+
+def stream_repick(scan_ids: Sequence[str], changes: dict[str, Any], store: Store, *,
+                  threads: int = 1, sources: SourceOptions | None = None,
+                  hooks: Hooks | None = None) -> Iterator[GoldenResult]:
+    """Re-pick each scan with the selection ``changes``; yield each result as it finishes (a
+    scan that cannot be re-picked is a failed result; the others go on)."""
+    hooks = hooks or Hooks()
+    threads = max(1, threads)
+    if hooks.on_batch:
+        hooks.on_batch(RepickPlan(len(scan_ids), threads))  # type: ignore[arg-type]
+
+    def one(scan_id: str) -> GoldenResult:
+        try:
+            base = StoredResult.of(store, scan_id)
+            params = repick_params(base.params, **changes)
+            return repick_video(base, params, store, sources=sources, hooks=hooks)
+        except FramesiftError as exc:
+            return GoldenResult.failed(scan_id, scan_id, exc)
+        except Exception as exc:  # noqa: BLE001 - one scan's failure is data, not the batch's
+            return GoldenResult.failed(scan_id, scan_id, f"{type(exc).__name__}: {exc}",
+                                       "internal_error")
+
+    def done(result: GoldenResult) -> GoldenResult:
+        if hooks.on_result:
+            hooks.on_result(result)
+        return result
+
+    if threads == 1:
+        for scan_id in scan_ids:
+            yield done(one(scan_id))
+        return
+    todo = iter(scan_ids)
+    pending: set[Future[GoldenResult]] = set()
+    with ThreadPoolExecutor(threads, thread_name_prefix="repick") as pool:
+        while True:
+            while len(pending) < 2 * threads and (scan := next(todo, None)) is not None:
+                pending.add(pool.submit(one, scan))
+            if not pending:
+                return
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield done(future.result())
+
+
+def preview(store: Store, scan_id: str, changes: dict[str, Any]) -> tuple[StoredResult, Repicked]:
+    """The selection a re-pick of ``scan_id`` would make; nothing extracted or written."""
+    base = StoredResult.of(store, scan_id)
+    params = repick_params(base.params, **changes)
+    return base, select_stored(ResultFiles(store, scan_id).scores(), params)
+
+
+__all__ = ["NoStoredResultError", "RepickError", "RepickPlan", "RepickSourceError", "Repicked",
+           "SELECTION_FIELDS", "ScoresNotStoredError", "StoredResult", "preview",
+           "repick_params", "repick_video", "select_stored", "stream_repick"]
