@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from actors.synthetic import make_hold_video  # noqa: E402
+from actors.synthetic_holds import make_hold_video  # noqa: E402
 from _service import emit  # noqa: E402
 from jobs.golden.job import GoldenParams, VideoJob, run_golden  # noqa: E402
 from jobs.golden.repick import repick_params, stream_repick  # noqa: E402

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from actors.synthetic import make_hold_video
+from actors.synthetic_holds import make_hold_video
 from jobs.golden.job import GoldenParams, VideoJob, run_golden
 from jobs.golden.manifest import GoldenManifest
 from jobs.golden.repick import (RepickSourceError, ScoresNotStoredError, StoredResult,
