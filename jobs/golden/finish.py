@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 import pyarrow as pa
 
 from actors.cropper import encode_image
@@ -24,7 +25,7 @@ from actors.video import Source, read_frames, to_display_bgr
 from jobs.golden.manifest import GoldenManifest, GoldenResult, SelectionSummary
 from jobs.golden.params import GoldenParams
 from jobs.golden.planner import BatchPlan, ChunkPlan
-from jobs.golden.reducer import Selection, select_golden
+from jobs.golden.reducer import Pick, Selection, select_golden
 from jobs.stores.base import Store, validate_scan_id
 
 ProgressFn = Callable[[str, int], None]  # (video_id, frames just scored)
@@ -60,16 +61,15 @@ class Hooks:
     on_result: Callable[[GoldenResult], None] | None = None
 
 
-def _version() -> str:
+def framesift_version() -> str:
+    """What a manifest records as its writer's version."""
     try:
         return metadata.version("framesift")
     except metadata.PackageNotFoundError:
         return "0+unknown"
 
 
-_IMAGE_TYPES = {"png": ("png", "image/png"), "jpeg": ("jpg", "image/jpeg")}
-IMAGE_TYPES = _IMAGE_TYPES  # image format -> (file extension, content type)
-framesift_version = _version  # what a manifest records as its writer's version
+IMAGE_TYPES = {"png": ("png", "image/png"), "jpeg": ("jpg", "image/jpeg")}  # -> (ext, type)
 
 
 def gap_note(gaps: Sequence[int], listed: int) -> str:
@@ -128,6 +128,34 @@ def scores_table(scores: Sequence[FrameScore], selection: Selection,
 WALL_TIMINGS = ("probe_s", "score_s", "select_s", "extract_s", "store_s")
 
 
+def golden_frame(rank: int, pick: Pick, bgr: np.ndarray, params: GoldenParams, key: str,
+                 uri: str) -> GoldenFrame:
+    """A pick as stored: its metrics, the image's size and its glint analysis."""
+    s = pick.score
+    return GoldenFrame(rank=rank, frame_index=s.frame_index, time_s=s.time_s,
+                       sharpness=s.sharpness, motion=s.motion, still=pick.still,
+                       width=bgr.shape[1], height=bgr.shape[0],
+                       glint=glint_metrics(bgr, params.glint), key=key, uri=uri, hold=pick.hold)
+
+
+def result_manifest(scan_id: str, item_type: str | None, video: VideoSummary,
+                    params: GoldenParams, plan: ChunkPlan, selection: Selection,
+                    notes: list[str], golden: list[GoldenFrame], timings: dict[str, float],
+                    scores_key: str, store: Store, gaps: Sequence[int]) -> GoldenManifest:
+    """The manifest of a result (a full run's or a re-pick's), its total time summed."""
+    timings = {**timings, "total_s": sum(v for k, v in timings.items() if k in WALL_TIMINGS)}
+    return GoldenManifest(
+        framesift_version=framesift_version(), scan_id=scan_id, item_type=item_type,
+        created_at=datetime.now(timezone.utc).isoformat(), video=video,
+        parameters=params.recorded(), plan=plan,
+        selection=SelectionSummary(still_frames=selection.still_frames,
+                                   relaxed=selection.relaxed,
+                                   motion_max_used=selection.motion_max_used,
+                                   picked=len(golden), notes=notes, holds=list(selection.holds)),
+        timings_s={k: round(v, 4) for k, v in timings.items()},
+        golden_frames=golden, scores_key=scores_key, store=store.name, gaps=list(gaps))
+
+
 def finish_video(job: VideoJob, info: VideoInfo, plan: ChunkPlan, scores: Sequence[FrameScore],
                  params: GoldenParams, store: Store, timings: dict[str, float],
                  hooks: Hooks | None = None, source: Source | None = None,
@@ -152,36 +180,22 @@ def finish_video(job: VideoJob, info: VideoInfo, plan: ChunkPlan, scores: Sequen
     if missing:
         pixels.update(read_frames(source or info.path, missing, info.index, info.rotation))
     t2 = time.perf_counter()
-    ext, ctype = _IMAGE_TYPES[params.image_format]
+    ext, ctype = IMAGE_TYPES[params.image_format]
     golden: list[GoldenFrame] = []
     with store.open(job.scan_id) as session:
         for rank, pick in enumerate(selection.picks, start=1):
-            s = pick.score
-            bgr = pixels[s.frame_index]
+            bgr = pixels[pick.score.frame_index]
             data = encode_image(bgr, params.image_format, params.jpeg_quality)
-            key, uri = session.put_image(s.frame_index, data, ext, ctype)
-            frame = GoldenFrame(rank=rank, frame_index=s.frame_index, time_s=s.time_s,
-                                sharpness=s.sharpness, motion=s.motion, still=pick.still,
-                                width=bgr.shape[1], height=bgr.shape[0],
-                                glint=glint_metrics(bgr, params.glint), key=key, uri=uri,
-                                hold=pick.hold)
+            key, uri = session.put_image(pick.score.frame_index, data, ext, ctype)
+            frame = golden_frame(rank, pick, bgr, params, key, uri)
             golden.append(frame)
             if hooks and hooks.on_pick:
                 hooks.on_pick(job.scan_id, frame)
         scores_key = session.put_scores(scores_table(scores, selection, gaps, info.index))
         timings = {**timings, "select_s": t1 - t0, "extract_s": t2 - t1,
                    "store_s": time.perf_counter() - t2}
-        timings["total_s"] = sum(v for k, v in timings.items() if k in WALL_TIMINGS)
-        manifest = GoldenManifest(
-            framesift_version=_version(), scan_id=job.scan_id, item_type=job.item_type,
-            created_at=datetime.now(timezone.utc).isoformat(), video=info.without_index(),
-            parameters=params.recorded(), plan=plan,
-            selection=SelectionSummary(still_frames=selection.still_frames,
-                                       relaxed=selection.relaxed,
-                                       motion_max_used=selection.motion_max_used,
-                                       picked=len(golden), notes=notes,
-                                       holds=list(selection.holds)),
-            timings_s={k: round(v, 4) for k, v in timings.items()},
-            golden_frames=golden, scores_key=scores_key, store=store.name, gaps=gaps)
+        manifest = result_manifest(job.scan_id, job.item_type, info.without_index(), params,
+                                   plan, selection, notes, golden, timings, scores_key, store,
+                                   gaps)
         location = session.commit(manifest)
     return GoldenResult(job.scan_id, info.path, "succeeded", manifest=manifest, location=location)

@@ -20,17 +20,16 @@ from __future__ import annotations
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from typing import Any, Iterator, Sequence
 
 from actors.cropper import encode_image
 from actors.errors import FramesiftError
-from actors.glint import glint_metrics
+from actors.stage import Stage
 from actors.records import GoldenFrame, VideoSummary
 from actors.video import read_frames
-from jobs.golden.finish import (IMAGE_TYPES, WALL_TIMINGS, Hooks, framesift_version,
-                                scores_table, select_with, selection_notes)
-from jobs.golden.manifest import MANIFEST_NAME, GoldenManifest, GoldenResult, SelectionSummary
+from jobs.golden.finish import (IMAGE_TYPES, Hooks, golden_frame, result_manifest, scores_table,
+                                select_with, selection_notes)
+from jobs.golden.manifest import MANIFEST_NAME, GoldenManifest, GoldenResult
 from jobs.golden.params import GoldenParams
 from jobs.golden.planner import ChunkPlan
 from jobs.golden.reducer import Selection
@@ -164,11 +163,7 @@ def repick_video(base: StoredResult, params: GoldenParams, store: Store, *,
                 bgr = pixels[s.frame_index]
                 data = encode_image(bgr, params.image_format, params.jpeg_quality)
                 key, uri = session.put_image(s.frame_index, data, ext, ctype)
-                frame = GoldenFrame(rank=rank, frame_index=s.frame_index, time_s=s.time_s,
-                                    sharpness=s.sharpness, motion=s.motion, still=pick.still,
-                                    width=bgr.shape[1], height=bgr.shape[0],
-                                    glint=glint_metrics(bgr, params.glint), key=key, uri=uri,
-                                    hold=pick.hold)
+                frame = golden_frame(rank, pick, bgr, params, key, uri)
             golden.append(frame)
             if hooks and hooks.on_pick:
                 hooks.on_pick(base.scan_id, frame)
@@ -176,17 +171,9 @@ def repick_video(base: StoredResult, params: GoldenParams, store: Store, *,
         scores_key = session.put_scores(scores_table(stored.scores, sel, stored.gaps,
                                                      stored.index))
         timings = {"select_s": t1 - t0, "extract_s": t2 - t1, "store_s": time.perf_counter() - t2}
-        timings["total_s"] = sum(v for k, v in timings.items() if k in WALL_TIMINGS)
-        manifest = GoldenManifest(
-            framesift_version=framesift_version(), scan_id=base.scan_id,
-            item_type=base.item_type,
-            created_at=datetime.now(timezone.utc).isoformat(), video=base.video,
-            parameters=params.recorded(), plan=base.plan,
-            selection=SelectionSummary(still_frames=sel.still_frames, relaxed=sel.relaxed,
-                                       motion_max_used=sel.motion_max_used, picked=len(golden),
-                                       notes=list(picked.notes), holds=list(sel.holds)),
-            timings_s={k: round(v, 4) for k, v in timings.items()}, golden_frames=golden,
-            scores_key=scores_key, store=store.name, gaps=list(stored.gaps))
+        manifest = result_manifest(base.scan_id, base.item_type, base.video, params, base.plan,
+                                   sel, list(picked.notes), golden, timings, scores_key, store,
+                                   stored.gaps)
         location = session.commit(manifest)
     return GoldenResult(base.scan_id, base.video.path, "succeeded", manifest=manifest,
                         location=location)
@@ -205,6 +192,30 @@ class RepickPlan:
                 f"thread(s): no decoding but the new picks")
 
 
+class RepickStage(Stage[str, GoldenResult]):
+    """Re-pick one stored scan (by scan id) with the selection ``changes``: its new result, or
+    a failed one (a scan that cannot be re-picked is data; the batch goes on). Stateless
+    between items: one instance serves every thread of a batch."""
+
+    name = "repick"
+
+    def __init__(self, store: Store, changes: dict[str, Any],
+                 sources: SourceOptions | None = None, hooks: Hooks | None = None) -> None:
+        self.store, self.changes = store, changes
+        self.sources, self.hooks = sources, hooks
+
+    def process(self, item: str) -> Iterator[GoldenResult]:
+        try:
+            base = StoredResult.of(self.store, item)
+            params = repick_params(base.params, **self.changes)
+            yield repick_video(base, params, self.store, sources=self.sources, hooks=self.hooks)
+        except FramesiftError as exc:
+            yield GoldenResult.failed(item, item, exc)
+        except Exception as exc:  # noqa: BLE001 - one scan's failure is data, not the batch's
+            yield GoldenResult.failed(item, item, f"{type(exc).__name__}: {exc}",
+                                      "internal_error")
+
+
 def stream_repick(scan_ids: Sequence[str], changes: dict[str, Any], store: Store, *,
                   threads: int = 1, sources: SourceOptions | None = None,
                   hooks: Hooks | None = None) -> Iterator[GoldenResult]:
@@ -214,17 +225,11 @@ def stream_repick(scan_ids: Sequence[str], changes: dict[str, Any], store: Store
     threads = max(1, threads)
     if hooks.on_batch:
         hooks.on_batch(RepickPlan(len(scan_ids), threads))  # type: ignore[arg-type]
+    stage = RepickStage(store, changes, sources, hooks).ready()
 
     def one(scan_id: str) -> GoldenResult:
-        try:
-            base = StoredResult.of(store, scan_id)
-            params = repick_params(base.params, **changes)
-            return repick_video(base, params, store, sources=sources, hooks=hooks)
-        except FramesiftError as exc:
-            return GoldenResult.failed(scan_id, scan_id, exc)
-        except Exception as exc:  # noqa: BLE001 - one scan's failure is data, not the batch's
-            return GoldenResult.failed(scan_id, scan_id, f"{type(exc).__name__}: {exc}",
-                                       "internal_error")
+        [result] = stage.process(scan_id)
+        return result
 
     def done(result: GoldenResult) -> GoldenResult:
         if hooks.on_result:
@@ -257,4 +262,4 @@ def preview(store: Store, scan_id: str, changes: dict[str, Any]) -> tuple[Stored
 
 __all__ = ["NoStoredResultError", "RepickError", "RepickPlan", "RepickSourceError", "Repicked",
            "SELECTION_FIELDS", "ScoresNotStoredError", "StoredResult", "preview",
-           "repick_params", "repick_video", "select_stored", "stream_repick"]
+           "RepickStage", "repick_params", "repick_video", "select_stored", "stream_repick"]

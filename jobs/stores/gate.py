@@ -34,6 +34,15 @@ class CommitGate(Protocol):
         """True: commit now (from here on a cancel is refused); False: the job was cancelled."""
 
 
+def _forwarded(wrapper: Any, name: str) -> Any:
+    """``name`` of the wrapper's inner object. Never a dunder, and nothing before ``inner`` is
+    set (unpickling looks up ``__setstate__`` on an empty instance: no endless recursion)."""
+    inner = wrapper.__dict__.get("inner")
+    if inner is None or name.startswith("__"):
+        raise AttributeError(name)
+    return getattr(inner, name)
+
+
 class GatedSession:
     """A store session whose ``commit`` first claims the gate (refused: aborted, raises)."""
 
@@ -61,7 +70,7 @@ class GatedSession:
 
     def __getattr__(self, name: str) -> Any:
         """What else the inner session offers (a re-pick's ``keep_image``)."""
-        return getattr(self.inner, name)
+        return _forwarded(self, name)
 
     def __enter__(self) -> "GatedSession":
         self.inner.__enter__()
@@ -87,7 +96,7 @@ class GatedStore:
 
     def __getattr__(self, name: str) -> Any:
         """What else the inner store offers (its folder, its Supabase client, its tenant)."""
-        return getattr(self.inner, name)
+        return _forwarded(self, name)
 
 
 __all__ = ["CommitGate", "CommitRefusedError", "GatedSession", "GatedStore"]

@@ -76,7 +76,8 @@ def parent_result(spec: dict[str, Any], settings: Settings, store: Any) -> "Stor
     public = [public_frame(dict(f)) for f in result.get("golden_frames") or []]
     frames = TypeAdapter(list[GoldenFrame]).validate_python([{"uri": "", **f} for f in public])
     stored = store.manifest(spec["scan_id"])
-    if stored is not None and [public_frame(g.to_dict()) for g in stored.golden_frames] != public:
+    if stored is not None and [public_frame(g.to_dict()) for g in stored.golden_frames] != \
+            [public_frame(g.to_dict()) for g in frames]:
         raise ResultSupersededError(f"scan {spec['scan_id']!r} was analysed again after "
                                     f"analysis {parent['id']}: re-pick the latest analysis of it")
     overrides = {k: v for k, v in (parent["params"] or {}).items()
