@@ -14,7 +14,7 @@ import numpy as np
 
 from actors.records import FrameRange, VideoChunk
 from actors.stage import Resources, Stage
-from actors.video import iter_frames, to_display_bgr
+from actors.video_decode import iter_frames, to_display_bgr
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Videos that are not local files: what ``actors.video`` needs to read them.
+"""Videos that are not local files: what ``actors.video_open`` needs to read them.
 
 A ``MediaSource`` names a video (``name``: shown in errors and results, never with credentials)
 and opens it as a seekable, read-only file object that PyAV reads through ``av.open(fileobj)``.

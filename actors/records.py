@@ -51,7 +51,7 @@ class FrameIndex:
 
     A *gap* is a frame the container lists but the decoder never delivers (a discarded last
     sample, a broken slice): ``gaps`` holds the ones known in advance (a decoded index); a
-    listed index learns its gaps while decoding (``actors.video.iter_frames`` skips them).
+    listed index learns its gaps while decoding (``actors.video_decode.iter_frames`` skips them).
     """
 
     pts: tuple[int, ...]

@@ -29,7 +29,8 @@ import numpy as np
 
 from actors.memory import keep_large_allocations_on_heap
 from actors.records import FrameRange, FrameScore, VideoChunk
-from actors.video import Source, iter_frames, luma
+from actors.video_decode import iter_frames, luma
+from actors.video_open import Source
 
 FlowMethod = Literal["dis", "farneback"]
 DisPreset = Literal["ultrafast", "fast", "medium"]

@@ -229,7 +229,7 @@ def stage_costs(path: str) -> dict:
     real-camera one cost on the same flow fields (the mean flow length), not in the total."""
     from actors.scoring import (FlowEstimator, analysis_size, brightness, flow_magnitude,
                                 gain_matched, motion_of, thumbnail)
-    from actors.video import luma
+    from actors.video_decode import luma
 
     cv2.setNumThreads(1)
     names = ("decode", "luma", "resize", "laplacian", "gain", "flow", "motion", "thumbnail")

@@ -39,7 +39,8 @@ def main() -> None:
     from actors.records import VideoChunk
     from actors.synthetic import make_sample_video
     from actors.upscaler import Upscaler, UpscalerConfig
-    from actors.video import probe, read_frames
+    from actors.video import probe
+    from actors.video_decode import read_frames
     from jobs.runtime import ensure_ray
     from jobs.video.upscale import upscale_video
 

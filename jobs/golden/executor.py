@@ -95,7 +95,8 @@ def _header_work_s(path: str) -> float | None:
     import av
 
     from actors.errors import FramesiftError
-    from actors.video import check_index, open_container
+    from actors.video import check_index
+    from actors.video_open import open_container
     from jobs.golden.planner import CostModel
 
     if not os.path.isfile(path):

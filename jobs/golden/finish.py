@@ -21,7 +21,8 @@ import pyarrow as pa
 from actors.cropper import encode_image
 from actors.glint import glint_metrics
 from actors.records import FrameIndex, FrameScore, GoldenFrame, VideoInfo, VideoSummary
-from actors.video import Source, read_frames, to_display_bgr
+from actors.video_decode import read_frames, to_display_bgr
+from actors.video_open import Source
 from jobs.golden.manifest import GoldenManifest, GoldenResult, SelectionSummary
 from jobs.golden.params import GoldenParams
 from jobs.golden.planner import BatchPlan, ChunkPlan

@@ -25,7 +25,7 @@ class VideoTooLargeError(FramesiftError):
 class WorkLimits:
     """Most frames, and most pixel-frames of work, one video may have (0: no limit). A frame's
     work is its width x height plus ``FRAME_OVERHEAD_PIXELS``. The setting names go into the
-    error so the operator knows what to raise. An ``actors.video.FrameBudget``: ``probe``
+    error so the operator knows what to raise. An ``actors.video_limits.FrameBudget``: ``probe``
     refuses from the container's frame count, or as soon as it has counted too many."""
 
     max_frames: int = 0

@@ -26,7 +26,7 @@ from actors.cropper import encode_image
 from actors.errors import FramesiftError
 from actors.stage import Stage
 from actors.records import GoldenFrame, VideoSummary
-from actors.video import read_frames
+from actors.video_decode import read_frames
 from jobs.golden.finish import (IMAGE_TYPES, Hooks, golden_frame, result_manifest, scores_table,
                                 select_with, selection_notes)
 from jobs.golden.manifest import MANIFEST_NAME, GoldenManifest, GoldenResult

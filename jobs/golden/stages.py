@@ -18,7 +18,8 @@ from actors.records import VideoInfo
 from actors.scoring import ChunkScorer
 from actors.stage import Resources, Stage
 from actors.records import VideoChunk
-from actors.video import Source, probe
+from actors.video import probe
+from actors.video_open import Source
 from jobs.golden.finish import WALL_TIMINGS, VideoJob, finish_video
 from jobs.golden.limits import WorkLimits
 from jobs.golden.messages import (ChunkScores, ChunkTask, Message, PlannedVideo, VideoDone,

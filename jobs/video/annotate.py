@@ -21,8 +21,8 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from actors.errors import InvalidParameterError
-from actors.video import (CONTAINER_OPTIONS, container_format, ffmpeg_input_url,
-                          open_container, probe)
+from actors.video import probe
+from actors.video_open import CONTAINER_OPTIONS, container_format, ffmpeg_input_url, open_container
 
 _COLORS = ("red", "lime", "deepskyblue", "yellow", "magenta", "orange", "cyan", "white")
 _FONTS = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",

@@ -16,7 +16,8 @@ import av
 from actors.frames import SegmentConfig, SegmentUpscaler
 from actors.records import VideoChunk
 from actors.upscaler import UpscalerConfig
-from actors.video import open_container, probe
+from actors.video import probe
+from actors.video_open import open_container
 
 
 @dataclass

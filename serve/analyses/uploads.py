@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 INCOMING_PREFIX = "incoming-"
 # Uploads are stored without the client's file name or suffix: nothing the client chose
-# reaches a path or key, and FFmpeg's format guess cannot be steered by a name (actors/video.py
+# reaches a path or key, and FFmpeg's format guess cannot be steered by a name (actors/video_open.py
 # opens inputs through a container allow-list in any case).
 UPLOAD_SUFFIX = ".upload"
 CONTENT_TYPE = "application/octet-stream"  # what the uploads bucket accepts (migration)

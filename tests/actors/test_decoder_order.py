@@ -15,7 +15,8 @@ import numpy as np
 
 from actors.records import FrameIndex, FrameRange
 from actors.media_source import video_composition_offsets
-from actors.video import iter_frames, probe, read_frames
+from actors.video import probe
+from actors.video_decode import iter_frames, read_frames
 from media_fixtures import random_video
 
 

@@ -16,7 +16,8 @@ import pytest
 from actors.errors import AbsurdDimensionsError
 from actors.mp4_tables import ImplausibleSampleCountError, moov_tracks
 from actors.records import FrameRange
-from actors.video import iter_frames, probe, read_frames
+from actors.video import probe
+from actors.video_decode import iter_frames, read_frames
 from jobs.golden.limits import VideoTooLargeError, WorkLimits
 from media_fixtures import random_video
 

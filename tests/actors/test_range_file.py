@@ -11,7 +11,8 @@ import pytest
 from actors.errors import CorruptVideoError, SourceGoneError
 from actors.records import FrameRange
 from actors.media_source import KnownBlocks, MediaSource, RangeFile, mp4_lacks_index
-from actors.video import iter_frames, probe, read_frames
+from actors.video import probe
+from actors.video_decode import iter_frames, read_frames
 
 
 class CountingSource:

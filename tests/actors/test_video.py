@@ -1,4 +1,4 @@
-"""Probe and exact range decoding (actors/video.py)."""
+"""Probe and exact range decoding (actors/video.py, actors/video_decode.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from actors.errors import (AbsurdDimensionsError, ContainerNotAllowedError, Corr
                            EmptyVideoError, NotAVideoError, NoVideoStreamError,
                            UnsupportedCodecError, VideoNotFoundError)
 from actors.records import FrameRange
-from actors.video import DimensionLimits, iter_frames, probe, read_frames
+from actors.video import probe
+from actors.video_decode import iter_frames, read_frames
+from actors.video_limits import DimensionLimits
 from media_fixtures import hls_playlist, mpegts_copy
 
 

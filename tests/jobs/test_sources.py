@@ -17,7 +17,8 @@ import pytest
 
 from actors.errors import SourceError, SourceGoneError, VideoError
 from actors.records import FrameRange
-from actors.video import iter_frames, probe, read_frames
+from actors.video import probe
+from actors.video_decode import iter_frames, read_frames
 from jobs.sources import (InvalidSourceError, SourceOptions, check_input, display_name,
                           open_source, parse_object_url)
 from jobs.sources.http import HttpSource

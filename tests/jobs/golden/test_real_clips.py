@@ -16,7 +16,8 @@ import pytest
 
 import realclips
 from actors.records import FrameRange
-from actors.video import iter_frames, probe
+from actors.video import probe
+from actors.video_decode import iter_frames
 from jobs.golden.finish import VideoJob
 from jobs.golden.params import GoldenParams
 from jobs.golden.stream import run_golden

@@ -14,7 +14,8 @@ from model_fixtures import CLASS_NAMES, make_compact_pth, make_yolo_pt  # noqa: 
 from actors.detector import Detector, DetectorConfig  # noqa: E402
 from actors.records import FrameRange  # noqa: E402
 from actors.upscaler import Upscaler, UpscalerConfig  # noqa: E402
-from actors.video import iter_frames, probe, read_frames, to_display_bgr  # noqa: E402
+from actors.video import probe  # noqa: E402
+from actors.video_decode import iter_frames, read_frames, to_display_bgr  # noqa: E402
 
 
 @pytest.fixture(scope="module")
