@@ -54,6 +54,8 @@ NumCpusOption = Annotated[Optional[int], typer.Option(
 WorkersOption = Annotated[Optional[str], typer.Option(
     "--workers", help="'auto' (planner) or a count [auto]")]
 OutOption = Annotated[Optional[Path], typer.Option("--out", help="local store root [output]")]
+StoreOption = Annotated[Optional[str], typer.Option(help="local or supabase [local]")]
+ProgressOption = Annotated[bool, typer.Option(help="show a progress bar")]
 
 
 @contextmanager

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from jobs.cli.common import (AddressOption, NumCpusOption, OutOption, WorkersOption, err, fail,
-                              load_settings, path_or_none)
+from jobs.cli.common import (AddressOption, NumCpusOption, OutOption, ProgressOption,
+                             StoreOption, WorkersOption, err, fail, load_settings, path_or_none)
 
 if TYPE_CHECKING:
     from jobs.golden.executor import ExecutorChoice
@@ -226,8 +226,8 @@ def golden(
     address: AddressOption = None,
     num_cpus: NumCpusOption = None,
     image_format: Annotated[Optional[str], typer.Option(help="jpeg or png [jpeg]")] = None,
-    store: Annotated[Optional[str], typer.Option(help="local or supabase [local]")] = None,
-    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    store: StoreOption = None,
+    progress: ProgressOption = True,
     manifest: Annotated[Optional[Path], typer.Option(
         help="a batch job: a list of videos (paths, URLs or objects), one per line, or a "
              "CSV/JSONL of video, scan_id, item_type")] = None,

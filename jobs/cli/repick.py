@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from jobs.cli.common import OutOption, fail, load_settings, path_or_none
+from jobs.cli.common import (OutOption, ProgressOption, StoreOption, fail, load_settings,
+                             path_or_none)
 
 
 def repick(
@@ -29,9 +30,9 @@ def repick(
     manifest: Annotated[Optional[Path], typer.Option(
         help="re-pick the scans of a batch manifest (as given to `framesift golden`)")] = None,
     out_dir: OutOption = None,
-    store: Annotated[Optional[str], typer.Option(help="local or supabase [local]")] = None,
+    store: StoreOption = None,
     threads: Annotated[Optional[int], typer.Option(help="scans re-picked at once [CPUs]")] = None,
-    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Pick again from the stored scores with new selection parameters: only new picks are
     decoded (from the video the result names), frames no longer picked are removed."""

@@ -20,7 +20,7 @@ SETTING_OF = {"out_dir": "out_dir", "batch_size": "detect_batch_size", "conf": "
               "state_dir": "state_dir"}
 # bracketed help that names no default of a setting (a derived path, an env variable)
 NOT_A_DEFAULT = re.compile(r"^(FRAMESIFT_\w+|output/<name>-detections|<name>-\w+\.mp4 .*|"
-                           r"the model's|1 with GPUs, else 0)$")
+                           r"the model's|1 with GPUs, else 0|CPUs)$")
 
 
 def test_the_settings_defaults_are_the_params_defaults():
