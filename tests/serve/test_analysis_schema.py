@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import sqlite3
 
-from serve.analyses.state import (POSTGRES_SCHEMA, POSTGRES_SCHEMA_SQL, SqliteAnalysisDB, now,
-                                  sqlite_schema)
+from serve.analyses.sqlite_state import SqliteAnalysisDB, sqlite_schema
+from serve.analyses.state import POSTGRES_SCHEMA, POSTGRES_SCHEMA_SQL, now
 
 
 def _open(settings: dict):
-    from serve.analyses.state import open_analysis_db
+    from serve.analyses.open_db import open_analysis_db
     from serve.settings import ServiceSettings
 
     return open_analysis_db(ServiceSettings(**settings))

@@ -37,7 +37,7 @@ def test_a_cancel_during_the_event_poll_is_not_undone_by_the_killed_runner(ray_c
     from serve.analyses.coordinator import AnalysisCoordinator
     from serve.analyses.state import now
 
-    monkeypatch.setattr("serve.analyses.coordinator.ray.kill", lambda *args, **kwargs: None)
+    monkeypatch.setattr("serve.analyses.lifecycle.ray.kill", lambda *args, **kwargs: None)
     coordinator = AnalysisCoordinator.func_or_class(db_settings)
     started = []
     monkeypatch.setattr(coordinator, "_start", started.append)

@@ -17,7 +17,7 @@ from serve_fixtures import stored_text
 
 
 def _open(settings: dict):
-    from serve.analyses.state import open_analysis_db
+    from serve.analyses.open_db import open_analysis_db
     from serve.settings import ServiceSettings
 
     return open_analysis_db(ServiceSettings(**settings))
@@ -159,7 +159,7 @@ def test_two_overlapping_coordinators_apply_each_event_once_and_end_it_once(
         ray_cluster, db_settings, monkeypatch):
     from serve.analyses.coordinator import AnalysisCoordinator
 
-    monkeypatch.setattr("serve.analyses.coordinator.ray.kill", lambda *args, **kwargs: None)
+    monkeypatch.setattr("serve.analyses.lifecycle.ray.kill", lambda *args, **kwargs: None)
     old, new = (AnalysisCoordinator.func_or_class(db_settings) for _ in range(2))
     _record(old.db, "a1", "https://cdn.example.com/v.mp4", kind="url")
     assert old.db.change("a1", {"status": "running", "runner": "r1", "started_at": now(),
@@ -217,7 +217,7 @@ def test_a_restarted_coordinator_requeues_an_analysis_whose_runner_is_gone(ray_c
 @pytest.mark.parametrize("url", ["postgresql://fs:pw-s3cr3t@127.0.0.1:1/analyses",
                                  "postgresql://fs:pw-s3cr3t@127.0.0.1:1/analyses?sslmode=disable"])
 def test_the_database_password_never_shows(url, caplog):
-    from serve.analyses.state import PostgresAnalysisDB
+    from serve.analyses.postgres_state import PostgresAnalysisDB
 
     with pytest.raises(ConnectionError) as failed:
         PostgresAnalysisDB(url, connect_timeout_s=2)

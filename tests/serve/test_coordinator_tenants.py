@@ -17,7 +17,7 @@ from serve.analyses.state import now
 def _coordinator(settings: dict, monkeypatch):
     from serve.analyses.coordinator import AnalysisCoordinator
 
-    monkeypatch.setattr("serve.analyses.coordinator.ray.kill", lambda *args, **kwargs: None)
+    monkeypatch.setattr("serve.analyses.lifecycle.ray.kill", lambda *args, **kwargs: None)
     return AnalysisCoordinator.func_or_class(settings)
 
 

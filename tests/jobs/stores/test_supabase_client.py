@@ -17,9 +17,10 @@ from typer.testing import CliRunner
 from jobs.golden.params import GoldenParams
 from jobs.settings import Settings
 from jobs.stores.local import LocalStore
-from jobs.stores.supabase import PENDING_NAME, SupabaseStore
+from jobs.stores.supabase import SupabaseStore
 from jobs.stores.supabase_client import (RetryPolicy, SupabaseClient, SupabaseConfigError,
                                          SupabaseCredentials, SupabaseRequestError)
+from jobs.stores.supabase_pending import PENDING_NAME
 from manifest_fixtures import golden_frame, sample_manifest
 from supabase_standin import FakeSupabase
 
@@ -323,7 +324,7 @@ def test_signed_urls_report_the_paths_storage_refused(tmp_path, fake):
     assert signed.refused == {"scan-1/99.jpg": "Either the object does not exist or you do not "
                                                "have access to it"}
     del fake.objects[("golden-frames", "scan-1/40.jpg")]  # gone from the bucket meanwhile
-    from jobs.stores.supabase import UploadReport
+    from jobs.stores.supabase_pending import UploadReport
 
     report = UploadReport("scan-1", "a-1", "golden-frames")
     store.add_signed_urls(report)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from jobs.golden.params import GoldenParams
-from jobs.stores.supabase import analysis_row, golden_frame_row
+from jobs.stores.supabase_rows import analysis_row, golden_frame_row
 from jobs.stores.supabase_client import GOLDEN_CONFLICT
 from manifest_fixtures import golden_frame, sample_manifest
 from supabase_standin import SCHEMA
