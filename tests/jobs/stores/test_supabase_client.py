@@ -511,8 +511,10 @@ def test_two_tenants_with_one_scan_id_keep_their_own_objects_and_rows(tmp_path, 
     write_result(acme, images={12: b"\xff\xd8acme-12", 40: b"\xff\xd8acme-40"})
     second = write_result(beta, images={12: b"\xff\xd8beta-12"})
     assert second["supabase"]["status"] == "uploaded", second["supabase"]
-    assert sorted(k for _, k in fake.objects) == [
-        "_tenants/acme/scan-1/12.jpg", "_tenants/acme/scan-1/40.jpg", "_tenants/beta/scan-1/12.jpg"]
+    assert sorted(k for _, k in fake.objects) == [  # each tenant's images and scores
+        "_tenants/acme/scan-1/12.jpg", "_tenants/acme/scan-1/40.jpg",
+        "_tenants/acme/scan-1/scores.parquet", "_tenants/beta/scan-1/12.jpg",
+        "_tenants/beta/scan-1/scores.parquet"]
     assert fake.objects[("golden-frames", "_tenants/acme/scan-1/12.jpg")].data == b"\xff\xd8acme-12"
     rows = {(r["tenant"], r["frame_index"]): r for r in fake.rows("golden_frames", scan_id="scan-1")}
     assert sorted(rows) == [("acme", 12), ("acme", 40), ("beta", 12)]
