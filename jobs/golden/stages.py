@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 # this much memory, so its picks are not decoded a second time: on short videos that second
 # decode (from each pick's keyframe) cost about a fifth of the scoring.
 PICK_CACHE_BYTES = 256 * 1024 * 1024
+# A video scored as one unit announces its plan (the progress total) before it is scored when
+# its estimated work is at least this long; a shorter one's plan comes with its result (one
+# message, not two: on a batch of tiny videos the second message per video cost about a third
+# of the run, bench/batch.py).
+ANNOUNCE_WORK_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -101,10 +106,11 @@ class _ScoringStage(Stage[Any, Message]):
 
 
 class VideoStage(_ScoringStage):
-    """Probe and plan one video: its ``PlannedVideo`` as soon as it is planned, then, planned
-    as one chunk, its ``VideoDone`` or ``VideoFailed`` (scored and finished right here, from
-    the frames kept while scoring when they fit in ``PICK_CACHE_BYTES``); planned as several,
-    one ``ChunkTask`` per chunk."""
+    """Probe and plan one video: its ``PlannedVideo`` as soon as it is planned (for a one-chunk
+    video only when its work is at least ``ANNOUNCE_WORK_S``), then, planned as one chunk,
+    its ``VideoDone`` or ``VideoFailed`` (scored and finished right here, from the frames kept
+    while scoring when they fit in ``PICK_CACHE_BYTES``); planned as several, one
+    ``ChunkTask`` per chunk."""
 
     name = "video"
 
@@ -126,7 +132,8 @@ class VideoStage(_ScoringStage):
                              time.perf_counter() - t0)
         tasks = [ChunkTask(video, i, VideoChunk.of(item.scan_id, info, frames))
                  for i, frames in enumerate(plan.chunks)]
-        yield video  # at once: its frame count is the progress total
+        if len(tasks) > 1 or plan.est_work_s >= ANNOUNCE_WORK_S:
+            yield video  # at once: its frame count is the progress total
         if len(tasks) > 1:
             yield from tasks
             return

@@ -4,15 +4,24 @@ scored, for one-chunk videos as for chunked ones."""
 
 from __future__ import annotations
 
+import pytest
+
 from actors.scoring import ChunkScorer
+from jobs.golden import stages
 from jobs.golden.finish import Hooks, VideoJob
 from jobs.golden.params import GoldenParams
 from jobs.golden.stream import run_golden
 from jobs.stores.local import LocalStore
 
 
-def test_a_one_chunk_video_announces_its_frame_count_before_it_is_scored(videos, tmp_path,
-                                                                         monkeypatch):
+@pytest.mark.parametrize("announce_s, first", [(0.0, "planned"), (1e9, "scoring")],
+                         ids=["long-enough-to-announce", "short-plan-comes-with-result"])
+def test_a_one_chunk_video_announces_its_frame_count_before_it_is_scored(
+        videos, tmp_path, monkeypatch, announce_s, first):
+    """A one-chunk video whose estimated work reaches ``ANNOUNCE_WORK_S`` (a 100,000-frame
+    video: minutes) sends its plan before it is scored; a shorter one's plan comes with its
+    result (one message), still before its frames are counted."""
+    monkeypatch.setattr(stages, "ANNOUNCE_WORK_S", announce_s)
     path, _ = videos.get(seconds=1.0, size=(160, 90), seed=5)
     events: list[tuple[str, int]] = []
     real = ChunkScorer.score
@@ -27,4 +36,7 @@ def test_a_one_chunk_video_announces_its_frame_count_before_it_is_scored(videos,
     [result] = run_golden([VideoJob(str(path), "one")], GoldenParams(top_k=2),
                           LocalStore(tmp_path / "out"), distributed=False, hooks=hooks)
     assert result.ok
-    assert events == [("planned", 30), ("scoring", 30), ("frames", 30)]
+    expected = [("planned", 30), ("scoring", 30), ("frames", 30)]
+    if first == "scoring":
+        expected[:2] = expected[1::-1]
+    assert events == expected

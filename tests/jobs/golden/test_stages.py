@@ -43,9 +43,9 @@ def test_a_split_video_leaves_its_plan_and_chunks_whose_scores_carry_no_pixels(v
 def test_a_whole_video_is_finished_by_the_stage_that_probed_it(videos, tmp_path):
     path, _ = videos.get(seconds=2)
     config = _config(tmp_path)
-    planned, done = VideoStage(config).process(VideoInput("w", str(path), "clip.mp4", None, 0))
-    assert isinstance(planned, PlannedVideo) and planned.n_chunks == 1  # the progress total
+    [done] = VideoStage(config).process(VideoInput("w", str(path), "clip.mp4", None, 0))
     assert isinstance(done, VideoDone) and done.frames == probe(path).frame_count
+    assert done.video.n_chunks == 1  # its plan comes with it (short: no message of its own)
     assert (tmp_path / "out" / "w" / "manifest.json").is_file()
 
 
