@@ -34,6 +34,7 @@ from typing import Any, Iterator, Sequence
 import pyarrow as pa
 
 from actors.stage import Resources, Stage
+from actors.scoring import ChunkScorer, ScorerConfig
 from jobs.golden.collector import Collector, VideoOutcome
 from jobs.golden.messages import (ChunkTask, Message, VideoFailed, VideoInput, VideoScores,
                                   from_table, to_table)
@@ -70,14 +71,18 @@ class WireStage(Stage[pa.Table, pa.Table]):
                 yield to_table([message])
 
 
-_WORKER_STAGES: dict[Any, Any] = {}  # a worker's stages, kept across tasks (chunk tasks)
+# A worker's scorers, kept across chunk tasks (its flow estimator is set up once); each task's
+# stage takes the run's own config (its sources and store), never an earlier run's.
+_WORKER_SCORERS: dict[ScorerConfig, ChunkScorer] = {}
 
 
 def _score_task(config: GoldenConfig, task: ChunkTask) -> Message:
     """Ray task body: score one chunk of a long video in a batch of whole videos."""
-    stage = _WORKER_STAGES.get(("score", config.params.scorer))
-    if stage is None:
-        stage = _WORKER_STAGES[("score", config.params.scorer)] = ScoreStage(config)
+    scorer = _WORKER_SCORERS.get(config.params.scorer)
+    if scorer is None:
+        scorer = _WORKER_SCORERS[config.params.scorer] = ChunkScorer(config.params.scorer)
+        scorer.setup()
+    stage = ScoreStage(config, scorer)
     [message] = stage.process(task)
     return message
 

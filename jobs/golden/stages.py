@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from actors.errors import CorruptVideoError, FramesiftError
-from actors.records import VideoInfo
+from actors.records import VideoChunk, VideoInfo
 from actors.scoring import ChunkScorer
 from actors.stage import Resources, Stage
-from actors.records import VideoChunk
 from actors.video import probe
 from actors.video_open import Source
 from jobs.golden.finish import WALL_TIMINGS, VideoJob, finish_video
@@ -74,9 +73,11 @@ def failed(item: VideoInput, exc: BaseException, video: PlannedVideo | None = No
 class _ScoringStage(Stage[Any, Message]):
     """A stage that scores: holds one ``ChunkScorer`` per instance."""
 
-    def __init__(self, config: GoldenConfig) -> None:
+    def __init__(self, config: GoldenConfig, scorer: ChunkScorer | None = None) -> None:
+        """``scorer``: one already set up (a worker's, kept across tasks)."""
         self.config = config
-        self.scorer: ChunkScorer | None = None
+        self.scorer = scorer
+        self._set_up = scorer is not None
 
     @property
     def resources(self) -> Resources:
