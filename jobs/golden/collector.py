@@ -94,6 +94,8 @@ class Collector:
     def _chunk_failed(self, message: VideoFailed) -> None:
         """A chunk of a chunked video failed: the video fails (once), its scores are dropped."""
         assert message.video is not None and message.chunk is not None
+        if message.input.seq in self.finished and message.input.scan_id not in self.partial:
+            return  # a finished video's failure, again (a retried task): no state for it
         partial = self.partial.setdefault(message.input.scan_id, _Partial(message.video))
         if not partial.failed and message.input.seq not in self.finished:
             partial.failed = True

@@ -119,6 +119,12 @@ def test_messages_repeated_by_a_retried_task_count_once():
     collector.take(d)
     assert [e for e in events if e[0] == "result"] == [("result", "d", "succeeded")]
     assert len(list(collector.drain())) == 1 and collector.partial == {}
+    b = _video("b", 2)  # a chunked video that failed and was dropped, its failure repeated
+    for m in (b, _scores(b, 0), VideoFailed(b.input, "gone", "source_gone", b, chunk=1)):
+        collector.take(m)
+    assert collector.partial == {}
+    collector.take(VideoFailed(b.input, "gone", "source_gone", b, chunk=1))
+    assert collector.partial == {} and len(list(collector.drain())) == 1
 
 
 def test_every_message_crosses_the_wire_whole():
