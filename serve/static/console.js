@@ -247,6 +247,8 @@
       $("#analysis").hidden = false;
       $("#a-scan").textContent = "";
       $("#a-id").textContent = `id ${this.id}`;
+      $("#a-status").textContent = "";  // not the previous analysis's status while this one loads
+      $("#a-status").className = "badge";
       $("#a-queue").textContent = "";
       $("#a-params").textContent = "";
       $("#a-error").hidden = true;
