@@ -231,10 +231,16 @@ def read_frames(path: Source, wanted: list[int], index: FrameIndex, rotation: in
                 threads: int = 1) -> dict[int, np.ndarray]:
     """Decode only the ``wanted`` frames at full resolution (upright BGR), opening the video
     once; frames in between are decoded, not converted."""
-    out: dict[int, np.ndarray] = {}
+    return dict(each_frame(path, wanted, index, rotation, threads))
+
+
+def each_frame(path: Source, wanted: list[int], index: FrameIndex, rotation: int = 0,
+               threads: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+    """``read_frames`` one frame at a time, in frame order: ``(frame_index, bgr)`` (a caller
+    that keeps what it needs of each holds one full-resolution picture at a time)."""
     keep = set(wanted)
     if not keep:
-        return out
+        return
     if max(keep) >= len(index) or min(keep) < 0:
         raise ValueError(f"frames {sorted(keep)} are not all in a {len(index)}-frame video")
     name = source_name(path)
@@ -244,5 +250,4 @@ def read_frames(path: Source, wanted: list[int], index: FrameIndex, rotation: in
             for i, frame in _decode_range(container, stream, name, frames, index, fresh=n == 0,
                                           size=size):
                 if i in keep:
-                    out[i] = to_display_bgr(frame, rotation, size)
-    return out
+                    yield i, to_display_bgr(frame, rotation, size)

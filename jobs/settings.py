@@ -110,6 +110,9 @@ class Settings(BaseSettings):
                                                  description="golden frame image format")
     jpeg_quality: int = Field(_GOLDEN.jpeg_quality, ge=1, le=100,
                               description="JPEG quality of golden frames")
+    candidates: int = Field(_GOLDEN.candidates, ge=0, le=256,
+                            description="frames extracted and stored beside the picks, so a "
+                                        "re-pick takes them instead of decoding (0 = none)")
     # Supabase (store=supabase); SUPABASE_URL / SUPABASE_SERVICE_ROLE_KEY come from the env only
     supabase_bucket: str = Field("golden-frames", min_length=3, max_length=63,
                                  pattern=r"^[a-z0-9][a-z0-9._-]*[a-z0-9]$",
@@ -165,7 +168,7 @@ class Settings(BaseSettings):
                             edge_margin_s=self.edge_margin_s,
                             hold_sharpness_ratio=self.hold_sharpness_ratio,
                             dup_max_diff=self.dup_max_diff, image_format=self.image_format,
-                            jpeg_quality=self.jpeg_quality,
+                            jpeg_quality=self.jpeg_quality, candidates=self.candidates,
                             workers=None if self.workers == "auto" else int(self.workers),
                             max_workers=self.max_workers,
                             min_frames_per_chunk=self.min_frames_per_chunk,

@@ -226,6 +226,9 @@ def golden(
     address: AddressOption = None,
     num_cpus: NumCpusOption = None,
     image_format: Annotated[Optional[str], typer.Option(help="jpeg or png [jpeg]")] = None,
+    candidates: Annotated[Optional[int], typer.Option(
+        help="frames stored beside the picks so `framesift repick` need not decode them, "
+             "0 = none [32]")] = None,
     store: StoreOption = None,
     progress: ProgressOption = True,
     manifest: Annotated[Optional[Path], typer.Option(
@@ -245,7 +248,7 @@ def golden(
                              workers=workers, executor=executor, ray_compute=ray_compute,
                              out_dir=path_or_none(out_dir),
                              ray_address=address, num_cpus=num_cpus, image_format=image_format,
-                             store=store, cluster_cpus=cluster_cpus)
+                             candidates=candidates, store=store, cluster_cpus=cluster_cpus)
     settings.ray_address = settings.ray_address or submitted_job_address()
     entries = manifest_entries(manifest, videos, scan_id) if manifest is not None else None
     if entries is None and not videos:

@@ -1,4 +1,5 @@
-"""A video's last step, wherever it runs: select, extract the picks, glint, store.
+"""A video's last step, wherever it runs: select, extract the picks (and the candidate pool),
+glint, store.
 
 ``finish_video`` runs on a Ray worker as soon as a video's scores are all in (in the task that
 scored a whole-video unit, or in a task of its own for a chunked video), or in process for the
@@ -8,6 +9,7 @@ absent.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, fields
@@ -15,24 +17,22 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 import pyarrow as pa
 
-from actors.cropper import encode_image
-from actors.glint import glint_metrics
 from actors.records import FrameIndex, FrameScore, GoldenFrame, VideoInfo, VideoSummary
-from actors.video_decode import read_frames, to_display_bgr
+from actors.video_decode import each_frame, to_display_bgr
 from actors.video_open import Source
+from jobs.golden.candidates import Candidate, candidate_frames, candidates_table, extract_frame
 from jobs.golden.manifest import GoldenManifest, GoldenResult, SelectionSummary
 from jobs.golden.params import GoldenParams
 from jobs.golden.planner import BatchPlan, ChunkPlan
-from jobs.golden.reducer import Pick, Selection, select_golden
+from jobs.golden.reducer import Pick, Selection, select_with
 from jobs.stores.base import Store, validate_scan_id
 
 ProgressFn = Callable[[str, int], None]  # (video_id, frames just scored)
 
 __all__ = ["GAPS_META", "IMAGE_TYPES", "INDEX_META", "Hooks", "ProgressFn", "VideoJob",
-           "WALL_TIMINGS", "finish_video", "framesift_version", "scores_table", "select_with",
+           "WALL_TIMINGS", "finish_video", "framesift_version", "scores_table",
            "selection_notes"]
 
 
@@ -62,8 +62,9 @@ class Hooks:
     on_result: Callable[[GoldenResult], None] | None = None
 
 
+@functools.cache
 def framesift_version() -> str:
-    """What a manifest records as its writer's version."""
+    """What a manifest records as its writer's version (read once per process)."""
     try:
         return metadata.version("framesift")
     except metadata.PackageNotFoundError:
@@ -78,16 +79,6 @@ def gap_note(gaps: Sequence[int], listed: int) -> str:
     shown = ", ".join(str(i) for i in gaps[:8]) + (", ..." if len(gaps) > 8 else "")
     return (f"{len(gaps)} of {listed} listed frame(s) never decoded (frame {shown}): the "
             f"decoder delivered no picture for them, so they have no score")
-
-
-def select_with(scores: Sequence[FrameScore], params: GoldenParams) -> Selection:
-    """``select_golden`` under the selection parameters of ``params`` (the one mapping from
-    parameters to a selection: a full run and a re-pick from stored scores share it)."""
-    return select_golden(scores, top_k=params.top_k, min_gap_s=params.min_gap_s,
-                         motion_max=params.motion_max, still_window_s=params.still_window_s,
-                         min_hold_s=params.min_hold_s, edge_margin_s=params.edge_margin_s,
-                         hold_sharpness_ratio=params.hold_sharpness_ratio,
-                         dup_max_diff=params.dup_max_diff)
 
 
 def selection_notes(selection: Selection, gaps: Sequence[int], listed: int) -> list[str]:
@@ -129,20 +120,20 @@ def scores_table(scores: Sequence[FrameScore], selection: Selection,
 WALL_TIMINGS = ("probe_s", "score_s", "select_s", "extract_s", "store_s")
 
 
-def golden_frame(rank: int, pick: Pick, bgr: np.ndarray, params: GoldenParams, key: str,
-                 uri: str) -> GoldenFrame:
-    """A pick as stored: its metrics, the image's size and its glint analysis."""
+def golden_frame(rank: int, pick: Pick, frame: Candidate, key: str, uri: str) -> GoldenFrame:
+    """A pick as stored: its metrics, and the size and glint analysis of its extracted frame."""
     s = pick.score
     return GoldenFrame(rank=rank, frame_index=s.frame_index, time_s=s.time_s,
                        sharpness=s.sharpness, motion=s.motion, still=pick.still,
-                       width=bgr.shape[1], height=bgr.shape[0],
-                       glint=glint_metrics(bgr, params.glint), key=key, uri=uri, hold=pick.hold)
+                       width=frame.width, height=frame.height, glint=frame.glint, key=key,
+                       uri=uri, hold=pick.hold)
 
 
 def result_manifest(scan_id: str, item_type: str | None, video: VideoSummary,
                     params: GoldenParams, plan: ChunkPlan, selection: Selection,
                     notes: list[str], golden: list[GoldenFrame], timings: dict[str, float],
-                    scores_key: str, store: Store, gaps: Sequence[int]) -> GoldenManifest:
+                    scores_key: str, store: Store, gaps: Sequence[int],
+                    candidates_key: str | None) -> GoldenManifest:
     """The manifest of a result (a full run's or a re-pick's), its total time summed."""
     timings = {**timings, "total_s": sum(v for k, v in timings.items() if k in WALL_TIMINGS)}
     return GoldenManifest(
@@ -154,17 +145,33 @@ def result_manifest(scan_id: str, item_type: str | None, video: VideoSummary,
                                    motion_max_used=selection.motion_max_used,
                                    picked=len(golden), notes=notes, holds=list(selection.holds)),
         timings_s={k: round(v, 4) for k, v in timings.items()},
-        golden_frames=golden, scores_key=scores_key, store=store.name, gaps=list(gaps))
+        golden_frames=golden, scores_key=scores_key, store=store.name, gaps=list(gaps),
+        candidates_key=candidates_key)
+
+
+def extract_frames(info: VideoInfo, params: GoldenParams, wanted: Sequence[int],
+                   source: Source | None, decoded: Mapping[int, Any]) -> dict[int, Candidate]:
+    """The ``wanted`` frames extracted (``extract_frame``): from the scorer's ``decoded``
+    frames when they are there, the others decoded from the video (one walk, one picture held
+    at a time)."""
+    size = (info.width, info.height)  # at the size the probe saw
+    out = {i: extract_frame(i, to_display_bgr(decoded[i], info.rotation, size), params)
+           for i in wanted if i in decoded}
+    missing = [i for i in wanted if i not in out]
+    for i, bgr in each_frame(source or info.path, missing, info.index, info.rotation):
+        out[i] = extract_frame(i, bgr, params)
+    return out
 
 
 def finish_video(job: VideoJob, info: VideoInfo, plan: ChunkPlan, scores: Sequence[FrameScore],
                  params: GoldenParams, store: Store, timings: dict[str, float],
                  hooks: Hooks | None = None, source: Source | None = None,
                  decoded: Mapping[int, Any] | None = None) -> GoldenResult:
-    """Select, extract only the picks, analyse glint, store; manifest written last.
+    """Select, extract only the picks and the candidate pool (jobs/golden/candidates.py),
+    analyse glint, store; manifest written last.
 
     ``source`` reads the video for the extraction when it is not the local file ``info.path``;
-    ``decoded`` holds frames the scorer already decoded (``av.VideoFrame`` by index): picks
+    ``decoded`` holds frames the scorer already decoded (``av.VideoFrame`` by index): frames
     found there are not decoded a second time.
     """
     t0 = time.perf_counter()
@@ -172,31 +179,28 @@ def finish_video(job: VideoJob, info: VideoInfo, plan: ChunkPlan, scores: Sequen
     scored = {s.frame_index for s in scores}
     gaps = [i for i in range(len(info.index)) if i not in scored]
     notes = selection_notes(selection, gaps, len(info.index))
-    t1 = time.perf_counter()
     wanted = [p.score.frame_index for p in selection.picks]
-    decoded = decoded or {}
-    size = (info.width, info.height)  # picks at the size the probe saw
-    pixels = {i: to_display_bgr(decoded[i], info.rotation, size) for i in wanted if i in decoded}
-    missing = [i for i in wanted if i not in pixels]
-    if missing:
-        pixels.update(read_frames(source or info.path, missing, info.index, info.rotation))
+    pool = candidate_frames(scores, params, wanted)
+    t1 = time.perf_counter()
+    frames = extract_frames(info, params, wanted + pool, source, decoded or {})
     t2 = time.perf_counter()
     ext, ctype = IMAGE_TYPES[params.image_format]
     golden: list[GoldenFrame] = []
     with store.open(job.scan_id) as session:
         for rank, pick in enumerate(selection.picks, start=1):
-            bgr = pixels[pick.score.frame_index]
-            data = encode_image(bgr, params.image_format, params.jpeg_quality)
-            key, uri = session.put_image(pick.score.frame_index, data, ext, ctype)
-            frame = golden_frame(rank, pick, bgr, params, key, uri)
+            extracted = frames[pick.score.frame_index]
+            key, uri = session.put_image(pick.score.frame_index, extracted.image, ext, ctype)
+            frame = golden_frame(rank, pick, extracted, key, uri)
             golden.append(frame)
             if hooks and hooks.on_pick:
                 hooks.on_pick(job.scan_id, frame)
         scores_key = session.put_scores(scores_table(scores, selection, gaps, info.index))
+        candidates_key = (session.put_candidates(candidates_table(frames.values()))
+                          if params.candidates > 0 else None)
         timings = {**timings, "select_s": t1 - t0, "extract_s": t2 - t1,
                    "store_s": time.perf_counter() - t2}
         manifest = result_manifest(job.scan_id, job.item_type, info.without_index(), params,
                                    plan, selection, notes, golden, timings, scores_key, store,
-                                   gaps)
+                                   gaps, candidates_key)
         location = session.commit(manifest)
     return GoldenResult(job.scan_id, info.path, "succeeded", manifest=manifest, location=location)

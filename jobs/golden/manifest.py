@@ -21,6 +21,8 @@ from jobs.golden.reducer import Hold
 
 MANIFEST_NAME = "manifest.json"
 SCORES_NAME = "scores.parquet"
+CANDIDATES_NAME = "candidates.parquet"  # the candidate pool (jobs/golden/candidates.py)
+PARQUET_TYPE = "application/vnd.apache.parquet"  # their content type (a bucket must allow it)
 
 
 def _plan_from_json(value: Any) -> Any:
@@ -97,6 +99,9 @@ class GoldenManifest(_Record):
     # Frames the container lists but the decoder never delivered (``actors.video``): no score,
     # never picked. Empty on manifests written before gaps were recorded.
     gaps: list[int] = Field(default_factory=list)
+    # The candidate pool's key (frames extracted beside the picks, see
+    # jobs/golden/candidates.py); None: a result stored without one.
+    candidates_key: str | None = None
 
     @property
     def params(self) -> GoldenParams:
@@ -114,6 +119,8 @@ class GoldenManifest(_Record):
         data = self.model_dump(mode="json")
         if not self.gaps:
             del data["gaps"]
+        if self.candidates_key is None:
+            del data["candidates_key"]
         if self.selection.holds is None:
             del data["selection"]["holds"]
         if self.supabase is None:

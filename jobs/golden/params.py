@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -26,6 +27,7 @@ class GoldenParams:
     dup_max_diff: float = 2.0
     image_format: Literal["jpeg", "png"] = "jpeg"
     jpeg_quality: int = 95
+    candidates: int = 32  # frames extracted beside the picks for re-picks (jobs/golden/candidates.py)
     workers: int | None = None  # None = let the planner decide
     max_workers: int = 16
     min_frames_per_chunk: int = 30
@@ -40,6 +42,13 @@ class GoldenParams:
     @classmethod
     def from_recorded(cls, data: dict[str, Any]) -> "GoldenParams":
         """Parameters read back from a manifest; fields it predates take today's defaults."""
-        from pydantic import TypeAdapter
+        return _adapter().validate_python(data)
 
-        return TypeAdapter(cls).validate_python(data)
+
+@functools.cache
+def _adapter() -> Any:
+    """The validator of recorded parameters (built once: building one costs milliseconds,
+    which a batch re-pick of short videos would pay per video)."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(GoldenParams)

@@ -46,6 +46,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from actors.records import FrameScore
+from jobs.golden.params import GoldenParams
 
 RELAX_FACTORS = (2.0, 4.0, 8.0, float("inf"))
 _EPS = 1e-9
@@ -165,10 +166,16 @@ def find_holds(scores: Sequence[FrameScore], peak: Sequence[float], *, motion_ma
 
 def thumb_diff(a: bytes, b: bytes) -> float:
     """Mean absolute difference of two thumbnails in grey levels (inf when not comparable)."""
-    if not a or len(a) != len(b):
+    return _grey_diff(_grey(a), _grey(b))
+
+
+def _grey(thumb: bytes) -> np.ndarray:
+    return np.frombuffer(thumb, np.uint8).astype(np.int16)
+
+
+def _grey_diff(x: np.ndarray, y: np.ndarray) -> float:
+    if not len(x) or len(x) != len(y):
         return float("inf")
-    x = np.frombuffer(a, np.uint8).astype(np.int16)
-    y = np.frombuffer(b, np.uint8).astype(np.int16)
     return float(np.abs(x - y).mean())
 
 
@@ -180,13 +187,21 @@ class _Picker:
         self.picks: list[FrameScore] = []
         self.duplicates: set[int] = set()
         self.per_hold: dict[int, int] = {}
+        self._greys: dict[int, np.ndarray] = {}  # thumbnails as arrays, made once per frame
 
     @property
     def full(self) -> bool:
         return len(self.picks) >= self.k
 
+    def _grey(self, s: FrameScore) -> np.ndarray:
+        grey = self._greys.get(s.frame_index)
+        if grey is None:
+            grey = self._greys[s.frame_index] = _grey(s.thumb)
+        return grey
+
     def is_duplicate(self, c: FrameScore) -> bool:
-        return any(thumb_diff(c.thumb, p.thumb) < self.dup for p in self.picks)
+        x = self._grey(c)
+        return any(_grey_diff(x, self._grey(p)) < self.dup for p in self.picks)
 
     def eligible(self, c: FrameScore, guard: bool) -> bool:
         if any(abs(c.time_s - p.time_s) < self.gap - _EPS or c.frame_index == p.frame_index
@@ -234,13 +249,82 @@ class _Picker:
                     self.add(c, None)
 
 
+def _pick(prepared: "PreparedScores", top_k: int, min_gap_s: float, motion_max: float,
+          min_hold_s: float, edge_margin_s: float, hold_sharpness_ratio: float,
+          dup_max_diff: float) -> tuple[_Picker, int, float]:
+    """Steps 1-5 of the module doc: the picker with its picks (in the order taken), how many
+    were taken before relaxing, and the motion bar the last relaxed pick needed."""
+    holds, candidates = prepared.holds(motion_max, min_hold_s, edge_margin_s,
+                                       hold_sharpness_ratio)
+    picker = _Picker(top_k, min_gap_s, dup_max_diff)
+    picker.from_holds([h for h in holds if h.sharp], candidates)
+    picker.from_holds([h for h in holds if not h.sharp], candidates)
+    strict, used = len(picker.picks), motion_max
+    for factor in RELAX_FACTORS:
+        if picker.full:
+            break
+        before = len(picker.picks)
+        bar = motion_max * factor
+        picker.from_frames(prepared.steady_ranked(bar))
+        if len(picker.picks) > before:
+            used = bar
+    return picker, strict, used
+
+
+def picked_frames(prepared: "PreparedScores", params: GoldenParams) -> list[int]:
+    """The frames ``select_with(scores, params)`` picks, in the order they were taken (no
+    selection record built: the candidate pool asks this of many parameter sets)."""
+    prepared.check(params.still_window_s)
+    picker, _, _ = _pick(prepared, params.top_k, params.min_gap_s, params.motion_max,
+                         params.min_hold_s, params.edge_margin_s, params.hold_sharpness_ratio,
+                         params.dup_max_diff)
+    return [p.frame_index for p in picker.picks]
+
+
+class PreparedScores:
+    """Scores in frame order with their windowed motion, and the holds and rankings found so
+    far: several selections on the same scores (the candidate pool's, jobs/golden/
+    candidates.py) share them instead of finding them again."""
+
+    def __init__(self, scores: Sequence[FrameScore], still_window_s: float) -> None:
+        self.still_window_s = still_window_s
+        self.ordered = sorted(scores, key=lambda s: s.frame_index)
+        self.peak = windowed_motion(self.ordered, still_window_s)
+        self._holds: dict[tuple[float, ...], Any] = {}
+        self._ranked: dict[float, list[FrameScore]] = {}
+
+    def check(self, still_window_s: float) -> None:
+        if still_window_s != self.still_window_s:
+            raise ValueError(f"scores prepared for still_window_s={self.still_window_s}, "
+                             f"selected with {still_window_s}")
+
+    def holds(self, motion_max: float, min_hold_s: float, edge_margin_s: float,
+              hold_sharpness_ratio: float
+              ) -> tuple[list[Hold], dict[int, tuple[list[FrameScore], list[FrameScore]]]]:
+        """``find_holds`` on these scores (found once per set of arguments)."""
+        key = (motion_max, min_hold_s, edge_margin_s, hold_sharpness_ratio)
+        if key not in self._holds:
+            self._holds[key] = find_holds(self.ordered, self.peak, motion_max=motion_max,
+                                          min_hold_s=min_hold_s, edge_margin_s=edge_margin_s,
+                                          hold_sharpness_ratio=hold_sharpness_ratio)
+        return self._holds[key]
+
+    def steady_ranked(self, bar: float) -> list[FrameScore]:
+        """The frames steady at motion ``bar``, ranked (sharpest first)."""
+        if bar not in self._ranked:
+            self._ranked[bar] = sorted((s for s, m in zip(self.ordered, self.peak) if m <= bar),
+                                       key=_rank_key)
+        return self._ranked[bar]
+
+
 def select_golden(scores: Sequence[FrameScore], *, top_k: int = 5, min_gap_s: float = 0.5,
                   motion_max: float = 1.0, still_window_s: float = 0.2, min_hold_s: float = 0.5,
                   edge_margin_s: float = 0.1, hold_sharpness_ratio: float = 0.3,
-                  dup_max_diff: float = 2.0) -> Selection:
+                  dup_max_diff: float = 2.0, prepared: PreparedScores | None = None) -> Selection:
     """Choose up to ``top_k`` frames, one per steady hold first (see the module doc).
 
-    Deterministic for the same scores in any order.
+    Deterministic for the same scores in any order. ``prepared``: ``PreparedScores`` of these
+    same scores at ``still_window_s``, shared with other selections on them.
     """
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
@@ -248,33 +332,20 @@ def select_golden(scores: Sequence[FrameScore], *, top_k: int = 5, min_gap_s: fl
            hold_sharpness_ratio, dup_max_diff) < 0:
         raise ValueError("min_gap_s, motion_max, still_window_s, min_hold_s, edge_margin_s, "
                          "hold_sharpness_ratio and dup_max_diff must be >= 0")
-    ordered = sorted(scores, key=lambda s: s.frame_index)
-    peak = windowed_motion(ordered, still_window_s)
-    holds, candidates = find_holds(ordered, peak, motion_max=motion_max, min_hold_s=min_hold_s,
-                                   edge_margin_s=edge_margin_s,
-                                   hold_sharpness_ratio=hold_sharpness_ratio)
-    picker = _Picker(top_k, min_gap_s, dup_max_diff)
-    picker.from_holds([h for h in holds if h.sharp], candidates)
-    picker.from_holds([h for h in holds if not h.sharp], candidates)
+    if prepared is None:
+        prepared = PreparedScores(scores, still_window_s)
+    prepared.check(still_window_s)
+    ordered, peak = prepared.ordered, prepared.peak
+    holds = prepared.holds(motion_max, min_hold_s, edge_margin_s, hold_sharpness_ratio)[0]
+    picker, strict, used = _pick(prepared, top_k, min_gap_s, motion_max, min_hold_s,
+                                 edge_margin_s, hold_sharpness_ratio, dup_max_diff)
     notes: list[str] = []
-    used = motion_max
-    if not picker.full:
-        strict = len(picker.picks)
-        for factor in RELAX_FACTORS:
-            before = len(picker.picks)
-            bar = motion_max * factor
-            picker.from_frames(sorted((s for s, m in zip(ordered, peak) if m <= bar),
-                                      key=_rank_key))
-            if len(picker.picks) > before:
-                used = bar
-            if picker.full:
-                break
-        if len(picker.picks) > strict:
-            bar_text = "any motion" if used == float("inf") else f"motion <= {used:g} px"
-            notes.append(f"only {strict} still frame(s) (motion <= {motion_max:g} px within "
-                         f"{still_window_s:g} s) in holds of at least {min_hold_s:g} s could be "
-                         f"picked at least {min_gap_s:g} s apart; {len(picker.picks) - strict} "
-                         f"pick(s) relaxed to {bar_text}")
+    if len(picker.picks) > strict:
+        bar_text = "any motion" if used == float("inf") else f"motion <= {used:g} px"
+        notes.append(f"only {strict} still frame(s) (motion <= {motion_max:g} px within "
+                     f"{still_window_s:g} s) in holds of at least {min_hold_s:g} s could be "
+                     f"picked at least {min_gap_s:g} s apart; {len(picker.picks) - strict} "
+                     f"pick(s) relaxed to {bar_text}")
     if not picker.full:
         notes.append(f"only {len(picker.picks)} frame(s) exist at least {min_gap_s:g} s apart; "
                      f"asked for {top_k}")
@@ -297,3 +368,13 @@ def select_golden(scores: Sequence[FrameScore], *, top_k: int = 5, min_gap_s: fl
                      holds=tuple(Hold(**{**asdict(h), "picks": counts[h.id]}) for h in holds),
                      still_indices=still_set)
 
+
+def select_with(scores: Sequence[FrameScore], params: GoldenParams,
+                prepared: PreparedScores | None = None) -> Selection:
+    """``select_golden`` under the selection parameters of ``params`` (the one mapping from
+    parameters to a selection: a full run and a re-pick from stored scores share it)."""
+    return select_golden(scores, top_k=params.top_k, min_gap_s=params.min_gap_s,
+                         motion_max=params.motion_max, still_window_s=params.still_window_s,
+                         min_hold_s=params.min_hold_s, edge_margin_s=params.edge_margin_s,
+                         hold_sharpness_ratio=params.hold_sharpness_ratio,
+                         dup_max_diff=params.dup_max_diff, prepared=prepared)

@@ -4,11 +4,15 @@
 run's selection with the same parameters (picks, holds and notes). A re-pick then
 
 1. selects from the stored scores with the new parameters (``preview`` stops here),
-2. takes the picks already stored as they are (their image bytes and glint), and decodes only
-   the others from the source video (its frame index is stored with the scores: no probe),
+2. takes the picks already stored as they are (their image bytes and glint), then those in
+   the candidate pool (``candidates.parquet``: frames the run extracted beside its picks, see
+   jobs/golden/candidates.py), and decodes only the others from the source video (its frame
+   index is stored with the scores: no probe),
 3. writes a new result through the store like any run: images, scores (with the new
-   selection's view), manifest last. Frames no longer picked disappear the way a re-analysis
-   removes them (the local folder is swapped; the Supabase store deletes stale objects/rows).
+   selection's view), the pool with the frames it decoded added (kept as it is when it had
+   every pick), manifest last. Frames no longer picked disappear the way a re-analysis
+   removes them (the local folder is swapped; the Supabase store deletes stale objects/rows);
+   they stay in the pool, so going back to earlier parameters decodes nothing.
 
 A rerun with the same parameters changes nothing (the stored result is returned). When picks
 need the source and it cannot be read, ``RepickSourceError`` is raised before anything is
@@ -22,17 +26,21 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Any, Iterator, Sequence
 
-from actors.cropper import encode_image
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from actors.errors import FramesiftError
 from actors.stage import Stage
 from actors.records import GoldenFrame, VideoSummary
-from actors.video_decode import read_frames
+from actors.video_decode import each_frame
+from jobs.golden.candidates import Candidate, candidates_table, extract_frame, read_candidates
 from jobs.golden.finish import (IMAGE_TYPES, Hooks, golden_frame, result_manifest, scores_table,
-                                select_with, selection_notes)
-from jobs.golden.manifest import MANIFEST_NAME, GoldenManifest, GoldenResult
+                                selection_notes)
+from jobs.golden.manifest import (CANDIDATES_NAME, MANIFEST_NAME, PARQUET_TYPE, GoldenManifest,
+                                  GoldenResult)
 from jobs.golden.params import GoldenParams
 from jobs.golden.planner import ChunkPlan
-from jobs.golden.reducer import Selection
+from jobs.golden.reducer import Selection, select_with
 from jobs.golden.stored import (NoStoredResultError, RepickError, RepickSourceError,
                                 ResultFiles, ScoresNotStoredError, StoredScores)
 from jobs.sources import SourceOptions, open_source, scheme_of
@@ -82,12 +90,13 @@ class StoredResult:
     golden_frames: tuple[GoldenFrame, ...]
     source: str  # what to read the video from (path, URL or object), for picks not stored
     manifest: GoldenManifest | None = None  # the manifest itself, when read from the store
+    candidates_key: str | None = None  # its candidate pool (jobs/golden/candidates.py)
 
     @classmethod
     def from_manifest(cls, manifest: GoldenManifest, source: str | None = None) -> "StoredResult":
         return cls(manifest.scan_id, manifest.item_type, manifest.video, manifest.params,
                    manifest.plan, tuple(manifest.golden_frames),
-                   source or manifest.video.path, manifest)
+                   source or manifest.video.path, manifest, manifest.candidates_key)
 
     @classmethod
     def of(cls, store: Store, scan_id: str) -> "StoredResult":
@@ -98,9 +107,9 @@ class StoredResult:
 
 
 def _read_source(base: StoredResult, stored: StoredScores, missing: list[int],
-                 sources: SourceOptions) -> dict[int, Any]:
-    """Decode the ``missing`` frames from the source video; ``RepickSourceError`` when it
-    cannot be read."""
+                 params: GoldenParams, sources: SourceOptions) -> dict[int, Candidate]:
+    """Decode and extract the ``missing`` frames from the source video; ``RepickSourceError``
+    when it cannot be read."""
     shown = ", ".join(str(i) for i in missing[:8]) + (", ..." if len(missing) > 8 else "")
     why = (f"scan {base.scan_id!r}: {len(missing)} new pick(s) (frame {shown}) are not stored "
            f"and need the source video {base.video.path}, ")
@@ -118,10 +127,20 @@ def _read_source(base: StoredResult, stored: StoredScores, missing: list[int],
                 raise signed
             url = signed
         source = open_source(url, base.video.path, sources)
-        return read_frames(source, missing, stored.index, base.video.rotation)
+        return {i: extract_frame(i, bgr, params)
+                for i, bgr in each_frame(source, missing, stored.index, base.video.rotation)}
     except (FramesiftError, OSError, ValueError) as exc:
         raise RepickSourceError(why + f"which cannot be read ({exc}). Make it readable again, "
                                 "or choose parameters whose picks are stored." + keep) from exc
+
+
+def _stored_pool(base: StoredResult, files: ResultFiles) -> tuple[bytes | None, dict[int, Candidate]]:
+    """The stored result's candidate pool: its file's bytes and its frames (none stored:
+    ``(None, {})``)."""
+    data = files.read(base.candidates_key) if base.candidates_key else None
+    if data is None:
+        return None, {}
+    return data, read_candidates(pq.ParquetFile(pa.BufferReader(data)).read())
 
 
 def repick_video(base: StoredResult, params: GoldenParams, store: Store, *,
@@ -138,45 +157,57 @@ def repick_video(base: StoredResult, params: GoldenParams, store: Store, *,
     picked = select_stored(stored, params)
     t1 = time.perf_counter()
     ext, ctype = IMAGE_TYPES[params.image_format]
+    wanted = [p.score.frame_index for p in picked.selection.picks]
     before = {g.frame_index: g for g in base.golden_frames if g.key.endswith(f".{ext}")}
-    kept: dict[int, bytes] = {}
-    for pick in picked.selection.picks:
-        old = before.get(pick.score.frame_index)
-        data = files.read(old.key) if old is not None else None
+    pool_data, pool = _stored_pool(base, files)  # it holds the stored picks too
+    frames: dict[int, Candidate] = {}  # the new picks, extracted
+    kept: set[int] = set()  # those whose image file the stored result holds
+    for i in wanted:
+        old = before.get(i)
+        if old is None:
+            continue
+        data = pool[i].image if i in pool else files.read(old.key)
         if data is not None:
-            kept[pick.score.frame_index] = data
-    missing = [p.score.frame_index for p in picked.selection.picks
-               if p.score.frame_index not in kept]
-    pixels = _read_source(base, stored, missing, sources or SourceOptions()) if missing else {}
+            frames[i] = Candidate(i, data, old.width, old.height, old.glint)
+            kept.add(i)
+    frames.update({i: pool[i] for i in wanted if i not in frames and i in pool})
+    missing = [i for i in wanted if i not in frames]
+    if missing:
+        frames.update(_read_source(base, stored, missing, params, sources or SourceOptions()))
     t2 = time.perf_counter()
     golden: list[GoldenFrame] = []
     with store.open(base.scan_id) as session:
         for rank, pick in enumerate(picked.selection.picks, start=1):
-            s = pick.score
-            if s.frame_index in kept:  # unchanged: a store that uploads need not send it again
-                keep = getattr(session, "keep_image", session.put_image)
-                key, uri = keep(s.frame_index, kept[s.frame_index], ext, ctype)
-                frame = replace(before[s.frame_index], rank=rank, time_s=s.time_s,
-                                sharpness=s.sharpness, motion=s.motion, still=pick.still,
-                                hold=pick.hold, key=key, uri=uri)
-            else:
-                bgr = pixels[s.frame_index]
-                data = encode_image(bgr, params.image_format, params.jpeg_quality)
-                key, uri = session.put_image(s.frame_index, data, ext, ctype)
-                frame = golden_frame(rank, pick, bgr, params, key, uri)
+            i = pick.score.frame_index
+            # an unchanged image: a store that uploads need not send it again
+            put = session.keep_image if i in kept else session.put_image
+            key, uri = put(i, frames[i].image, ext, ctype)
+            frame = golden_frame(rank, pick, frames[i], key, uri)
             golden.append(frame)
             if hooks and hooks.on_pick:
                 hooks.on_pick(base.scan_id, frame)
         sel = picked.selection
         scores_key = session.put_scores(scores_table(stored.scores, sel, stored.gaps,
                                                      stored.index))
+        candidates_key = _store_pool(session, params, pool_data, pool, frames)
         timings = {"select_s": t1 - t0, "extract_s": t2 - t1, "store_s": time.perf_counter() - t2}
         manifest = result_manifest(base.scan_id, base.item_type, base.video, params, base.plan,
                                    sel, list(picked.notes), golden, timings, scores_key, store,
-                                   stored.gaps)
+                                   stored.gaps, candidates_key)
         location = session.commit(manifest)
     return GoldenResult(base.scan_id, base.video.path, "succeeded", manifest=manifest,
                         location=location)
+
+
+def _store_pool(session: Any, params: GoldenParams, pool_data: bytes | None,
+                pool: dict[int, Candidate], picks: dict[int, Candidate]) -> str | None:
+    """The new result's candidate pool: the stored one with the new picks added (unchanged
+    when it held them all: kept as it is); None when ``params.candidates`` is 0."""
+    if params.candidates <= 0:
+        return None
+    if pool_data is not None and picks.keys() <= pool.keys():
+        return session.keep_file(CANDIDATES_NAME, pool_data, PARQUET_TYPE)
+    return session.put_candidates(candidates_table({**pool, **picks}.values()))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ where the analysis did not run).
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -150,7 +149,7 @@ class ResultFiles:
                 f"scan {self.scan_id!r} has no {SCORES_NAME} in {where} (a result written "
                 f"before the Supabase store uploaded its scores, or removed): run `framesift "
                 f"golden` on its video once more to re-pick it later without decoding")
-        return stored_scores(pq.read_table(io.BytesIO(data)), self.scan_id)
+        return stored_scores(pq.ParquetFile(pa.BufferReader(data)).read(), self.scan_id)
 
 
 __all__ = ["NoStoredResultError", "RepickError", "RepickSourceError", "ResultFiles",

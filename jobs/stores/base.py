@@ -84,6 +84,16 @@ class StoreSession(Protocol):
     def put_scores(self, table: "pa.Table") -> str:
         """Store the per-frame scores; return their key."""
 
+    def put_candidates(self, table: "pa.Table") -> str:
+        """Store the candidate pool (jobs/golden/candidates.py); return its key."""
+
+    def keep_image(self, frame_index: int, data: bytes, ext: str, content_type: str) -> tuple[str, str]:
+        """Store an image the scan's current result holds unchanged (``data``, read from it):
+        a store may reuse what it has instead of writing or uploading it again."""
+
+    def keep_file(self, name: str, data: bytes, content_type: str) -> str:
+        """Store a file the scan's current result holds unchanged, as ``keep_image``."""
+
     def commit(self, manifest: "GoldenManifest") -> str:
         """Write the manifest last, making the result complete; return its location.
 

@@ -58,6 +58,16 @@ class GatedSession:
     def put_scores(self, table: "pa.Table") -> str:
         return self.inner.put_scores(table)
 
+    def put_candidates(self, table: "pa.Table") -> str:
+        return self.inner.put_candidates(table)
+
+    def keep_image(self, frame_index: int, data: bytes, ext: str,
+                   content_type: str) -> tuple[str, str]:
+        return self.inner.keep_image(frame_index, data, ext, content_type)
+
+    def keep_file(self, name: str, data: bytes, content_type: str) -> str:
+        return self.inner.keep_file(name, data, content_type)
+
     def commit(self, manifest: "GoldenManifest") -> str:
         if not self.gate.claim():
             self.inner.abort()
@@ -69,7 +79,7 @@ class GatedSession:
         self.inner.abort()
 
     def __getattr__(self, name: str) -> Any:
-        """What else the inner session offers (a re-pick's ``keep_image``)."""
+        """What else the inner session offers."""
         return _forwarded(self, name)
 
     def __enter__(self) -> "GatedSession":

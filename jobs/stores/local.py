@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
-from jobs.golden.manifest import MANIFEST_NAME, SCORES_NAME, GoldenManifest
+from jobs.golden.manifest import CANDIDATES_NAME, MANIFEST_NAME, SCORES_NAME, GoldenManifest
 from jobs.stores.base import object_key, tenant_prefix, validate_scan_id, write_atomic
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,37 @@ class LocalSession:
         write_atomic(self.staging / key.rsplit("/", 1)[1], data)
         return key, (self.final / key.rsplit("/", 1)[1]).resolve().as_uri()
 
+    def keep_image(self, frame_index: int, data: bytes, ext: str,
+                   content_type: str) -> tuple[str, str]:
+        """An image the scan's current result already holds, unchanged (a re-pick keeping a
+        pick): see ``keep_file``."""
+        key = object_key(self.scan_id, frame_index, ext, self.tenant)
+        name = key.rsplit("/", 1)[1]
+        self.keep_file(name, data, content_type)
+        return key, (self.final / name).resolve().as_uri()
+
+    def keep_file(self, name: str, data: bytes, content_type: str) -> str:
+        """A file the scan's current result holds, unchanged (``data``, read from it):
+        hard-linked from that result (already on disk, nothing written again), written like
+        any file when the link cannot be made; its key."""
+        try:
+            os.link(self.final / name, self.staging / name)
+        except OSError:
+            write_atomic(self.staging / name, data)
+        return f"{self.prefix}{self.scan_id}/{name}"
+
     def put_scores(self, table: pa.Table) -> str:
-        pq.write_table(table, self.staging / SCORES_NAME)
-        return f"{self.prefix}{self.scan_id}/{SCORES_NAME}"
+        return self.put_table(SCORES_NAME, table)
+
+    def put_candidates(self, table: pa.Table) -> str:
+        return self.put_table(CANDIDATES_NAME, table)
+
+    def put_table(self, name: str, table: pa.Table) -> str:
+        """A Parquet file of the result (``scores.parquet``, ``candidates.parquet``); its key.
+        The pool's images are compressed already: stored as they are (read faster)."""
+        pq.write_table(table, self.staging / name,
+                       compression="none" if name == CANDIDATES_NAME else "snappy")
+        return f"{self.prefix}{self.scan_id}/{name}"
 
     def commit(self, manifest: GoldenManifest) -> str:
         if self._done:
@@ -90,7 +118,8 @@ class LocalStore:
         self.root = Path(root) / tenant_prefix(tenant)
 
     def open(self, scan_id: str) -> LocalSession:
-        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.root.is_dir():  # a stat: cheaper than a mkdir per result
+            self.root.mkdir(parents=True, exist_ok=True)
         return LocalSession(self.root, scan_id, self.tenant)
 
     def manifest(self, scan_id: str) -> GoldenManifest | None:

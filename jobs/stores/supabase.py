@@ -5,8 +5,9 @@ uploads it:
 
 1. an ``analyses`` row with status ``running`` (``id`` = the analysis id, chosen at ``open``),
 2. every image to the bucket under ``<scan_id>/<frame_index>.<ext>`` (upsert; a tenant's
-   under ``_tenants/<tenant>/<scan_id>/...``, and its rows carry ``tenant``), and the scores
-   under ``<scan_id>/scores.parquet``,
+   under ``_tenants/<tenant>/<scan_id>/...``, and its rows carry ``tenant``), the scores
+   under ``<scan_id>/scores.parquet`` and the candidate pool under
+   ``<scan_id>/candidates.parquet``,
 3. one ``golden_frames`` row per image, upserted on ``(tenant, scan_id, frame_index)``; rows of an
    earlier analysis of the same scan that are no longer golden are deleted, and so are the
    objects those rows (or an abandoned upload to another bucket) named that this result does
@@ -42,7 +43,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from jobs.golden.manifest import SCORES_NAME, GoldenManifest, UploadSection
+from jobs.golden.manifest import (CANDIDATES_NAME, PARQUET_TYPE, SCORES_NAME, GoldenManifest,
+                                  UploadSection)
 from jobs.stores.base import validate_scan_id, write_atomic
 from jobs.stores.local import LocalSession, LocalStore
 from jobs.stores.supabase_client import (ANALYSES_TABLE, RetryPolicy, SupabaseClient,
@@ -54,7 +56,6 @@ from jobs.stores.supabase_rows import analysis_row, golden_frame_row
 
 log = logging.getLogger(__name__)
 
-SCORES_TYPE = "application/vnd.apache.parquet"  # the bucket must allow it (supabase/migrations)
 
 
 def _uploading_analysis(manifest: GoldenManifest | None) -> str | None:
@@ -89,33 +90,55 @@ class SupabaseSession:
 
     def put_image(self, frame_index: int, data: bytes, ext: str, content_type: str) -> tuple[str, str]:
         key, uri = self.local.put_image(frame_index, data, ext, content_type)
-        self._objects.append({"key": key, "file": key.rsplit("/", 1)[1],
-                              "content_type": content_type, "frame_index": int(frame_index),
-                              "sha256": hashlib.sha256(data).hexdigest()})
+        self._record(key, data, content_type, int(frame_index))
         return key, uri
+
+    def _record(self, key: str, data: bytes, content_type: str,
+                frame_index: int | None = None) -> None:
+        """An object this session will upload at commit (unless the bucket holds it)."""
+        obj = {"key": key, "file": key.rsplit("/", 1)[1], "content_type": content_type,
+               "sha256": hashlib.sha256(data).hexdigest()}
+        self._objects.append(obj if frame_index is None else {**obj, "frame_index": frame_index})
 
     def keep_image(self, frame_index: int, data: bytes, ext: str,
                    content_type: str) -> tuple[str, str]:
         """An image the scan's current result already holds, unchanged (a re-pick keeping a
         pick): written locally and counted as uploaded when that result's upload to this bucket
         is complete, so it is not sent again; otherwise uploaded like any image."""
-        key, uri = self.put_image(frame_index, data, ext, content_type)
+        key, uri = self.local.keep_image(frame_index, data, ext, content_type)
+        self._keep(key, data, content_type, int(frame_index))
+        return key, uri
+
+    def keep_file(self, name: str, data: bytes, content_type: str) -> str:
+        """A file of the scan's current result, unchanged (a re-pick's candidate pool): as
+        ``keep_image``."""
+        key = self.local.keep_file(name, data, content_type)
+        self._keep(key, data, content_type)
+        return key
+
+    def _keep(self, key: str, data: bytes, content_type: str, frame_index: int | None = None
+              ) -> None:
+        self._record(key, data, content_type, frame_index)
         current = self.store.local.manifest(self.scan_id)
         section = current.supabase if current else None
         if current is not None and section is not None and section.complete \
                 and section.bucket == self.store.bucket \
-                and any(g.key == key for g in current.golden_frames) \
+                and key in {g.key for g in current.golden_frames} | {current.candidates_key} \
                 and self.store.client.object_exists(key):  # a local copy may be behind
             self._in_bucket.add(key)
-        return key, uri
 
     def put_scores(self, table: pa.Table) -> str:
         """Written locally, and uploaded with the images under the scan's prefix (the scores
         route and re-picks read it from the bucket where there is no local copy)."""
-        key = self.local.put_scores(table)
-        data = (self.local.staging / SCORES_NAME).read_bytes()
-        self._objects.append({"key": key, "file": SCORES_NAME, "content_type": SCORES_TYPE,
-                              "sha256": hashlib.sha256(data).hexdigest()})
+        return self.put_table(SCORES_NAME, table)
+
+    def put_candidates(self, table: pa.Table) -> str:
+        """Written locally and uploaded like the scores (re-picks read it from the bucket)."""
+        return self.put_table(CANDIDATES_NAME, table)
+
+    def put_table(self, name: str, table: pa.Table) -> str:
+        key = self.local.put_table(name, table)
+        self._record(key, (self.local.staging / name).read_bytes(), PARQUET_TYPE)
         return key
 
     def commit(self, manifest: GoldenManifest) -> str:

@@ -53,7 +53,7 @@ def result_summary(manifest: GoldenManifest, location: str | None,
     without their ``file://`` URIs)."""
     data = manifest.model_dump(mode="json", include={"golden_frames", "selection", "plan",
                                                       "timings_s", "scores_key", "store",
-                                                      "gaps"})
+                                                      "gaps", "candidates_key"})
     data["golden_frames"] = [public_frame(f) for f in data.get("golden_frames") or []]
     public = (f"{tenant_prefix(tenant)}{manifest.scan_id}/{Path(location).name}"
               if location else None)
@@ -85,7 +85,8 @@ def parent_result(spec: dict[str, Any], settings: Settings, store: Any) -> "Stor
     params = replace(settings.golden_params(), **overrides)
     video = VideoSummary(path=str(spec["source"]), **(result.get("video") or {}))
     return StoredResult(spec["scan_id"], spec.get("item_type"), video, params,
-                        ChunkPlan.from_dict(result["plan"]), tuple(frames), str(spec["source"]))
+                        ChunkPlan.from_dict(result["plan"]), tuple(frames), str(spec["source"]),
+                        candidates_key=result.get("candidates_key"))
 
 
 class RunnerBusyError(RuntimeError):

@@ -25,6 +25,14 @@ def uploaded(api, videos):
     return view
 
 
+FAR = {"top_k": 30, "min_gap_s": 0.1, "motion_max": 5.0}  # picks outside the candidate pool
+
+
+def _pool(folder) -> set[int]:
+    """The frames of a result's candidate pool."""
+    return set(pq.read_table(folder / "candidates.parquet")["frame_index"].to_pylist())
+
+
 def _events(c, analysis_id: str) -> list[tuple[str, dict]]:
     with connect_sse(c, "GET", f"/v1/analyses/{analysis_id}/events") as source:
         return [(e.event, e.json()) for e in source.iter_sse()]
@@ -80,14 +88,19 @@ def test_repick_is_a_new_analysis_with_events_and_only_the_new_picks(api, upload
         [g["frame_index"] for g in picks]
     for g in picks:  # its frames are served through the new analysis
         assert c.get(f"/v1/analyses/{new['id']}/frames/{g['frame_index']}").status_code == 200
-    # the upload was deleted when its analysis ended: new picks cannot be decoded, and the
-    # result stays as it was
-    files = sorted(p.name for p in (out / "repick-up").iterdir())
+    # the upload was deleted when its analysis ended: more picks come from the candidate pool
+    # the analysis stored beside its picks ...
+    pool = _pool(out / "repick-up")
     more = wait_for_status(c, c.post(f"/v1/analyses/{new['id']}/repick",
                                      json={"top_k": 8}).json()["id"])
-    assert more["status"] == "failed"
-    assert more["error"]["code"] == "repick_source_unavailable", more["error"]
-    assert "previous result is unchanged" in more["error"]["message"]
+    assert more["status"] == "succeeded", more.get("error")
+    assert {g["frame_index"] for g in more["result"]["golden_frames"]} <= pool
+    # ... and picks outside it cannot be decoded: the result stays as it was
+    files = sorted(p.name for p in (out / "repick-up").iterdir())
+    far = wait_for_status(c, c.post(f"/v1/analyses/{more['id']}/repick", json=FAR).json()["id"])
+    assert far["status"] == "failed"
+    assert far["error"]["code"] == "repick_source_unavailable", far["error"]
+    assert "previous result is unchanged" in far["error"]["message"]
     assert sorted(p.name for p in (out / "repick-up").iterdir()) == files
     # the first analysis's result was replaced by its re-pick: re-picking it again is refused
     stale = c.post(f"/v1/analyses/{uploaded['id']}/repick", json={"top_k": 2})
@@ -103,7 +116,8 @@ def test_repick_of_a_url_analysis_decodes_the_new_picks_from_the_url(api, videos
         first = wait_for_status(c, c.post("/v1/analyses", json={
             "video_url": server.url("ok", "scan.mp4"), "scan_id": "repick-url"}).json()["id"])
         assert first["status"] == "succeeded", first
-        change = {"top_k": 8, "min_gap_s": 0.2}
+        change = FAR
+        pool = _pool(api["out"] / "repick-url")
         expected = c.get(f"/v1/analyses/{first['id']}/preview", params=change).json()
         server.reset()
         r = c.post(f"/v1/analyses/{first['id']}/repick", json=change)
@@ -115,8 +129,8 @@ def test_repick_of_a_url_analysis_decodes_the_new_picks_from_the_url(api, videos
     picks = view["result"]["golden_frames"]
     assert [g["frame_index"] for g in picks] == [p["frame_index"] for p in expected["picks"]]
     old = {g["frame_index"]: g for g in first["result"]["golden_frames"]}
-    new = [g for g in picks if g["frame_index"] not in old]
-    assert new and fetched > 0  # the new picks were decoded from the URL
+    new = [g for g in picks if g["frame_index"] not in pool]
+    assert new and fetched > 0  # the picks outside the pool were decoded from the URL
     for g in picks:
         if g["frame_index"] in old:  # stored picks kept as they were
             assert g["glint"] == old[g["frame_index"]]["glint"]

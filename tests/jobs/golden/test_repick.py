@@ -3,6 +3,7 @@ same parameters, only new picks decoded, stale frames removed, failures leave th
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -109,15 +110,72 @@ def replace_source(base: StoredResult, path: Path) -> StoredResult:
     return replace(base, source=str(path), manifest=None)
 
 
+def _pool(root: Path, scan_id: str = "s") -> set[int]:
+    return set(pq.read_table(root / scan_id / "candidates.parquet")["frame_index"].to_pylist())
+
+
+@pytest.mark.parametrize("changes", [{"top_k": 8}, {"min_gap_s": 1.0}, {"motion_max": 2.0},
+                                     {"top_k": 8, "min_gap_s": 0.42, "motion_max": 1.41}],
+                         ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+def test_picks_around_the_run_come_from_its_candidate_pool(scan, base_store, tmp_path, changes):
+    """A run stores the frames the selections around its parameters pick; a re-pick there
+    decodes nothing (the video is gone) and still equals a full run, images included."""
+    before = LocalStore(base_store).manifest("s")
+    assert before is not None and before.candidates_key == "s/candidates.parquet"
+    pool = _pool(base_store)
+    assert {g.frame_index for g in before.golden_frames} < pool
+    assert len(pool) <= len(before.golden_frames) + BASE.candidates
+    params = repick_params(BASE, **changes)
+    full = _full_run(scan, tmp_path / "full", params)
+    store = _copy(base_store, tmp_path / "re")
+    gone = replace_source(StoredResult.of(store, "s"), tmp_path / "moved-away.mp4")
+    result = repick_video(gone, params, store)
+    assert result.ok and result.manifest is not None
+    assert _frames(result.manifest) == _frames(full) and result.manifest.selection == full.selection
+    for g in full.golden_frames:
+        name = g.key.split("/")[1]
+        assert (store.root / "s" / name).read_bytes() == (tmp_path / "full" / "s" / name).read_bytes()
+    assert _pool(store.root) == pool  # nothing new decoded: the pool is the same file
+
+
+def test_frames_decoded_by_a_repick_join_the_pool_for_the_next(scan, base_store, tmp_path):
+    store = _copy(base_store, tmp_path / "re")
+    pool = _pool(store.root)
+    far = repick_params(BASE, top_k=40, min_gap_s=0.4)
+    first = repick_video(StoredResult.of(store, "s"), far, store)
+    assert first.ok and first.manifest is not None
+    picked = {g.frame_index for g in first.manifest.golden_frames}
+    assert not picked <= pool  # some were decoded ...
+    assert _pool(store.root) == pool | picked  # ... and kept with the pool
+    # back to the first parameters: every pick is at hand, the video is not needed
+    gone = replace_source(StoredResult.of(store, "s"), tmp_path / "moved-away.mp4")
+    back = repick_video(gone, BASE, store)
+    original = LocalStore(base_store).manifest("s")
+    assert back.ok and back.manifest is not None and original is not None
+    assert _frames(back.manifest) == _frames(original)
+
+
+def test_no_candidates_stores_no_pool(scan, tmp_path):
+    params = GoldenParams(candidates=0)
+    manifest = _full_run(scan, tmp_path / "none", params)
+    assert manifest.candidates_key is None
+    assert not (tmp_path / "none" / "s" / "candidates.parquet").exists()
+    assert "candidates_key" not in (tmp_path / "none" / "s" / "manifest.json").read_text()
+    store = LocalStore(tmp_path / "none")
+    result = repick_video(StoredResult.of(store, "s"), repick_params(params, top_k=7), store)
+    assert result.ok and not (tmp_path / "none" / "s" / "candidates.parquet").exists()
+
+
 def test_unreadable_source_fails_typed_and_leaves_the_previous_result(base_store, tmp_path):
     store = _copy(base_store, tmp_path / "re")
     manifest_before = (store.root / "s" / "manifest.json").read_bytes()
     files_before = sorted(p.name for p in (store.root / "s").iterdir())
     gone = replace_source(StoredResult.of(store, "s"), tmp_path / "moved-away.mp4")
+    far = repick_params(BASE, top_k=40, min_gap_s=0.4)  # many picks: not all in the pool
     with pytest.raises(RepickSourceError) as err:
-        repick_video(gone, repick_params(BASE, top_k=8), store)
+        repick_video(gone, far, store)
     assert err.value.code == "repick_source_unavailable"
-    assert "cannot be read" in str(err.value) and "3 new pick(s)" in str(err.value)
+    assert "cannot be read" in str(err.value) and re.search(r"\d+ new pick\(s\)", str(err.value))
     assert "previous result is unchanged" in str(err.value)
     assert (store.root / "s" / "manifest.json").read_bytes() == manifest_before
     assert sorted(p.name for p in (store.root / "s").iterdir()) == files_before
@@ -193,7 +251,11 @@ def test_repick_on_supabase_reads_scores_and_picks_from_storage(scan, tmp_path):
         assert scores.content_type == "application/vnd.apache.parquet"
         assert scores.data == (tmp_path / "a" / "s" / "scores.parquet").read_bytes()
 
-        # where the result is: the kept picks are in the bucket already, only the scores go up
+        pool = fake.objects[("golden-frames", "s/candidates.parquet")]
+        assert pool.data == (tmp_path / "a" / "s" / "candidates.parquet").read_bytes()
+
+        # where the result is: the kept picks and the pool are in the bucket already, only the
+        # scores go up
         posts = len(fake.requests_to("POST", "/storage/v1/object/golden-frames/"))
         here = repick_video(StoredResult.of(ran_here, "s"), repick_params(BASE, top_k=3), ran_here)
         assert here.ok and here.manifest.supabase.complete
@@ -209,7 +271,7 @@ def test_repick_on_supabase_reads_scores_and_picks_from_storage(scan, tmp_path):
         assert result.manifest.supabase is not None and result.manifest.supabase.complete
         picked = {g.key for g in result.manifest.golden_frames}
         assert picked < {g.key for g in first.manifest.golden_frames}
-        assert {k for (_, k) in fake.objects} == picked | {"s/scores.parquet"}
+        assert {k for (_, k) in fake.objects} == picked | {"s/scores.parquet", "s/candidates.parquet"}
         assert {r["storage_key"] for r in fake.rows("golden_frames", scan_id="s")} == picked
         again = ResultFiles(node("c"), "s").scores()
         assert [s.frame_index for s in again.scores] == [s.frame_index for s in

@@ -469,7 +469,8 @@ def test_the_golden_job_uploads_its_picks(tmp_path, fake, videos):
     m = result.manifest.model_dump(mode="json")
     assert m["supabase"]["status"] == "uploaded"
     picks = m["golden_frames"]
-    assert {k for (_, k) in fake.objects} == {g["key"] for g in picks} | {"job-scan/scores.parquet"}
+    assert {k for (_, k) in fake.objects} == {g["key"] for g in picks} | {
+        "job-scan/scores.parquet", "job-scan/candidates.parquet"}
     local = store.local.location("job-scan")
     for g in picks:
         stored = fake.objects[("golden-frames", g["key"])]
