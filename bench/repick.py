@@ -22,8 +22,8 @@ Target: re-pick throughput >= 50x re-running's, equal results.
                            [--repeat 3] [--work DIR] [--out FILE]
 
 A re-pick of 200 short videos takes seconds, so it is timed ``--repeat`` times on fresh copies
-of the analysed store and the median counts (a busy neighbour on a shared machine shifts one
-run by a third); a re-run takes minutes and is timed once.
+of the analysed store, written out to disk first, and the median counts (a busy neighbour on a
+shared machine shifts one run by a third); a re-run takes minutes and is timed once.
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ def repick(ids: list[str], changes: dict, analysed: Path, root: Path, threads: i
     for _ in range(repeat):
         shutil.rmtree(root, ignore_errors=True)
         shutil.copytree(analysed, root)
+        os.sync()  # a store at rest: the copy's writeback must not land in the timed fsyncs
         t0 = time.perf_counter()
         results = list(stream_repick(ids, changes, LocalStore(root), threads=threads))
         walls.append(time.perf_counter() - t0)

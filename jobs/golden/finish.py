@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from importlib import metadata
@@ -149,18 +152,35 @@ def result_manifest(scan_id: str, item_type: str | None, video: VideoSummary,
         candidates_key=candidates_key)
 
 
-def extract_frames(info: VideoInfo, params: GoldenParams, wanted: Sequence[int],
-                   source: Source | None, decoded: Mapping[int, Any]) -> dict[int, Candidate]:
+# Frames converted, encoded and glint-analysed side by side when a video finishes (OpenCV and
+# PyAV's conversion release the GIL): on an otherwise idle machine (one video on a laptop) the
+# candidate pool costs less wall time; on a busy one it changes nothing.
+EXTRACT_THREADS = 4
+
+
+def extract_frames(params: GoldenParams, wanted: Sequence[int], source: Source,
+                   index: FrameIndex, rotation: int, size: tuple[int, int] | None = None,
+                   decoded: Mapping[int, Any] | None = None) -> dict[int, Candidate]:
     """The ``wanted`` frames extracted (``extract_frame``): from the scorer's ``decoded``
-    frames when they are there, the others decoded from the video (one walk, one picture held
-    at a time)."""
-    size = (info.width, info.height)  # at the size the probe saw
-    out = {i: extract_frame(i, to_display_bgr(decoded[i], info.rotation, size), params)
-           for i in wanted if i in decoded}
-    missing = [i for i in wanted if i not in out]
-    for i, bgr in each_frame(source or info.path, missing, info.index, info.rotation):
-        out[i] = extract_frame(i, bgr, params)
-    return out
+    frames (``av.VideoFrame`` by index, converted at ``size``, the probe's) when they are
+    there, the others decoded from ``source`` (one walk; a few pictures waiting for
+    extraction at most)."""
+    decoded = decoded or {}
+    threads = max(1, min(EXTRACT_THREADS, len(os.sched_getaffinity(0)), len(wanted)))
+
+    def from_decoded(i: int) -> Candidate:
+        return extract_frame(i, to_display_bgr(decoded[i], rotation, size), params)
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="extract") as pool:
+        done = {i: pool.submit(from_decoded, i) for i in wanted if i in decoded}
+        missing = [i for i in wanted if i not in done]
+        waiting: deque[Future[Candidate]] = deque()
+        for i, bgr in each_frame(source, missing, index, rotation):
+            if len(waiting) >= 2 * threads:  # bounded: a 4K picture is 25 MB
+                waiting.popleft().result()
+            done[i] = pool.submit(extract_frame, i, bgr, params)
+            waiting.append(done[i])
+        return {i: done[i].result() for i in wanted}
 
 
 def finish_video(job: VideoJob, info: VideoInfo, plan: ChunkPlan, scores: Sequence[FrameScore],
@@ -182,7 +202,8 @@ def finish_video(job: VideoJob, info: VideoInfo, plan: ChunkPlan, scores: Sequen
     wanted = [p.score.frame_index for p in selection.picks]
     pool = candidate_frames(scores, params, wanted)
     t1 = time.perf_counter()
-    frames = extract_frames(info, params, wanted + pool, source, decoded or {})
+    frames = extract_frames(params, wanted + pool, source or info.path, info.index,
+                            info.rotation, (info.width, info.height), decoded)
     t2 = time.perf_counter()
     ext, ctype = IMAGE_TYPES[params.image_format]
     golden: list[GoldenFrame] = []

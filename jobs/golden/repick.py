@@ -32,10 +32,9 @@ import pyarrow.parquet as pq
 from actors.errors import FramesiftError
 from actors.stage import Stage
 from actors.records import GoldenFrame, VideoSummary
-from actors.video_decode import each_frame
-from jobs.golden.candidates import Candidate, candidates_table, extract_frame, read_candidates
-from jobs.golden.finish import (IMAGE_TYPES, Hooks, golden_frame, result_manifest, scores_table,
-                                selection_notes)
+from jobs.golden.candidates import Candidate, candidates_table, read_candidates
+from jobs.golden.finish import (IMAGE_TYPES, Hooks, extract_frames, golden_frame, result_manifest,
+                                scores_table, selection_notes)
 from jobs.golden.manifest import (CANDIDATES_NAME, MANIFEST_NAME, PARQUET_TYPE, GoldenManifest,
                                   GoldenResult)
 from jobs.golden.params import GoldenParams
@@ -127,8 +126,7 @@ def _read_source(base: StoredResult, stored: StoredScores, missing: list[int],
                 raise signed
             url = signed
         source = open_source(url, base.video.path, sources)
-        return {i: extract_frame(i, bgr, params)
-                for i, bgr in each_frame(source, missing, stored.index, base.video.rotation)}
+        return extract_frames(params, missing, source, stored.index, base.video.rotation)
     except (FramesiftError, OSError, ValueError) as exc:
         raise RepickSourceError(why + f"which cannot be read ({exc}). Make it readable again, "
                                 "or choose parameters whose picks are stored." + keep) from exc
