@@ -19,7 +19,7 @@ a full run's with the same parameters (selection, golden frames, images, bit for
 Target: re-pick throughput >= 50x re-running's, equal results.
 
     python bench/repick.py [--videos 200] [--distinct 8] [--size 320x180] [--threads 2]
-                           [--repeat 3] [--work DIR] [--out FILE]
+                           [--repeat 3] [--cases NAME,...] [--work DIR] [--out FILE]
 
 A re-pick of 200 short videos takes seconds, so it is timed ``--repeat`` times on fresh copies
 of the analysed store, written out to disk first, and the median counts (a busy neighbour on a
@@ -138,6 +138,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--repeat", type=int, default=3,
                     help="re-picks timed per case (fresh copies; the median counts)")
+    ap.add_argument("--cases", help=f"the other cases to run, comma-separated (default: all of "
+                                    f"{', '.join(CASES)})")
     ap.add_argument("--work")
     ap.add_argument("--out")
     args = ap.parse_args()
@@ -170,7 +172,8 @@ def main() -> None:
     rerun_s = run(videos, more, work / "rerun-more", args.threads)
     bare_s = run(videos, replace(more, candidates=0), work / "rerun-bare", args.threads)
     main_case = case(MORE, "more", rerun_s)
-    others = {name: case(changes, name) for name, changes in CASES.items()}
+    others = {name: case(changes, name) for name, changes in CASES.items()
+              if args.cases is None or name in args.cases.split(",")}
     emit({
         "benchmark": "repick",
         "videos": n, "distinct_videos": args.distinct, "size": args.size,

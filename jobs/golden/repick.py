@@ -218,7 +218,8 @@ class RepickPlan:
     @property
     def reason(self) -> str:
         return (f"re-pick {self.videos} stored result(s) from their scores on {self.threads} "
-                f"thread(s): no decoding but the new picks")
+                f"thread(s): no decoding but new picks outside the "
+                "stored frames and candidate pool")
 
 
 class RepickStage(Stage[str, GoldenResult]):
