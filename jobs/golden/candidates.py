@@ -73,14 +73,15 @@ def neighbourhood(params: GoldenParams) -> list[GoldenParams]:
 
 
 def candidate_frames(scores: Sequence[FrameScore], params: GoldenParams,
-                     picked: Iterable[int]) -> list[int]:
+                     picked: Iterable[int], prepared: PreparedScores | None = None) -> list[int]:
     """The frames to extract beside the ``picked`` ones: the picks of the ``neighbourhood``
-    selections, at most ``params.candidates`` of them, nearest parameter sets first."""
+    selections, at most ``params.candidates`` of them, nearest parameter sets first
+    (``prepared``: the run's own selection's ``PreparedScores`` of ``scores``, shared)."""
     if params.candidates <= 0:
         return []
     seen = set(picked)
     out: list[int] = []
-    prepared = PreparedScores(scores, params.still_window_s)  # shared by every selection
+    prepared = prepared or PreparedScores(scores, params.still_window_s)  # shared by them all
     for around in neighbourhood(params):
         for i in picked_frames(prepared, around):
             if i not in seen:

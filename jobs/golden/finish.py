@@ -29,7 +29,7 @@ from jobs.golden.candidates import Candidate, candidate_frames, candidates_table
 from jobs.golden.manifest import GoldenManifest, GoldenResult, SelectionSummary
 from jobs.golden.params import GoldenParams
 from jobs.golden.planner import BatchPlan, ChunkPlan
-from jobs.golden.reducer import Pick, Selection, select_with
+from jobs.golden.reducer import Pick, PreparedScores, Selection, select_with
 from jobs.stores.base import Store, validate_scan_id
 
 ProgressFn = Callable[[str, int], None]  # (video_id, frames just scored)
@@ -195,12 +195,13 @@ def finish_video(job: VideoJob, info: VideoInfo, plan: ChunkPlan, scores: Sequen
     found there are not decoded a second time.
     """
     t0 = time.perf_counter()
-    selection = select_with(scores, params)
+    prepared = PreparedScores(scores, params.still_window_s)
+    selection = select_with(scores, params, prepared)
     scored = {s.frame_index for s in scores}
     gaps = [i for i in range(len(info.index)) if i not in scored]
     notes = selection_notes(selection, gaps, len(info.index))
     wanted = [p.score.frame_index for p in selection.picks]
-    pool = candidate_frames(scores, params, wanted)
+    pool = candidate_frames(scores, params, wanted, prepared)
     t1 = time.perf_counter()
     frames = extract_frames(params, wanted + pool, source or info.path, info.index,
                             info.rotation, (info.width, info.height), decoded)
