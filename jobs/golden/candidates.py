@@ -8,9 +8,15 @@ before, and that decode (a walk from the last keyframe) costs far more than the 
 So a run extracts, beside its picks, the frames that the selections *around* its parameters
 pick (``neighbourhood``: twice the picks, with the gap and the motion bar each from half to
 twice the run's), up to ``GoldenParams.candidates`` extra frames, nearest parameter sets
-first. Each is stored once, with what a golden frame needs of it (its image encoded like
-the picks, its size and its glint analysis) in ``candidates.parquet`` beside the scores. The
-picks are in it too, so a pick that a re-pick drops stays at hand for the next one.
+first. Each is stored once, with what a golden frame needs of it: its image encoded like the
+picks, its size and its glint analysis. The picks are in it too, so a pick that a re-pick
+drops stays at hand for the next one. It is stored in one of two forms:
+
+* a folder (the local store): one image file per frame in ``candidates/`` and
+  ``candidates.parquet`` listing them (``pool_index_table``). A re-pick moves the folder into
+  its result and hard-links the new picks from it: nothing is written again;
+* one file (an object store, where one object is one request): ``candidates.parquet`` with
+  the images in it (``candidates_table``).
 
 A re-pick takes a new pick from the pool when it is there (the same bytes and glint a full run
 would produce: the image encoding and the glint analysis are deterministic), decodes it
@@ -32,7 +38,7 @@ import pyarrow as pa
 from actors.cropper import encode_image
 from actors.glint import glint_metrics
 from actors.records import FrameScore, GlintMetrics
-from jobs.golden.manifest import CANDIDATES_NAME
+from jobs.golden.manifest import CANDIDATES_FOLDER, CANDIDATES_NAME
 from jobs.golden.params import GoldenParams
 from jobs.golden.reducer import PreparedScores, picked_frames
 
@@ -50,7 +56,7 @@ class Candidate:
     """One extracted frame: its image as stored, its size and its glint analysis."""
 
     frame_index: int
-    image: bytes
+    image: bytes | None  # None: in a stored pool folder, not read (``pool_file``)
     width: int
     height: int
     glint: GlintMetrics
@@ -98,15 +104,35 @@ _GLINT = pa.struct([("share", pa.float64()), ("blob_count", pa.int64()),
                     ("largest_blob_bbox", pa.list_(pa.int64()))])
 SCHEMA = pa.schema([("frame_index", pa.int64()), ("image", pa.binary()),
                     ("width", pa.int32()), ("height", pa.int32()), ("glint", _GLINT)])
+# The folder form's listing: the images are files in ``candidates/`` (``pool_file``).
+INDEX_SCHEMA = pa.schema([("frame_index", pa.int64()), ("file", pa.string()),
+                          ("width", pa.int32()), ("height", pa.int32()), ("glint", _GLINT)])
+
+
+def pool_file(frame_index: int, ext: str) -> str:
+    """The pool image of a frame, in the result's folder: ``candidates/<frame_index>.<ext>``."""
+    return f"{CANDIDATES_FOLDER}/{int(frame_index)}.{ext}"
 
 
 def candidates_table(pool: Iterable[Candidate]) -> pa.Table:
-    """``candidates.parquet``: one row per extracted frame, in frame order."""
+    """``candidates.parquet`` with the images in it: one row per frame, in frame order."""
     rows = sorted(pool, key=lambda c: c.frame_index)
+    if any(c.image is None for c in rows):
+        raise ValueError("candidates_table needs every frame's image (read the pool folder's)")
     return pa.table({"frame_index": [c.frame_index for c in rows],
                      "image": [c.image for c in rows],
                      "width": [c.width for c in rows], "height": [c.height for c in rows],
                      "glint": [asdict(c.glint) for c in rows]}, schema=SCHEMA)
+
+
+def pool_index_table(pool: Iterable[Candidate], ext: str) -> pa.Table:
+    """``candidates.parquet`` of the folder form: one row per frame (its image file named, not
+    held), in frame order."""
+    rows = sorted(pool, key=lambda c: c.frame_index)
+    return pa.table({"frame_index": [c.frame_index for c in rows],
+                     "file": [pool_file(c.frame_index, ext) for c in rows],
+                     "width": [c.width for c in rows], "height": [c.height for c in rows],
+                     "glint": [asdict(c.glint) for c in rows]}, schema=INDEX_SCHEMA)
 
 
 def _glint(row: dict) -> GlintMetrics:
@@ -116,11 +142,15 @@ def _glint(row: dict) -> GlintMetrics:
 
 
 def read_candidates(table: pa.Table) -> dict[int, Candidate]:
-    """``candidates.parquet`` back, by frame index."""
-    return {r["frame_index"]: Candidate(r["frame_index"], r["image"], r["width"], r["height"],
-                                        _glint(r["glint"]))
-            for r in table.select(SCHEMA.names).to_pylist()}
+    """``candidates.parquet`` back, by frame index (of the folder form: without the images,
+    ``image`` None)."""
+    inline = "image" in table.column_names
+    rows = table.select((SCHEMA if inline else INDEX_SCHEMA).names).to_pylist()
+    return {r["frame_index"]: Candidate(r["frame_index"], r["image"] if inline else None,
+                                        r["width"], r["height"], _glint(r["glint"]))
+            for r in rows}
 
 
-__all__ = ["CANDIDATES_NAME", "Candidate", "candidate_frames", "candidates_table",
-           "extract_frame", "neighbourhood", "read_candidates"]
+__all__ = ["CANDIDATES_FOLDER", "CANDIDATES_NAME", "Candidate", "candidate_frames",
+           "candidates_table", "extract_frame", "neighbourhood", "pool_file", "pool_index_table",
+           "read_candidates"]

@@ -25,7 +25,7 @@ import pyarrow as pa
 from actors.records import FrameIndex, FrameScore, GoldenFrame, VideoInfo, VideoSummary
 from actors.video_decode import each_frame, to_display_bgr
 from actors.video_open import Source
-from jobs.golden.candidates import Candidate, candidate_frames, candidates_table, extract_frame
+from jobs.golden.candidates import Candidate, candidate_frames, extract_frame
 from jobs.golden.manifest import GoldenManifest, GoldenResult, SelectionSummary
 from jobs.golden.params import GoldenParams
 from jobs.golden.planner import BatchPlan, ChunkPlan
@@ -102,21 +102,36 @@ def scores_table(scores: Sequence[FrameScore], selection: Selection,
     jobs/golden/reducer.py), ``hold`` (hold id, -1 = none) and ``picked``. The frames listed
     but never delivered are in the schema metadata (``framesift.gaps``, a JSON list of frame
     indices), and so is ``index`` (``framesift.index``: ``FrameIndex.to_columns`` as JSON)."""
-    picked = {p.score.frame_index for p in selection.picks}
-    hold_of = {i: h.id for h in selection.holds for i in range(h.start, h.stop)}
     columns: dict[str, Any] = {f.name: [getattr(s, f.name) for s in scores]
                                for f in fields(FrameScore)}
     columns["thumb"] = pa.array(columns["thumb"], pa.binary())
-    table = pa.table({
-        **columns,
-        "still": [s.frame_index in selection.still_indices for s in scores],
-        "hold": pa.array([hold_of.get(s.frame_index, -1) for s in scores], pa.int32()),
-        "picked": [s.frame_index in picked for s in scores],
-    })
+    table = pa.table({**columns,
+                      **selection_columns([s.frame_index for s in scores], selection)})
     meta = {GAPS_META: json.dumps(list(gaps))}
     if index is not None:
         meta[INDEX_META] = json.dumps(index.to_columns())
     return table.replace_schema_metadata(meta)
+
+
+def selection_columns(frames: Sequence[int], selection: Selection) -> dict[str, pa.Array]:
+    """The selection's view of the ``frames`` in ``scores.parquet``: ``still``, ``hold``,
+    ``picked``."""
+    picked = {p.score.frame_index for p in selection.picks}
+    hold_of = {i: h.id for h in selection.holds for i in range(h.start, h.stop)}
+    return {"still": pa.array([i in selection.still_indices for i in frames], pa.bool_()),
+            "hold": pa.array([hold_of.get(i, -1) for i in frames], pa.int32()),
+            "picked": pa.array([i in picked for i in frames], pa.bool_())}
+
+
+def reselected_table(table: pa.Table, selection: Selection) -> pa.Table:
+    """A stored ``scores.parquet`` table with another selection's view (``selection_columns``);
+    the metrics and the metadata as they were."""
+    frames = table.column("frame_index").to_pylist()
+    for name, column in selection_columns(frames, selection).items():
+        at = table.schema.get_field_index(name)
+        table = (table.set_column(at, name, column) if at >= 0 else
+                 table.append_column(name, column))
+    return table
 
 
 # Timings that add up to a video's work (score_cpu_s is the chunks' CPU, alongside score_s).
@@ -211,13 +226,14 @@ def finish_video(job: VideoJob, info: VideoInfo, plan: ChunkPlan, scores: Sequen
     with store.open(job.scan_id) as session:
         for rank, pick in enumerate(selection.picks, start=1):
             extracted = frames[pick.score.frame_index]
+            assert extracted.image is not None  # extracted here: never a pool file
             key, uri = session.put_image(pick.score.frame_index, extracted.image, ext, ctype)
             frame = golden_frame(rank, pick, extracted, key, uri)
             golden.append(frame)
             if hooks and hooks.on_pick:
                 hooks.on_pick(job.scan_id, frame)
         scores_key = session.put_scores(scores_table(scores, selection, gaps, info.index))
-        candidates_key = (session.put_candidates(candidates_table(frames.values()))
+        candidates_key = (session.put_candidates(list(frames.values()), ext, ctype)
                           if params.candidates > 0 else None)
         timings = {**timings, "select_s": t1 - t0, "extract_s": t2 - t1,
                    "store_s": time.perf_counter() - t2}

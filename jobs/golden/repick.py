@@ -6,8 +6,9 @@ run's selection with the same parameters (picks, holds and notes). A re-pick the
 1. selects from the stored scores with the new parameters (``preview`` stops here),
 2. takes the picks already stored as they are (their image bytes and glint), then those in
    the candidate pool (``candidates.parquet``: frames the run extracted beside its picks, see
-   jobs/golden/candidates.py), and decodes only the others from the source video (its frame
-   index is stored with the scores: no probe),
+   jobs/golden/candidates.py; in the local store a folder of images the new result takes
+   over and hard-links its picks from), and decodes only the others from the source video
+   (its frame index is stored with the scores: no probe),
 3. writes a new result through the store like any run: images, scores (with the new
    selection's view), the pool with the frames it decoded added (kept as it is when it had
    every pick), manifest last. Frames no longer picked disappear the way a re-analysis
@@ -24,6 +25,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any, Iterator, Sequence
 
 import pyarrow as pa
@@ -32,9 +34,9 @@ import pyarrow.parquet as pq
 from actors.errors import FramesiftError
 from actors.stage import Stage
 from actors.records import GoldenFrame, VideoSummary
-from jobs.golden.candidates import Candidate, candidates_table, read_candidates
-from jobs.golden.finish import (IMAGE_TYPES, Hooks, extract_frames, golden_frame, result_manifest,
-                                scores_table, selection_notes)
+from jobs.golden.candidates import Candidate, pool_file, read_candidates
+from jobs.golden.finish import (IMAGE_TYPES, Hooks, extract_frames, golden_frame,
+                                reselected_table, result_manifest, scores_table, selection_notes)
 from jobs.golden.manifest import (CANDIDATES_NAME, MANIFEST_NAME, PARQUET_TYPE, GoldenManifest,
                                   GoldenResult)
 from jobs.golden.params import GoldenParams
@@ -132,13 +134,29 @@ def _read_source(base: StoredResult, stored: StoredScores, missing: list[int],
                                 "or choose parameters whose picks are stored." + keep) from exc
 
 
-def _stored_pool(base: StoredResult, files: ResultFiles) -> tuple[bytes | None, dict[int, Candidate]]:
-    """The stored result's candidate pool: its file's bytes and its frames (none stored:
-    ``(None, {})``)."""
-    data = files.read(base.candidates_key) if base.candidates_key else None
-    if data is None:
-        return None, {}
-    return data, read_candidates(pq.ParquetFile(pa.BufferReader(data)).read())
+@dataclass(frozen=True)
+class _StoredPool:
+    """The stored result's candidate pool (jobs/golden/candidates.py): ``candidates.parquet``
+    as stored and as read (None: no pool)."""
+
+    data: bytes | None = None
+    table: pa.Table | None = None
+
+    @classmethod
+    def of(cls, base: StoredResult, files: ResultFiles) -> "_StoredPool":
+        data = files.read(base.candidates_key) if base.candidates_key else None
+        if data is None:
+            return cls()
+        return cls(data, pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False))
+
+    @property
+    def in_folder(self) -> bool:
+        """The folder form: images in ``candidates/``, linked, never read."""
+        return self.table is not None and "image" not in self.table.column_names
+
+    @cached_property
+    def frames(self) -> dict[int, Candidate]:
+        return read_candidates(self.table) if self.table is not None else {}
 
 
 def repick_video(base: StoredResult, params: GoldenParams, store: Store, *,
@@ -157,37 +175,55 @@ def repick_video(base: StoredResult, params: GoldenParams, store: Store, *,
     ext, ctype = IMAGE_TYPES[params.image_format]
     wanted = [p.score.frame_index for p in picked.selection.picks]
     before = {g.frame_index: g for g in base.golden_frames if g.key.endswith(f".{ext}")}
-    pool_data, pool = _stored_pool(base, files)  # it holds the stored picks too
+    stored_pool = _StoredPool.of(base, files)  # it holds the stored picks too
+    pool = stored_pool.frames
+    # a pool stored as a folder (the local store): its images are linked, never read
+    in_folder = files.pool_files() if params.candidates > 0 and stored_pool.in_folder else None
     frames: dict[int, Candidate] = {}  # the new picks, extracted
     kept: set[int] = set()  # those whose image file the stored result holds
+    linked: set[int] = set()  # those whose image is in the pool folder
     for i in wanted:
         old = before.get(i)
         if old is None:
             continue
-        data = pool[i].image if i in pool else files.read(old.key)
+        data = pool[i].image if i in pool else None
+        data = data if data is not None else files.read(old.key)
         if data is not None:
             frames[i] = Candidate(i, data, old.width, old.height, old.glint)
             kept.add(i)
-    frames.update({i: pool[i] for i in wanted if i not in frames and i in pool})
+    for i in wanted:
+        if i not in frames and i in pool and (pool[i].image is not None or (
+                in_folder is not None and pool_file(i, ext) in in_folder)):
+            frames[i] = pool[i]
+            linked.update([i] if pool[i].image is None else [])
     missing = [i for i in wanted if i not in frames]
     if missing:
         frames.update(_read_source(base, stored, missing, params, sources or SourceOptions()))
     t2 = time.perf_counter()
     golden: list[GoldenFrame] = []
     with store.open(base.scan_id) as session:
+        carried = session.carry_candidates() if in_folder is not None else frozenset()
+        if any(pool_file(i, ext) not in carried for i in linked):
+            raise RepickError(f"the candidate pool of scan {base.scan_id!r} changed during the "
+                              "re-pick (another re-pick of the scan at the same time?): try "
+                              "again. The previous result is unchanged.")
         for rank, pick in enumerate(picked.selection.picks, start=1):
             i = pick.score.frame_index
-            # an unchanged image: a store that uploads need not send it again
-            put = session.keep_image if i in kept else session.put_image
-            key, uri = put(i, frames[i].image, ext, ctype)
+            image = frames[i].image
+            if i in linked or image is None:
+                key, uri = session.link_candidate(i, ext, ctype)
+            else:  # an unchanged image: a store that uploads need not send it again
+                put = session.keep_image if i in kept else session.put_image
+                key, uri = put(i, image, ext, ctype)
             frame = golden_frame(rank, pick, frames[i], key, uri)
             golden.append(frame)
             if hooks and hooks.on_pick:
                 hooks.on_pick(base.scan_id, frame)
         sel = picked.selection
-        scores_key = session.put_scores(scores_table(stored.scores, sel, stored.gaps,
-                                                     stored.index))
-        candidates_key = _store_pool(session, params, pool_data, pool, frames)
+        scores_key = session.put_scores(
+            reselected_table(stored.table, sel) if stored.table is not None else
+            scores_table(stored.scores, sel, stored.gaps, stored.index))
+        candidates_key = _store_pool(session, params, stored_pool, frames, carried, ext, ctype)
         timings = {"select_s": t1 - t0, "extract_s": t2 - t1, "store_s": time.perf_counter() - t2}
         manifest = result_manifest(base.scan_id, base.item_type, base.video, params, base.plan,
                                    sel, list(picked.notes), golden, timings, scores_key, store,
@@ -197,15 +233,20 @@ def repick_video(base: StoredResult, params: GoldenParams, store: Store, *,
                         location=location)
 
 
-def _store_pool(session: Any, params: GoldenParams, pool_data: bytes | None,
-                pool: dict[int, Candidate], picks: dict[int, Candidate]) -> str | None:
-    """The new result's candidate pool: the stored one with the new picks added (unchanged
-    when it held them all: kept as it is); None when ``params.candidates`` is 0."""
+def _store_pool(session: Any, params: GoldenParams, stored: _StoredPool,
+                picks: dict[int, Candidate], carried: frozenset[str], ext: str,
+                ctype: str) -> str | None:
+    """The new result's candidate pool: the stored one (less the folder's images that are
+    gone) with the new picks added, kept as it is when that changes nothing; None when
+    ``params.candidates`` is 0."""
     if params.candidates <= 0:
         return None
-    if pool_data is not None and picks.keys() <= pool.keys():
-        return session.keep_file(CANDIDATES_NAME, pool_data, PARQUET_TYPE)
-    return session.put_candidates(candidates_table({**pool, **picks}.values()))
+    pool = {i: c for i, c in stored.frames.items()
+            if not stored.in_folder or pool_file(i, ext) in carried}
+    if stored.data is not None and pool.keys() == stored.frames.keys() \
+            and picks.keys() <= pool.keys():
+        return session.keep_file(CANDIDATES_NAME, stored.data, PARQUET_TYPE)
+    return session.put_candidates(list({**pool, **picks}.values()), ext, ctype)
 
 
 @dataclass(frozen=True)

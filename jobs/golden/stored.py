@@ -10,6 +10,7 @@ where the analysis did not run).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pyarrow.parquet as pq
 from actors.errors import FramesiftError
 from actors.records import FrameIndex, FrameScore
 from jobs.golden.finish import GAPS_META, INDEX_META
-from jobs.golden.manifest import SCORES_NAME
+from jobs.golden.manifest import CANDIDATES_FOLDER, SCORES_NAME
 from jobs.stores.base import Store, tenant_prefix, validate_scan_id
 
 
@@ -64,6 +65,7 @@ class StoredScores:
     scores: tuple[FrameScore, ...]
     gaps: tuple[int, ...]
     index: FrameIndex | None  # None: scores written before the index was stored
+    table: pa.Table | None = None  # as read (the re-pick writes it back with its selection)
 
     @property
     def listed(self) -> int:
@@ -81,15 +83,13 @@ def stored_scores(table: pa.Table, scan_id: str) -> StoredScores:
             f"the stored scores of scan {scan_id!r} lack {', '.join(missing)} (written by a "
             f"framesift version before re-picks): run `framesift golden` on its video once more "
             f"to re-pick it later without decoding")
-    cols = table.select([f.name for f in fields(FrameScore)]).to_pydict()
-    n = table.num_rows
-    scores = tuple(FrameScore(**{name: values[i] for name, values in cols.items()})
-                   for i in range(n))
+    columns = table.select([f.name for f in fields(FrameScore)]).to_pydict().values()
+    scores = tuple(FrameScore(*row) for row in zip(*columns))  # in FrameScore's field order
     meta = table.schema.metadata or {}
     gaps = tuple(int(g) for g in json.loads(meta.get(GAPS_META.encode(), b"[]")))
     raw = meta.get(INDEX_META.encode())
     index = FrameIndex.from_columns(json.loads(raw)) if raw else None
-    return StoredScores(scores, gaps, index)
+    return StoredScores(scores, gaps, index, table)
 
 
 def _local_root(store: Store) -> Path | None:
@@ -118,6 +118,17 @@ class ResultFiles:
             return None
         path = self.folder / name
         return path.read_bytes() if path.is_file() else None
+
+    def pool_files(self) -> frozenset[str]:
+        """The candidate pool's images in the local folder (``candidates/<frame>.<ext>``); none
+        where there is no local folder (the bucket holds a pool in one file)."""
+        if self.folder is None:
+            return frozenset()
+        try:
+            names = os.listdir(self.folder / CANDIDATES_FOLDER)
+        except OSError:
+            return frozenset()
+        return frozenset(f"{CANDIDATES_FOLDER}/{name}" for name in names)
 
     def read(self, key: str) -> bytes | None:
         """The object ``key`` (``[_tenants/<tenant>/]<scan_id>/<name>``) of this result, or
@@ -149,7 +160,8 @@ class ResultFiles:
                 f"scan {self.scan_id!r} has no {SCORES_NAME} in {where} (a result written "
                 f"before the Supabase store uploaded its scores, or removed): run `framesift "
                 f"golden` on its video once more to re-pick it later without decoding")
-        return stored_scores(pq.ParquetFile(pa.BufferReader(data)).read(), self.scan_id)
+        return stored_scores(pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False),
+                             self.scan_id)
 
 
 __all__ = ["NoStoredResultError", "RepickError", "RepickSourceError", "ResultFiles",

@@ -16,8 +16,11 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from actors.errors import InvalidParameterError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pyarrow as pa
 
+    from jobs.golden.candidates import Candidate
     from jobs.golden.manifest import GoldenManifest
 
 _SCAN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -84,8 +87,19 @@ class StoreSession(Protocol):
     def put_scores(self, table: "pa.Table") -> str:
         """Store the per-frame scores; return their key."""
 
-    def put_candidates(self, table: "pa.Table") -> str:
-        """Store the candidate pool (jobs/golden/candidates.py); return its key."""
+    def put_candidates(self, frames: "Sequence[Candidate]", ext: str, content_type: str) -> str:
+        """Store the candidate pool (jobs/golden/candidates.py), ``frames`` all of it; return
+        its key. A frame without its image (``image`` None) is one whose file
+        ``carry_candidates`` brought over."""
+
+    def carry_candidates(self) -> frozenset[str]:
+        """Bring the scan's current pool images (its pool folder) into this result without
+        copying them; the files brought (``candidates/<frame>.<ext>``; none: a pool stored
+        otherwise, or none). ``abort`` gives them back."""
+
+    def link_candidate(self, frame_index: int, ext: str, content_type: str) -> tuple[str, str]:
+        """Store an image from the pool brought by ``carry_candidates`` (not read, not
+        written again); return ``(key, uri)``."""
 
     def keep_image(self, frame_index: int, data: bytes, ext: str, content_type: str) -> tuple[str, str]:
         """Store an image the scan's current result holds unchanged (``data``, read from it):

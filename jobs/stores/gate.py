@@ -15,8 +15,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from actors.errors import FramesiftError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pyarrow as pa
 
+    from jobs.golden.candidates import Candidate
     from jobs.golden.manifest import GoldenManifest
     from jobs.stores.base import Store, StoreSession
 
@@ -58,8 +61,14 @@ class GatedSession:
     def put_scores(self, table: "pa.Table") -> str:
         return self.inner.put_scores(table)
 
-    def put_candidates(self, table: "pa.Table") -> str:
-        return self.inner.put_candidates(table)
+    def put_candidates(self, frames: "Sequence[Candidate]", ext: str, content_type: str) -> str:
+        return self.inner.put_candidates(frames, ext, content_type)
+
+    def carry_candidates(self) -> frozenset[str]:
+        return self.inner.carry_candidates()
+
+    def link_candidate(self, frame_index: int, ext: str, content_type: str) -> tuple[str, str]:
+        return self.inner.link_candidate(frame_index, ext, content_type)
 
     def keep_image(self, frame_index: int, data: bytes, ext: str,
                    content_type: str) -> tuple[str, str]:

@@ -1,5 +1,6 @@
 """The local store: results under ``<root>/<scan_id>/`` (images, ``scores.parquet``,
-``manifest.json``), written into a staging folder and swapped in at commit. A tenant's results
+``manifest.json``, the candidate pool: ``candidates.parquet`` and its images in
+``candidates/``), written into a staging folder and swapped in at commit. A tenant's results
 are under ``<root>/_tenants/<tenant>/<scan_id>/``, their keys prefixed the same way."""
 
 from __future__ import annotations
@@ -8,13 +9,16 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
-from jobs.golden.manifest import CANDIDATES_NAME, MANIFEST_NAME, SCORES_NAME, GoldenManifest
+from jobs.golden.candidates import Candidate, pool_file, pool_index_table
+from jobs.golden.manifest import (CANDIDATES_FOLDER, CANDIDATES_NAME, MANIFEST_NAME, SCORES_NAME,
+                                  GoldenManifest)
 from jobs.stores.base import object_key, tenant_prefix, validate_scan_id, write_atomic
 
 log = logging.getLogger(__name__)
@@ -30,8 +34,15 @@ class LocalSession:
         self.prefix = tenant_prefix(tenant)
         self.final = root / scan_id
         self.staging = root / ".staging" / f"{scan_id}.{uuid.uuid4().hex[:12]}"
-        self.staging.mkdir(parents=True)
+        for attempt in range(5):  # another session may drop the empty staging root meanwhile
+            try:
+                self.staging.mkdir(parents=True)
+                break
+            except FileNotFoundError:
+                if attempt == 4:
+                    raise
         self._done = False
+        self._carried: frozenset[str] | None = None  # the pool files carry_candidates brought
 
     def put_image(self, frame_index: int, data: bytes, ext: str, content_type: str) -> tuple[str, str]:
         key = object_key(self.scan_id, frame_index, ext, self.tenant)
@@ -60,8 +71,44 @@ class LocalSession:
     def put_scores(self, table: pa.Table) -> str:
         return self.put_table(SCORES_NAME, table)
 
-    def put_candidates(self, table: pa.Table) -> str:
-        return self.put_table(CANDIDATES_NAME, table)
+    def put_candidates(self, frames: Sequence[Candidate], ext: str, content_type: str) -> str:
+        """The pool as a folder: each frame's image in ``candidates/`` (those brought by
+        ``carry_candidates`` left as they are; a pick of this result hard-linked, the same
+        bytes; the others written), then ``candidates.parquet`` listing them."""
+        carried = self._carried or frozenset()
+        if self._carried is None:
+            (self.staging / CANDIDATES_FOLDER).mkdir()
+        for frame in frames:
+            name = pool_file(frame.frame_index, ext)
+            if name in carried:
+                continue
+            try:
+                os.link(self.staging / name.rsplit("/", 1)[1], self.staging / name)
+            except FileNotFoundError:
+                if frame.image is None:
+                    raise ValueError(f"pool frame {frame.frame_index} has no image: neither "
+                                     "given nor brought by carry_candidates") from None
+                write_atomic(self.staging / name, frame.image)
+        return self.put_table(CANDIDATES_NAME, pool_index_table(frames, ext))
+
+    def carry_candidates(self) -> frozenset[str]:
+        """Move the current result's pool folder into this one (a rename: nothing copied).
+        Until commit the current result is without it (a re-pick of the scan meanwhile decodes
+        what it needs); ``abort`` moves it back."""
+        if self._carried is None:
+            try:
+                os.rename(self.final / CANDIDATES_FOLDER, self.staging / CANDIDATES_FOLDER)
+            except (FileNotFoundError, NotADirectoryError):
+                return frozenset()
+            self._carried = frozenset(f"{CANDIDATES_FOLDER}/{name}" for name in
+                                      os.listdir(self.staging / CANDIDATES_FOLDER))
+        return self._carried
+
+    def link_candidate(self, frame_index: int, ext: str, content_type: str) -> tuple[str, str]:
+        key = object_key(self.scan_id, frame_index, ext, self.tenant)
+        name = key.rsplit("/", 1)[1]
+        os.link(self.staging / pool_file(frame_index, ext), self.staging / name)
+        return key, (self.final / name).resolve().as_uri()
 
     def put_table(self, name: str, table: pa.Table) -> str:
         """A Parquet file of the result (``scores.parquet``, ``candidates.parquet``); its key.
@@ -87,6 +134,12 @@ class LocalSession:
 
     def abort(self) -> None:
         if not self._done:
+            if self._carried is not None:  # the current result's pool: given back
+                try:
+                    os.rename(self.staging / CANDIDATES_FOLDER, self.final / CANDIDATES_FOLDER)
+                except OSError:
+                    log.warning("could not move the candidate pool of %s back; it is rebuilt "
+                                "as re-picks decode", self.scan_id)
             shutil.rmtree(self.staging, ignore_errors=True)
             self._done = True
             self._drop_empty_staging_root()

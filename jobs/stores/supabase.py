@@ -38,11 +38,14 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pyarrow as pa
 
+from jobs.golden.candidates import Candidate, candidates_table, pool_file
 from jobs.golden.manifest import (CANDIDATES_NAME, PARQUET_TYPE, SCORES_NAME, GoldenManifest,
                                   UploadSection)
 from jobs.stores.base import validate_scan_id, write_atomic
@@ -132,9 +135,26 @@ class SupabaseSession:
         route and re-picks read it from the bucket where there is no local copy)."""
         return self.put_table(SCORES_NAME, table)
 
-    def put_candidates(self, table: pa.Table) -> str:
-        """Written locally and uploaded like the scores (re-picks read it from the bucket)."""
-        return self.put_table(CANDIDATES_NAME, table)
+    def put_candidates(self, frames: Sequence[Candidate], ext: str, content_type: str) -> str:
+        """One file with the images in it (one object, one request), written locally and
+        uploaded like the scores (re-picks read it from the bucket). Frames whose image is in
+        a pool folder the local copy brought over (``carry_candidates``) are read from it."""
+        staging = self.local.staging
+        return self.put_table(CANDIDATES_NAME, candidates_table(
+            f if f.image is not None else
+            replace(f, image=(staging / pool_file(f.frame_index, ext)).read_bytes())
+            for f in frames))
+
+    def carry_candidates(self) -> frozenset[str]:
+        """The local copy's pool folder, if it has one (a result the local store wrote)."""
+        return self.local.carry_candidates()
+
+    def link_candidate(self, frame_index: int, ext: str, content_type: str) -> tuple[str, str]:
+        """Linked in the local copy, uploaded like any image."""
+        key, uri = self.local.link_candidate(frame_index, ext, content_type)
+        self._record(key, (self.local.staging / key.rsplit("/", 1)[1]).read_bytes(),
+                     content_type, int(frame_index))
+        return key, uri
 
     def put_table(self, name: str, table: pa.Table) -> str:
         key = self.local.put_table(name, table)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -105,8 +106,6 @@ def test_stored_picks_need_no_source_and_unpicked_frames_are_removed(scan, base_
 
 
 def replace_source(base: StoredResult, path: Path) -> StoredResult:
-    from dataclasses import replace
-
     return replace(base, source=str(path), manifest=None)
 
 
@@ -153,6 +152,105 @@ def test_frames_decoded_by_a_repick_join_the_pool_for_the_next(scan, base_store,
     original = LocalStore(base_store).manifest("s")
     assert back.ok and back.manifest is not None and original is not None
     assert _frames(back.manifest) == _frames(original)
+
+
+def _inode(path: Path) -> int:
+    return path.stat().st_ino
+
+
+def test_the_local_pool_is_a_folder_and_a_repick_links_its_picks_from_it(base_store, tmp_path):
+    """The local store keeps each pool image as a file in candidates/ (a pick is the same file
+    as its golden image), listed by candidates.parquet without the images; a re-pick moves the
+    folder into its result and hard-links its new picks from it: no image is written again."""
+    folder = base_store / "s"
+    before = LocalStore(base_store).manifest("s")
+    assert before is not None
+    listed = pq.read_table(folder / "candidates.parquet")
+    assert "image" not in listed.column_names
+    assert sorted(listed["file"].to_pylist()) == \
+        sorted(f"candidates/{p.name}" for p in (folder / "candidates").iterdir())
+    for g in before.golden_frames:
+        assert _inode(folder / g.key.split("/")[1]) == \
+            _inode(folder / "candidates" / f"{g.frame_index}.jpg")
+    store = _copy(base_store, tmp_path / "re")
+    pool = {p.name: _inode(p) for p in (store.root / "s" / "candidates").iterdir()}
+    stored = {g.frame_index: _inode(store.root / g.key) for g in before.golden_frames}
+    gone = replace_source(StoredResult.of(store, "s"), tmp_path / "moved-away.mp4")
+    result = repick_video(gone, repick_params(BASE, top_k=8), store)
+    assert result.ok and result.manifest is not None
+    assert {p.name: _inode(p) for p in (store.root / "s" / "candidates").iterdir()} == pool
+    new = [g for g in result.manifest.golden_frames if g.frame_index not in stored]
+    assert len(new) == 3
+    for g in result.manifest.golden_frames:
+        assert _inode(store.root / g.key) == stored.get(g.frame_index) or \
+            _inode(store.root / g.key) == pool[f"{g.frame_index}.jpg"]
+    for g in new:
+        assert _inode(store.root / g.key) == pool[f"{g.frame_index}.jpg"]
+    assert not (store.root / ".staging").exists()
+
+
+def test_a_repick_that_fails_after_taking_the_pool_gives_it_back(base_store, tmp_path,
+                                                                  monkeypatch):
+    from jobs.golden import repick as module
+
+    store = _copy(base_store, tmp_path / "re")
+    files = sorted(str(p.relative_to(store.root)) for p in store.root.rglob("*"))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(module, "result_manifest", broken)
+    with pytest.raises(RuntimeError):
+        repick_video(StoredResult.of(store, "s"), repick_params(BASE, top_k=8), store)
+    assert sorted(str(p.relative_to(store.root)) for p in store.root.rglob("*")) == files
+    monkeypatch.undo()
+    gone = replace_source(StoredResult.of(store, "s"), tmp_path / "moved-away.mp4")
+    assert repick_video(gone, repick_params(BASE, top_k=8), store).ok  # the pool is whole
+
+
+def test_pool_images_that_are_gone_are_decoded_again(scan, base_store, tmp_path):
+    """The pool is a cache: a folder lost (copied without it, removed) costs decoding, not a
+    wrong or failed result; the new pool holds what this result has."""
+    store = _copy(base_store, tmp_path / "re")
+    shutil.rmtree(store.root / "s" / "candidates")
+    params = repick_params(BASE, top_k=8)
+    full = _full_run(scan, tmp_path / "full", params)
+    result = repick_video(StoredResult.of(store, "s"), params, store)
+    assert result.ok and result.manifest is not None
+    assert _frames(result.manifest) == _frames(full)
+    for g in full.golden_frames:
+        assert (store.root / g.key).read_bytes() == (tmp_path / "full" / g.key).read_bytes()
+    picked = {g.frame_index for g in full.golden_frames}
+    assert _pool(store.root) == picked
+    assert {p.name for p in (store.root / "s" / "candidates").iterdir()} == \
+        {f"{i}.jpg" for i in picked}
+
+
+def test_a_pool_stored_in_one_file_serves_a_repick_and_becomes_a_folder(base_store, tmp_path):
+    """candidates.parquet with the images in it (the Supabase store's form, and local results
+    of earlier versions) serves a re-pick the same way; kept as it is while unchanged, written
+    as a folder once a re-pick adds to it."""
+    from jobs.golden.candidates import candidates_table, read_candidates
+
+    store = _copy(base_store, tmp_path / "re")
+    folder = store.root / "s"
+    pool = read_candidates(pq.read_table(folder / "candidates.parquet"))
+    images = {f"{i}.jpg": (folder / "candidates" / f"{i}.jpg").read_bytes() for i in pool}
+    pq.write_table(candidates_table(replace(c, image=images[f"{i}.jpg"]) for i, c in pool.items()),
+                   folder / "candidates.parquet")
+    one_file = (folder / "candidates.parquet").read_bytes()
+    shutil.rmtree(folder / "candidates")
+    gone = replace_source(StoredResult.of(store, "s"), tmp_path / "moved-away.mp4")
+    result = repick_video(gone, repick_params(BASE, top_k=8), store)  # no decoding: no video
+    assert result.ok and (folder / "candidates.parquet").read_bytes() == one_file
+    far = repick_video(StoredResult.of(store, "s"), repick_params(BASE, top_k=40, min_gap_s=0.4),
+                       store)
+    assert far.ok and far.manifest is not None
+    assert "image" not in pq.read_table(folder / "candidates.parquet").column_names
+    now = {p.name: p.read_bytes() for p in (folder / "candidates").iterdir()}
+    assert {name: now[name] for name in images} == images
+    assert set(now) == {f"{i}.jpg" for i in _pool(store.root)}
+    assert {g.frame_index for g in far.manifest.golden_frames} <= _pool(store.root)
 
 
 def test_no_candidates_stores_no_pool(scan, tmp_path):
