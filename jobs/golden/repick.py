@@ -192,10 +192,13 @@ def repick_video(base: StoredResult, params: GoldenParams, store: Store, *,
             frames[i] = Candidate(i, data, old.width, old.height, old.glint)
             kept.add(i)
     for i in wanted:
-        if i not in frames and i in pool and (pool[i].image is not None or (
-                in_folder is not None and pool_file(i, ext) in in_folder)):
+        if i in frames or i not in pool:
+            continue
+        if pool[i].image is not None:  # the pool in one file: its bytes
             frames[i] = pool[i]
-            linked.update([i] if pool[i].image is None else [])
+        elif in_folder is not None and pool_file(i, ext) in in_folder:
+            frames[i] = pool[i]
+            linked.add(i)
     missing = [i for i in wanted if i not in frames]
     if missing:
         frames.update(_read_source(base, stored, missing, params, sources or SourceOptions()))

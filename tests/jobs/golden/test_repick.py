@@ -384,3 +384,38 @@ def test_repick_on_supabase_reads_scores_and_picks_from_storage(scan, tmp_path):
             repick_video(base, repick_params(BASE, top_k=2), node("d"))
     finally:
         fake.stop()
+
+
+def test_a_local_result_repicked_through_supabase_links_locally_and_uploads(base_store, tmp_path):
+    """A result the local store wrote (its pool a folder), re-picked through the Supabase store
+    over the same folder: new picks hard-linked locally and uploaded; once the re-pick adds to
+    the pool, the bucket gets it in one file, every image in it."""
+    from jobs.golden.candidates import read_candidates
+    from jobs.stores.supabase import SupabaseStore
+    from jobs.stores.supabase_client import RetryPolicy, SupabaseClient, SupabaseCredentials
+    from supabase_standin import FakeSupabase
+
+    fake = FakeSupabase("service-key-for-tests").start()
+    try:
+        client = SupabaseClient(SupabaseCredentials(fake.url, "service-key-for-tests"),
+                                retry=RetryPolicy(2, 0.001, 0.01), timeout_s=10)
+        root = tmp_path / "a"
+        shutil.copytree(base_store, root)
+        images = {p.name: p.read_bytes() for p in (root / "s" / "candidates").iterdir()}
+        store = SupabaseStore(LocalStore(root), client)
+        gone = replace_source(StoredResult.of(store, "s"), tmp_path / "moved-away.mp4")
+        more = repick_video(gone, repick_params(BASE, top_k=8), store)
+        assert more.ok and more.manifest is not None and more.manifest.supabase.complete
+        for g in more.manifest.golden_frames:
+            assert fake.objects[("golden-frames", g.key)].data == \
+                (root / g.key).read_bytes() == images[g.key.split("/")[1]]
+        far = repick_video(StoredResult.of(store, "s"),
+                           repick_params(BASE, top_k=40, min_gap_s=0.4), store)
+        assert far.ok and far.manifest is not None and far.manifest.supabase.complete
+        pool = read_candidates(pq.read_table(pa.BufferReader(
+            fake.objects[("golden-frames", "s/candidates.parquet")].data)))
+        assert {f"{i}.jpg" for i in pool} >= set(images)
+        assert all(pool[int(name.split(".")[0])].image == data for name, data in images.items())
+        assert {g.frame_index for g in far.manifest.golden_frames} <= pool.keys()
+    finally:
+        fake.stop()
