@@ -44,19 +44,27 @@ class LocalSession:
         self._done = False
         self._carried: frozenset[str] | None = None  # the pool files carry_candidates brought
 
-    def put_image(self, frame_index: int, data: bytes, ext: str, content_type: str) -> tuple[str, str]:
+    def _image(self, frame_index: int, ext: str) -> tuple[str, str]:
+        """A golden image's key and its file's name in the result's folder."""
         key = object_key(self.scan_id, frame_index, ext, self.tenant)
-        write_atomic(self.staging / key.rsplit("/", 1)[1], data)
-        return key, (self.final / key.rsplit("/", 1)[1]).resolve().as_uri()
+        return key, key.rsplit("/", 1)[1]
+
+    def _stored(self, key: str, name: str) -> tuple[str, str]:
+        """``(key, uri)`` of an image stored as ``name``: where it is once committed."""
+        return key, (self.final / name).resolve().as_uri()
+
+    def put_image(self, frame_index: int, data: bytes, ext: str, content_type: str) -> tuple[str, str]:
+        key, name = self._image(frame_index, ext)
+        write_atomic(self.staging / name, data)
+        return self._stored(key, name)
 
     def keep_image(self, frame_index: int, data: bytes, ext: str,
                    content_type: str) -> tuple[str, str]:
         """An image the scan's current result already holds, unchanged (a re-pick keeping a
         pick): see ``keep_file``."""
-        key = object_key(self.scan_id, frame_index, ext, self.tenant)
-        name = key.rsplit("/", 1)[1]
+        key, name = self._image(frame_index, ext)
         self.keep_file(name, data, content_type)
-        return key, (self.final / name).resolve().as_uri()
+        return self._stored(key, name)
 
     def keep_file(self, name: str, data: bytes, content_type: str) -> str:
         """A file the scan's current result holds, unchanged (``data``, read from it):
@@ -105,10 +113,9 @@ class LocalSession:
         return self._carried
 
     def link_candidate(self, frame_index: int, ext: str, content_type: str) -> tuple[str, str]:
-        key = object_key(self.scan_id, frame_index, ext, self.tenant)
-        name = key.rsplit("/", 1)[1]
+        key, name = self._image(frame_index, ext)
         os.link(self.staging / pool_file(frame_index, ext), self.staging / name)
-        return key, (self.final / name).resolve().as_uri()
+        return self._stored(key, name)
 
     def put_table(self, name: str, table: pa.Table) -> str:
         """A Parquet file of the result (``scores.parquet``, ``candidates.parquet``); its key.
